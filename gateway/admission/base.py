@@ -1,0 +1,287 @@
+"""What every admission backend shares: subjects, tickets, periods, money units and errors.
+
+Semantics (identical in :class:`~gateway.admission.memory.MemoryAdmission` and
+:class:`~gateway.admission.redis_backend.RedisAdmission`):
+
+* ``admit`` checks every subject, then reserves on every subject, as one atomic step. Checks
+  run in this order and the first failure wins: budgets (all subjects), RPM, TPM.
+* Budget: admit only if ``spent + reserved + reservation <= budget`` for the subject's current
+  calendar window (UTC day, ISO week from Monday, month; ``total`` never resets). A zero
+  reservation is never blocked by a budget. Money is integer nano-dollars inside the backends.
+* Rate limits are **fixed 60-second windows** aligned to the epoch minute: a request counts 1
+  towards RPM and its token estimate towards TPM in the minute it was admitted. ``Retry-After``
+  is the time left in that minute (a burst can reach 2x the limit across one boundary; that is
+  the price of exact "remaining" headers).
+* ``settle`` replaces the reservation with the actual cost (added to ``spent`` even if it
+  overshoots) and corrects the TPM count by ``actual - estimate``; ``release`` is a settle
+  with zero cost and zero tokens (the request still counts towards RPM). Each runs at most
+  once per ticket; later calls return False.
+* A reservation whose holder never settles (a crashed replica) expires after
+  ``reservation_ttl_s`` and stops counting against the budget.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Literal, Protocol
+
+from gateway.errors import BudgetExceeded, RateLimited
+
+Kind = Literal["key", "project"]
+Period = Literal["daily", "weekly", "monthly", "total"]
+NANOS = Decimal(1_000_000_000)
+RATE_WINDOW_S = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Something that has a budget and/or rate limits: an API key or a project."""
+
+    kind: Kind
+    id: str
+    budget_usd: Decimal | None = None
+    period: Period = "monthly"
+    rpm: int | None = None
+    tpm: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One budget period: its id (part of the counter's name), start and end (None for ``total``)."""
+
+    id: str
+    start: datetime | None
+    end: datetime | None
+
+
+def budget_window(period: Period, now: datetime) -> Window:
+    """The calendar window (UTC) that ``now`` falls in."""
+    now = as_utc(now)
+    day = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    if period == "daily":
+        return Window(f"d{day:%Y%m%d}", day, day + timedelta(days=1))
+    if period == "weekly":
+        monday = day - timedelta(days=day.weekday())
+        return Window(f"w{monday:%Y%m%d}", monday, monday + timedelta(days=7))
+    if period == "monthly":
+        start = day.replace(day=1)
+        end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+        return Window(f"m{start:%Y%m}", start, end)
+    if period == "total":
+        return Window("total", None, None)
+    raise ValueError(f"unknown budget period '{period}'")
+
+
+def as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def usd_to_nanos(usd: Decimal | int | str, *, round_up: bool) -> int:
+    """USD -> integer nano-dollars; reservations and spend round up, budgets round down."""
+    amount = Decimal(usd) * NANOS
+    if amount < 0:
+        raise ValueError(f"a money amount cannot be negative: {usd}")
+    return int(amount.to_integral_value(ROUND_CEILING if round_up else ROUND_FLOOR))
+
+
+def nanos_to_usd(nanos: int) -> Decimal:
+    return Decimal(nanos) / NANOS
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitInfo:
+    """The most constraining RPM and TPM limits among a request's subjects (None when unlimited)."""
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests_s: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens_s: float | None = None
+
+    def headers(self) -> dict[str, str]:
+        """OpenAI's ``x-ratelimit-*`` response headers."""
+        out: dict[str, str] = {}
+        if self.limit_requests is not None:
+            out["x-ratelimit-limit-requests"] = str(self.limit_requests)
+            out["x-ratelimit-remaining-requests"] = str(max(0, self.remaining_requests or 0))
+            out["x-ratelimit-reset-requests"] = format_duration(self.reset_requests_s or 0.0)
+        if self.limit_tokens is not None:
+            out["x-ratelimit-limit-tokens"] = str(self.limit_tokens)
+            out["x-ratelimit-remaining-tokens"] = str(max(0, self.remaining_tokens or 0))
+            out["x-ratelimit-reset-tokens"] = format_duration(self.reset_tokens_s or 0.0)
+        return out
+
+
+@dataclass(slots=True)
+class Ticket:
+    """An admitted request's reservation; hand it back to ``settle`` or ``release`` exactly once."""
+
+    id: str
+    subjects: tuple[Subject, ...]
+    tokens: int
+    reserve_nanos: int
+    windows: tuple[str | None, ...]  # budget window per subject at admit time (None: no budget)
+    rate_window: int  # epoch minute the request was counted in
+    limits: RateLimitInfo = field(default_factory=RateLimitInfo)
+
+    @property
+    def reserve_usd(self) -> Decimal:
+        return nanos_to_usd(self.reserve_nanos)
+
+    def headers(self) -> dict[str, str]:
+        return self.limits.headers()
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetState:
+    """A subject's current budget window, for dashboards and tests."""
+
+    window: Window
+    spent_usd: Decimal
+    reserved_usd: Decimal
+    budget_usd: Decimal | None
+
+
+class Admission(Protocol):
+    """Rate limits and budget reservations, checked and taken atomically for all subjects."""
+
+    async def admit(
+        self, subjects: Sequence[Subject], *, tokens: int, reserve_usd: Decimal, now: datetime | None = None
+    ) -> Ticket:
+        """Reserve, or raise :class:`RateLimited` / :class:`BudgetExceeded` having changed nothing."""
+        ...
+
+    async def settle(self, ticket: Ticket, *, actual_usd: Decimal, actual_tokens: int) -> bool:
+        """Replace the reservation with the actual cost and tokens; False if already settled."""
+        ...
+
+    async def release(self, ticket: Ticket) -> bool:
+        """Give the reservation and tokens back (the request reached no backend)."""
+        ...
+
+    async def seed_spend(self, subject: Subject, period_start: datetime, usd: Decimal) -> bool:
+        """Set the window's spend (from the ledger) unless the backend already has it."""
+        ...
+
+    async def budget_state(self, subject: Subject, now: datetime | None = None) -> BudgetState:
+        ...
+
+    async def aclose(self) -> None:
+        ...
+
+
+# ---------------------------------------------------------------- shared helpers for the backends
+
+
+def unique_subjects(subjects: Sequence[Subject]) -> tuple[Subject, ...]:
+    seen: dict[str, Subject] = {}
+    for subject in subjects:
+        seen.setdefault(subject.key, subject)
+    return tuple(seen.values())
+
+
+def new_ticket_id() -> str:
+    return uuid.uuid4().hex
+
+
+def rate_minute(now: datetime) -> tuple[int, float]:
+    """(epoch minute, seconds left in it)."""
+    ts = as_utc(now).timestamp()
+    minute = int(ts // RATE_WINDOW_S)
+    return minute, (minute + 1) * RATE_WINDOW_S - ts
+
+
+def window_ttl_s(window: Window, now: datetime, grace_s: int = 86_400) -> int:
+    """How long a budget counter must live: to the window's end plus a grace for late settles; -1 never expires."""
+    if window.end is None:
+        return -1
+    return max(1, math.ceil((window.end - as_utc(now)).total_seconds()) + grace_s)
+
+
+def rate_info(
+    subjects: Sequence[Subject], requests: Sequence[int], tokens: Sequence[int], reset_s: float
+) -> RateLimitInfo:
+    """The tightest limits given each subject's counts in the current minute."""
+    best_r: tuple[int, int] | None = None  # (remaining, limit)
+    best_t: tuple[int, int] | None = None
+    for subject, used_r, used_t in zip(subjects, requests, tokens, strict=True):
+        if subject.rpm is not None:
+            cand = (subject.rpm - used_r, subject.rpm)
+            best_r = cand if best_r is None or cand < best_r else best_r
+        if subject.tpm is not None:
+            cand = (subject.tpm - used_t, subject.tpm)
+            best_t = cand if best_t is None or cand < best_t else best_t
+    return RateLimitInfo(
+        limit_requests=best_r[1] if best_r else None,
+        remaining_requests=best_r[0] if best_r else None,
+        reset_requests_s=reset_s if best_r else None,
+        limit_tokens=best_t[1] if best_t else None,
+        remaining_tokens=best_t[0] if best_t else None,
+        reset_tokens_s=reset_s if best_t else None,
+    )
+
+
+REASON_BUDGET, REASON_RPM, REASON_TPM = 1, 2, 3
+
+
+def rejection(
+    reason: int,
+    subject: Subject,
+    *,
+    now: datetime,
+    info: RateLimitInfo,
+    reset_s: float,
+    spent_nanos: int = 0,
+    reserved_nanos: int = 0,
+    reserve_nanos: int = 0,
+    tokens: int = 0,
+) -> RateLimited:
+    """The error for a refused admit, with ``Retry-After`` and the ``x-ratelimit-*`` headers."""
+    who = f"{subject.kind} '{subject.id}'"
+    headers = info.headers()
+    if reason == REASON_BUDGET:
+        window = budget_window(subject.period, now)
+        used = nanos_to_usd(spent_nanos + reserved_nanos)
+        message = (
+            f"Budget exceeded for {who}: ${_money(used)} of the {subject.period} budget of "
+            f"${_money(subject.budget_usd or Decimal(0))} is spent or reserved, and this request may cost up to "
+            f"${_money(nanos_to_usd(reserve_nanos))}."
+        )
+        if window.end is not None:
+            headers["retry-after"] = str(max(1, math.ceil((window.end - as_utc(now)).total_seconds())))
+            message += f" The budget resets at {window.end:%Y-%m-%dT%H:%M:%SZ}."
+        return BudgetExceeded(message, headers=headers)
+    headers["retry-after"] = str(max(1, math.ceil(reset_s)))
+    if reason == REASON_RPM:
+        message = f"Rate limit reached for {who}: {subject.rpm} requests per minute. Retry in {headers['retry-after']}s."
+    elif subject.tpm is not None and tokens > subject.tpm:
+        message = (
+            f"Request too large for {who}: it may use {tokens} tokens but the limit is {subject.tpm} tokens per "
+            "minute. Lower max_tokens or shorten the prompt."
+        )
+    else:
+        message = f"Rate limit reached for {who}: {subject.tpm} tokens per minute. Retry in {headers['retry-after']}s."
+    return RateLimited(message, headers=headers)
+
+
+def format_duration(seconds: float) -> str:
+    """OpenAI's reset format: ``250ms``, ``12s``, ``1m30s``."""
+    if seconds < 1:
+        return f"{max(0, int(seconds * 1000))}ms"
+    minutes, secs = divmod(seconds, 60)
+    secs_text = f"{round(secs, 3):g}s"
+    return f"{int(minutes)}m{secs_text}" if minutes >= 1 else secs_text
+
+
+def _money(amount: Decimal) -> str:
+    return f"{amount.quantize(Decimal('0.000001')).normalize():f}"

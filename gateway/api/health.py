@@ -1,0 +1,41 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from gateway.proxy import json_response
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["health"])
+async def healthz() -> Response:
+    """The process is alive and serving HTTP."""
+    return json_response({"status": "ok"})
+
+
+@router.get("/readyz", tags=["health"])
+async def readyz(request: Request) -> Response:
+    """Config loaded and every configured dependency (database, Redis) reachable."""
+    state = request.app.state.gateway
+    checks: dict[str, str] = {"config": "ok"}
+    ready = True
+    for name, probe in (("database", state.db), ("redis", state.admission)):
+        ping = getattr(probe, "ping", None)
+        if ping is None:
+            continue
+        try:
+            async with asyncio.timeout(2.0):
+                await ping()
+            checks[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - a probe reports, never raises
+            checks[name] = f"unreachable: {type(exc).__name__}"
+            ready = False
+    if getattr(request.app.state, "draining", False):
+        checks["draining"] = "true"
+        ready = False
+    return json_response({"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503)

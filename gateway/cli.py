@@ -1,0 +1,124 @@
+"""``switchyard`` command line: serve, check, version (and the admin commands)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from gateway import __version__
+from gateway.config import ConfigError, load_config
+
+CONFIG_ENV = "SWITCHYARD_CONFIG"
+
+
+def app_from_env():  # noqa: ANN201 - uvicorn factory
+    """Factory for uvicorn (``--workers N`` re-imports the app in each worker process)."""
+    from gateway.app import create_app
+
+    return create_app(config_path=os.environ[CONFIG_ENV])
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from gateway.logs import configure_logging
+
+    configure_logging(args.log_level)
+    os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    workers = args.workers or config.server.workers
+    print(f"switchyard {__version__} serving on http://{host}:{port} ({workers} worker{'s' * (workers > 1)})", flush=True)
+    uvicorn.run(
+        "gateway.cli:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=args.log_level,
+        access_log=args.access_log,
+        timeout_graceful_shutdown=int(config.server.graceful_shutdown_s),
+        lifespan="on",
+    )
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    from gateway.runtime import compile_policy
+
+    router, profiles = compile_policy(config)
+    if args.explain:
+        from gateway.explain import explain_offline
+
+        try:
+            request = json.loads(Path(args.explain).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"{args.explain}: cannot read the request: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(explain_offline(config, router, request), indent=2))
+        return 0
+    disabled = [d.name for d in config.deployments if not d.is_enabled]
+    print(f"{args.config}: OK")
+    print(f"  deployments: {', '.join(profiles) or '-'}" + (f" (disabled: {', '.join(disabled)})" if disabled else ""))
+    print(f"  routes: {', '.join(r.name for r in config.routes) or '-'}")
+    print(f"  projects: {', '.join(p.name for p in config.projects) or '-'}")
+    return 0
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"switchyard {__version__}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchyard", description="OpenAI-compatible model gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", default="config.example.yaml")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, help="worker processes (default: server.workers)")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--access-log", action="store_true", help="log every request line")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check", help="validate a config file offline")
+    check.add_argument("config")
+    check.add_argument("--explain", metavar="REQUEST.json", help="print the routing decision for a request body")
+    check.set_defaults(func=cmd_check)
+
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(func=cmd_version)
+
+    try:
+        from gateway.cli_admin import add_admin_commands
+    except ImportError:
+        pass
+    else:
+        add_admin_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""The config file: strict schema, ``${VAR}`` / ``${VAR:-default}`` interpolation, cross-checks.
+
+``load_config(path)`` returns a validated :class:`GatewayConfig` or raises :class:`ConfigError`
+whose message names the file, the key path and the reason, e.g.
+``config.yaml: routes[0].candidates[2]: unknown deployment 'gpt-5'``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from routing.spec import CapabilityName, Level, Route, RoutingDefaults, SensitivityPolicy
+
+ProviderName = Literal["llamacpp", "openai_compatible", "litellm"]
+DEV_MASTER_KEY = "sk-switchyard-dev-master"
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; the message names the file, key path and reason."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=4000, ge=0, le=65535)
+    master_key: SecretStr = SecretStr(DEV_MASTER_KEY)
+    workers: int = Field(default=1, ge=1)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    reload_interval_s: float = Field(default=1.0, gt=0)  # how often the config file is checked
+    graceful_shutdown_s: float = Field(default=30.0, ge=0)
+
+
+class Timeouts(Strict):
+    """Seconds. ``first_byte`` bounds the wait for the response head (or the first stream event)."""
+
+    connect: float = Field(default=5.0, gt=0)
+    first_byte: float = Field(default=60.0, gt=0)
+    read: float = Field(default=600.0, gt=0)  # between two chunks of a response
+
+
+class Pricing(Strict):
+    """Either per-token prices (USD per million) or a GPU-hour cost with its throughput."""
+
+    input_per_mtok: Decimal | None = Field(default=None, ge=0)
+    output_per_mtok: Decimal | None = Field(default=None, ge=0)
+    cached_input_per_mtok: Decimal | None = Field(default=None, ge=0)
+    gpu_hour_usd: Decimal | None = Field(default=None, ge=0)
+    tokens_per_second: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _gpu_needs_throughput(self) -> Pricing:
+        if self.gpu_hour_usd and self.gpu_hour_usd > 0 and self.tokens_per_second is None:
+            raise ValueError("gpu_hour_usd > 0 needs tokens_per_second to turn an hour into a token price")
+        return self
+
+
+class DeploymentConfig(Strict):
+    """One backend a request can land on."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
+    provider: ProviderName
+    model: str = Field(min_length=1)
+    locality: Literal["self_hosted", "hosted"]
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    context_window: int = Field(default=8192, ge=1)
+    capabilities: list[CapabilityName] = Field(default_factory=lambda: ["chat", "completions"])
+    quality: int = Field(default=3, ge=1, le=5)
+    latency_ms: float | None = Field(default=None, ge=0)  # hint for the "fastest" objective
+    pricing: Pricing = Pricing()
+    timeouts: Timeouts = Timeouts()
+    max_connections: int = Field(default=256, ge=1)
+    enabled: bool | None = None  # None: on, except a hosted deployment whose api_key is empty
+    # llamacpp only
+    n_ctx: int | None = Field(default=None, ge=256)
+    n_threads: int | None = Field(default=None, ge=1)
+    max_queue: int = Field(default=64, ge=1)  # requests waiting for the embedded model
+    parallel: int = Field(default=1, ge=1)  # model instances (each has its own worker thread)
+    # litellm only: extra keyword arguments passed to litellm.acompletion (e.g. api_version)
+    litellm_params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> DeploymentConfig:
+        if self.provider == "openai_compatible" and not self.base_url:
+            raise ValueError("base_url: required for provider openai_compatible")
+        if self.provider != "llamacpp" and (self.n_ctx or self.n_threads):
+            raise ValueError("n_ctx / n_threads apply only to provider llamacpp")
+        return self
+
+    @property
+    def is_enabled(self) -> bool:
+        if self.enabled is not None:
+            return self.enabled
+        if self.provider == "litellm" and self.api_key is not None and not self.api_key.get_secret_value():
+            return False
+        return True
+
+
+class Budget(Strict):
+    usd: Decimal = Field(ge=0)
+    period: Literal["daily", "weekly", "monthly", "total"] = "monthly"
+
+
+class Limits(Strict):
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+
+
+class ProjectConfig(Strict):
+    name: str = Field(min_length=1)
+    budget: Budget | None = None
+    limits: Limits = Limits()
+    sensitivity_floor: Level = "public"
+
+
+class RetryConfig(Strict):
+    """Retries of one deployment before falling back to the next candidate."""
+
+    max_attempts_per_deployment: int = Field(default=2, ge=1, le=10)
+    backoff_base_s: float = Field(default=0.05, ge=0)
+    backoff_max_s: float = Field(default=2.0, ge=0)
+
+
+class CircuitBreakerConfig(Strict):
+    failure_threshold: int = Field(default=5, ge=1)  # consecutive failures that open the circuit
+    cooldown_s: float = Field(default=30.0, gt=0)
+
+
+class LedgerConfig(Strict):
+    batch_size: int = Field(default=200, ge=1)
+    flush_interval_ms: int = Field(default=200, ge=1)
+    spool_dir: str = "./spool"
+
+
+class GatewayConfig(Strict):
+    """The whole config file."""
+
+    server: ServerConfig = ServerConfig()
+    database_url: str = "sqlite:///./switchyard.db"
+    redis_url: str | None = None
+    deployments: list[DeploymentConfig] = Field(min_length=1)
+    routes: list[Route] = Field(default_factory=list)
+    projects: list[ProjectConfig] = Field(default_factory=lambda: [ProjectConfig(name="default")])
+    sensitivity: SensitivityPolicy = SensitivityPolicy()
+    routing: RoutingDefaults = RoutingDefaults()
+    retries: RetryConfig = RetryConfig()
+    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+    ledger: LedgerConfig = LedgerConfig()
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value in ("", "null", "none") else value
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> GatewayConfig:
+        errors: list[str] = []
+        names: dict[str, int] = {}
+        for i, dep in enumerate(self.deployments):
+            if dep.name in names:
+                errors.append(f"deployments[{i}].name: duplicate deployment name '{dep.name}'")
+            names[dep.name] = i
+        route_names: set[str] = set()
+        for r, route in enumerate(self.routes):
+            if route.name in route_names:
+                errors.append(f"routes[{r}].name: duplicate route name '{route.name}'")
+            if route.name in names:
+                errors.append(f"routes[{r}].name: '{route.name}' is already a deployment name")
+            route_names.add(route.name)
+            for c, cand in enumerate(route.candidates):
+                if cand not in names:
+                    errors.append(f"routes[{r}].candidates[{c}]: unknown deployment '{cand}'")
+            for f, fb in enumerate(route.fallbacks or []):
+                if fb not in route.candidates:
+                    errors.append(f"routes[{r}].fallbacks[{f}]: '{fb}' is not one of the route's candidates")
+            for k, rule in enumerate(route.rules):
+                for p, pref in enumerate(rule.prefer):
+                    if pref not in route.candidates:
+                        errors.append(f"routes[{r}].rules[{k}].prefer[{p}]: '{pref}' is not one of the route's candidates")
+                for part in ("allow", "deny"):
+                    flt = getattr(rule, part)
+                    for d, dep_name in enumerate((flt.deployments or []) if flt else []):
+                        if dep_name not in names:
+                            errors.append(f"routes[{r}].rules[{k}].{part}.deployments[{d}]: unknown deployment '{dep_name}'")
+        project_names: set[str] = set()
+        for p, project in enumerate(self.projects):
+            if project.name in project_names:
+                errors.append(f"projects[{p}].name: duplicate project name '{project.name}'")
+            project_names.add(project.name)
+        if errors:
+            raise ValueError("\n".join(errors))
+        return self
+
+    @property
+    def enabled_deployments(self) -> list[DeploymentConfig]:
+        return [d for d in self.deployments if d.is_enabled]
+
+    def deployment(self, name: str) -> DeploymentConfig | None:
+        return next((d for d in self.deployments if d.name == name), None)
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate_env(text: str, environ: Mapping[str, str] | None = None, *, source: str = "<config>") -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in one string; an unset bare ``${VAR}`` is an error."""
+    env = os.environ if environ is None else environ
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = env.get(name)
+        if value not in (None, ""):
+            return value
+        if default is not None:
+            return default
+        if value == "":
+            return ""
+        raise ConfigError(f"{source}: environment variable {name} is not set (write ${{{name}:-}} to allow empty)")
+
+    return _ENV_REF.sub(substitute, text)
+
+
+def _interpolate_tree(node: Any, environ: Mapping[str, str] | None, source: str, path: str = "") -> Any:
+    # Values only, after YAML parsing: comments are never expanded and an environment value can
+    # never inject YAML structure.
+    if isinstance(node, str):
+        return interpolate_env(node, environ, source=f"{source}: {path}" if path else source)
+    if isinstance(node, list):
+        return [_interpolate_tree(v, environ, source, f"{path}[{i}]") for i, v in enumerate(node)]
+    if isinstance(node, dict):
+        return {k: _interpolate_tree(v, environ, source, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+    return node
+
+
+def _format_pydantic_error(source: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        path = ""
+        for part in err["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        for piece in message.split("\n"):
+            # cross-reference errors already carry their own key path
+            lines.append(f"{source}: {piece}" if not path else f"{source}: {path}: {piece}")
+    return "\n".join(lines)
+
+
+def parse_config(text: str, *, source: str = "<config>", environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Validate config text; raise :class:`ConfigError` naming the key path on any problem."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys")
+    data = _interpolate_tree(data, environ, source)
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_pydantic_error(source, exc)) from None
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read and validate a config file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    return parse_config(text, source=str(file), environ=environ)
+
+
+def insecure_master_key(config: GatewayConfig) -> bool:
+    """True when the gateway would run with the published development master key."""
+    return config.server.master_key.get_secret_value() == DEV_MASTER_KEY

@@ -1,0 +1,6 @@
+"""The usage ledger: a batched writer that spools to disk when the database is down, and reports."""
+
+from gateway.ledger.usage import GROUP_BY_FIELDS, render_report, usage_report
+from gateway.ledger.writer import LedgerStats, LedgerWriter, normalize
+
+__all__ = ["GROUP_BY_FIELDS", "LedgerStats", "LedgerWriter", "normalize", "render_report", "usage_report"]

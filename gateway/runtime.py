@@ -1,0 +1,129 @@
+"""Everything derived from one config: the compiled router and the live provider adapters.
+
+A reload builds a new :class:`Runtime` and swaps it in; requests already running keep the one
+they started with. Adapters whose deployment config did not change are carried over (an
+embedded model is not loaded twice); dropped ones are closed after in-flight requests finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from gateway.config import DeploymentConfig, GatewayConfig
+from gateway.costmap import cost_entry
+from providers.base import Provider
+from providers.registry import build_provider
+from routing.pricing import prices_from
+from routing.router import Router
+from routing.types import DeploymentProfile
+
+log = logging.getLogger("switchyard.runtime")
+
+ProviderFactory = Callable[[DeploymentConfig], Provider]
+
+
+@dataclass
+class Runtime:
+    """One config's compiled router and providers."""
+
+    config: GatewayConfig
+    router: Router
+    profiles: dict[str, DeploymentProfile]
+    providers: dict[str, Provider]
+    deployment_configs: dict[str, DeploymentConfig] = field(default_factory=dict)
+    in_flight: int = 0
+
+    def provider(self, name: str) -> Provider:
+        return self.providers[name]
+
+
+def deployment_profile(dep: DeploymentConfig) -> DeploymentProfile:
+    """The router's view of a deployment: locality, capabilities, context and prices."""
+    p = dep.pricing
+    entry = cost_entry(dep.model) if dep.provider == "litellm" else None
+    prices = prices_from(
+        input_per_mtok=_f(p.input_per_mtok),
+        output_per_mtok=_f(p.output_per_mtok),
+        cached_input_per_mtok=_f(p.cached_input_per_mtok),
+        gpu_hour_usd=_f(p.gpu_hour_usd),
+        tokens_per_second=p.tokens_per_second,
+        cost_map_entry=entry,
+    )
+    return DeploymentProfile(
+        name=dep.name,
+        provider=dep.provider,
+        model=dep.model,
+        locality=dep.locality,
+        capabilities=frozenset(dep.capabilities),
+        context_window=dep.context_window,
+        quality=dep.quality,
+        prices=prices,
+        latency_ms=dep.latency_ms,
+    )
+
+
+def _f(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def compile_policy(config: GatewayConfig) -> tuple[Router, dict[str, DeploymentProfile]]:
+    """The router over the enabled deployments (disabled ones vanish from every route)."""
+    profiles = {d.name: deployment_profile(d) for d in config.enabled_deployments}
+    routes = [
+        r.model_copy(update={"candidates": [c for c in r.candidates if c in profiles]})
+        for r in config.routes
+    ]
+    routes = [r for r in routes if r.candidates]
+    return Router(routes, list(profiles.values()), config.sensitivity, config.routing), profiles
+
+
+def build_runtime(
+    config: GatewayConfig,
+    previous: Runtime | None = None,
+    factory: ProviderFactory = build_provider,
+) -> Runtime:
+    """Compile ``config``; reuse the previous runtime's adapters where the deployment is unchanged."""
+    enabled = config.enabled_deployments
+    router, profiles = compile_policy(config)
+    providers: dict[str, Provider] = {}
+    for dep in enabled:
+        old_cfg = previous.deployment_configs.get(dep.name) if previous else None
+        if previous is not None and old_cfg == dep and dep.name in previous.providers:
+            providers[dep.name] = previous.providers[dep.name]
+        else:
+            providers[dep.name] = factory(dep)
+    return Runtime(
+        config=config,
+        router=router,
+        profiles=profiles,
+        providers=providers,
+        deployment_configs={d.name: d for d in enabled},
+    )
+
+
+async def retire(old: Runtime, new: Runtime, grace_s: float = 30.0) -> None:
+    """Close the adapters ``new`` no longer uses, once ``old``'s in-flight requests are done."""
+    dropped = [p for name, p in old.providers.items() if new.providers.get(name) is not p]
+    if not dropped:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
+    while old.in_flight > 0 and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+    for provider in dropped:
+        try:
+            await provider.aclose()
+        except Exception:  # noqa: BLE001 - closing must not stop the others
+            log.exception("closing provider %s failed", getattr(provider, "name", "?"))
+
+
+async def close_all(runtime: Runtime) -> None:
+    for provider in runtime.providers.values():
+        try:
+            await provider.aclose()
+        except Exception:  # noqa: BLE001
+            log.exception("closing provider %s failed", getattr(provider, "name", "?"))

@@ -1,0 +1,99 @@
+"""Token counting with tiktoken, offline: the encodings bundled inside the litellm wheel.
+
+Used where a backend reports no usage (a stream cut short, an upstream without
+``include_usage``) and for admission's worst-case estimate before a request is sent.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+_O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
+
+
+def _point_tiktoken_at_bundled_encodings() -> None:
+    if os.environ.get("TIKTOKEN_CACHE_DIR"):
+        return
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    folder = Path(next(iter(spec.submodule_search_locations))) / "litellm_core_utils" / "tokenizers"
+    if folder.is_dir():
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
+
+
+@functools.cache
+def _encoding(name: str):  # noqa: ANN202 - tiktoken.Encoding
+    _point_tiktoken_at_bundled_encodings()
+    import tiktoken
+
+    return tiktoken.get_encoding(name)
+
+
+def encoding_name_for(model: str) -> str:
+    bare = model.rsplit("/", 1)[-1].lower()
+    return "o200k_base" if bare.startswith(_O200K_PREFIXES) else "cl100k_base"
+
+
+def count_text(text: str, model: str = "") -> int:
+    if not text:
+        return 0
+    return len(_encoding(encoding_name_for(model)).encode(text, disallowed_special=()))
+
+
+def _message_texts(message: dict[str, Any]) -> Iterable[str]:
+    content = message.get("content")
+    if isinstance(content, str):
+        yield content
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                yield part["text"]
+    for call in message.get("tool_calls") or ():
+        if isinstance(call, dict):
+            function = call.get("function") or {}
+            yield str(function.get("name") or "")
+            yield str(function.get("arguments") or "")
+    if isinstance(message.get("name"), str):
+        yield message["name"]
+
+
+def count_prompt(body: dict[str, Any], model: str = "") -> int:
+    """Prompt tokens of a chat, completion or embeddings body, OpenAI's counting convention."""
+    if isinstance(body.get("messages"), list):
+        total = 3  # every reply is primed with <|start|>assistant<|message|>
+        for message in body["messages"]:
+            if isinstance(message, dict):
+                total += 3 + sum(count_text(t, model) for t in _message_texts(message))
+        if body.get("tools"):
+            total += count_text(orjson.dumps(body["tools"]).decode(), model)
+        return total
+    value = body.get("prompt", body.get("input"))
+    if isinstance(value, str):
+        return count_text(value, model)
+    if isinstance(value, list):
+        total = 0
+        for item in value:
+            if isinstance(item, str):
+                total += count_text(item, model)
+            elif isinstance(item, list):
+                total += len(item)  # already token ids
+            elif isinstance(item, int):
+                total += 1
+        return total
+    return 0
+
+
+def max_output_tokens(body: dict[str, Any], default: int) -> int:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and value > 0:
+            return value * max(1, int(body.get("n") or 1))
+    return default * max(1, int(body.get("n") or 1))

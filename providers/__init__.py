@@ -1,0 +1,1 @@
+"""Backend adapters, all behind the small :class:`providers.base.Provider` interface."""

@@ -1,0 +1,215 @@
+"""The one seam through which the gateway talks HTTP to upstreams (aiohttp, pooled).
+
+aiohttp was chosen by measurement on the target machine: a bare pass-through forwarded ~6,500
+req/s with it against ~850 req/s with httpx 0.28. Keep every upstream HTTP call behind
+:class:`UpstreamHTTP` so the choice stays in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.errors import (
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatus,
+    UpstreamTimeout,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPTimeouts:
+    connect: float = 5.0
+    first_byte: float = 60.0
+    read: float = 600.0
+
+
+class UpstreamHTTP:
+    """A keep-alive connection pool to one base URL, with OpenAI-style error mapping."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        deployment: str,
+        headers: Mapping[str, str] | None = None,
+        timeouts: HTTPTimeouts = HTTPTimeouts(),
+        max_connections: int = 256,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.deployment = deployment
+        self.timeouts = timeouts
+        self._headers = {"content-type": "application/json", **(headers or {})}
+        self._max_connections = max_connections
+        self._session = session
+        self._owns_session = session is None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        # Created lazily so it binds to the running event loop (uvicorn's, or a test's).
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self.timeouts.connect, sock_read=self.timeouts.read
+                ),
+                json_serialize=lambda obj: orjson.dumps(obj).decode(),
+                auto_decompress=True,
+            )
+            self._owns_session = True
+        return self._session
+
+    async def post_json(self, path: str, payload: Mapping[str, Any]) -> bytes:
+        """POST a JSON body; return the raw 2xx body or raise an ``Upstream*`` error."""
+        session = self._get_session()
+        url = self.base_url + path
+        try:
+            async with asyncio.timeout(self.timeouts.first_byte):
+                response = await session.post(url, data=orjson.dumps(payload), headers=self._headers)
+            async with response:
+                body = await response.read()
+                if response.status >= 400:
+                    raise self._status_error(response.status, body, response.headers)
+                return body
+        except UpstreamError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every transport failure maps to one error tree
+            raise self._transport_error(exc) from exc
+
+    async def get_json(self, path: str) -> Any:
+        session = self._get_session()
+        try:
+            async with asyncio.timeout(self.timeouts.first_byte):
+                async with session.get(self.base_url + path, headers=self._headers) as response:
+                    body = await response.read()
+                    if response.status >= 400:
+                        raise self._status_error(response.status, body, response.headers)
+                    return orjson.loads(body)
+        except UpstreamError:
+            raise
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamProtocolError(f"{self.deployment}: invalid JSON from upstream", deployment=self.deployment) from exc
+        except BaseException as exc:  # noqa: BLE001
+            raise self._transport_error(exc) from exc
+
+    async def stream_sse(self, path: str, payload: Mapping[str, Any]) -> AsyncIterator[bytes]:
+        """POST and yield each SSE ``data:`` payload until ``[DONE]``.
+
+        A stream that ends without ``[DONE]`` raises :class:`UpstreamProtocolError` (cut short).
+        """
+        session = self._get_session()
+        url = self.base_url + path
+        try:
+            async with asyncio.timeout(self.timeouts.first_byte):
+                response = await session.post(url, data=orjson.dumps(payload), headers=self._headers)
+        except BaseException as exc:  # noqa: BLE001
+            raise self._transport_error(exc) from exc
+        async with response:
+            if response.status >= 400:
+                body = await response.read()
+                raise self._status_error(response.status, body, response.headers)
+            content_type = response.headers.get("content-type", "")
+            if "text/event-stream" not in content_type:
+                # Some servers answer an error object with 200 and JSON; surface it properly.
+                body = await response.read()
+                raise self._status_error(502, body, response.headers, fallback="upstream did not stream")
+            try:
+                async for payload_bytes in _iter_sse_data(response.content):
+                    if payload_bytes == b"[DONE]":
+                        return
+                    if payload_bytes.startswith(b'{"error"'):
+                        raise self._status_error(502, payload_bytes, response.headers)
+                    yield payload_bytes
+            except UpstreamError:
+                raise
+            except (GeneratorExit, asyncio.CancelledError):
+                raise
+            except BaseException as exc:  # noqa: BLE001
+                raise self._transport_error(exc, mid_stream=True) from exc
+        raise UpstreamProtocolError(
+            f"{self.deployment}: the upstream stream ended before [DONE]", deployment=self.deployment
+        )
+
+    def _status_error(
+        self, status: int, body: bytes, headers: Mapping[str, str], fallback: str | None = None
+    ) -> UpstreamStatus:
+        message, type_, code = _parse_error_body(body, fallback or f"upstream answered HTTP {status}")
+        retry_after = _parse_retry_after(headers.get("retry-after"))
+        return UpstreamStatus(
+            f"{self.deployment}: {message}",
+            upstream_status=status,
+            deployment=self.deployment,
+            upstream_type=type_,
+            upstream_code=code,
+            retry_after=retry_after,
+        )
+
+    def _transport_error(self, exc: BaseException, mid_stream: bool = False) -> UpstreamError:
+        if isinstance(exc, asyncio.CancelledError):
+            raise exc
+        if isinstance(exc, (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+            what = "stopped sending mid-stream" if mid_stream else "did not answer in time"
+            return UpstreamTimeout(f"{self.deployment}: upstream {what}", deployment=self.deployment)
+        if isinstance(exc, aiohttp.ClientPayloadError) or mid_stream:
+            return UpstreamProtocolError(f"{self.deployment}: upstream response was cut short", deployment=self.deployment)
+        if isinstance(exc, (aiohttp.ClientConnectionError, OSError)):
+            return UpstreamConnectionError(
+                f"{self.deployment}: cannot connect to upstream ({type(exc).__name__})", deployment=self.deployment
+            )
+        return UpstreamError(f"{self.deployment}: upstream call failed ({type(exc).__name__})", deployment=self.deployment)
+
+    async def aclose(self) -> None:
+        if self._session is not None and self._owns_session and not self._session.closed:
+            await self._session.close()
+
+
+async def _iter_sse_data(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """Yield the data of each SSE event (multi-line data joined by newlines)."""
+    data_lines: list[bytes] = []
+    async for raw_line in content:
+        line = raw_line.rstrip(b"\r\n")
+        if not line:
+            if data_lines:
+                yield b"\n".join(data_lines)
+                data_lines = []
+            continue
+        if line.startswith(b"data:"):
+            value = line[5:]
+            data_lines.append(value[1:] if value.startswith(b" ") else value)
+        # "event:", "id:", "retry:" and ":" comments carry nothing an OpenAI client needs.
+    if data_lines:
+        yield b"\n".join(data_lines)
+
+
+def _parse_error_body(body: bytes, fallback: str) -> tuple[str, str | None, str | None]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return (text[:500] or fallback), None, None
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            message = err.get("message") or err.get("detail") or fallback
+            code = err.get("code")
+            return str(message), err.get("type"), (str(code) if code is not None else None)
+        if isinstance(err, str):
+            return err, None, None
+    return fallback, None, None
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

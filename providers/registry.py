@@ -1,0 +1,23 @@
+"""Builds the adapter for a deployment from its config (adapters are imported lazily)."""
+
+from __future__ import annotations
+
+from gateway.config import DeploymentConfig
+from providers.base import Provider
+
+
+def build_provider(config: DeploymentConfig) -> Provider:
+    """Return the adapter for ``config.provider``; heavy backends are imported only when used."""
+    if config.provider == "openai_compatible":
+        from providers.openai_compatible import OpenAICompatibleProvider
+
+        return OpenAICompatibleProvider(config)
+    if config.provider == "llamacpp":
+        from providers.llamacpp import LlamaCppProvider
+
+        return LlamaCppProvider(config)
+    if config.provider == "litellm":
+        from providers.hosted_litellm import LiteLLMProvider
+
+        return LiteLLMProvider(config)
+    raise ValueError(f"unknown provider '{config.provider}'")

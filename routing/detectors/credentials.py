@@ -1,0 +1,128 @@
+"""API keys and tokens by their issuers' formats: OpenAI, Anthropic, AWS, GitHub, Slack, Stripe,
+and JWTs whose header decodes.
+
+Each of them starts a "long token" -- a run of 15+ ``[A-Za-z0-9_-]`` bytes (a JWT's header
+segment is one) -- so one pass looks only at those, few in ordinary text. A token is skipped
+unless it has letters and an issuer prefix (all-lowercase tokens -- identifiers, hashes, UUIDs --
+can only be old Slack tokens); then the full format and a validator are checked at each prefix.
+One detector per format shares the counts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable
+
+from routing.detectors.base import FunctionDetector, Scan, word_byte_before
+from routing.detectors.checks import shannon_entropy
+from routing.types import Sensitivity
+
+_HAS_DIGIT = re.compile(rb"\d")
+_HAS_LETTER = re.compile(rb"[A-Za-z]")
+
+
+def _random_looking(token: bytes, min_entropy: float = 3.0) -> bool:
+    """Real keys mix letters and digits; ``sk-learn-is-a-great-library`` does not."""
+    return bool(_HAS_DIGIT.search(token) and _HAS_LETTER.search(token)) and shannon_entropy(token.decode()) >= min_entropy
+
+
+def _openai_valid(match: re.Match[bytes], data: bytes) -> bool:
+    return not word_byte_before(data, match.start(), b"-") and _random_looking(match.group(1))
+
+
+def _jwt_valid(match: re.Match[bytes], data: bytes) -> bool:
+    if word_byte_before(data, match.start(), b"-"):
+        return False
+    header = match.group(1)
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(header + b"=" * (-len(header) % 4)))
+    except (binascii.Error, ValueError):
+        return False
+    return isinstance(decoded, dict) and "alg" in decoded
+
+
+Validator = Callable[[re.Match[bytes], bytes], bool]
+
+# detector name -> (issuer prefix, full format matched at the prefix, validator)
+FORMATS: dict[str, tuple[bytes, re.Pattern[bytes], Validator]] = {
+    "anthropic_api_key": (
+        rb"sk-ant-",
+        re.compile(rb"sk-ant-([A-Za-z0-9_-]{20,250})(?![A-Za-z0-9_-])"),
+        _openai_valid,
+    ),
+    "openai_api_key": (
+        rb"sk-",
+        re.compile(rb"sk-(?:proj-|svcacct-|admin-)?([A-Za-z0-9_-]{20,250})(?![A-Za-z0-9_-])"),
+        _openai_valid,
+    ),
+    # sk_/rk_ secret and restricted keys; pk_ (publishable) keys are public by design
+    "stripe_secret_key": (
+        rb"[sr]k_(?:live|test)_",
+        re.compile(rb"[sr]k_(?:live|test)_[A-Za-z0-9]{16,247}(?![A-Za-z0-9])"),
+        lambda m, data: not word_byte_before(data, m.start()),
+    ),
+    # access key ids: AKIA (long-term), ASIA (temporary), ABIA, ACCA, then 16 base-32 characters
+    "aws_access_key": (
+        rb"A(?:KIA|SIA|BIA|CCA)",
+        re.compile(rb"A(?:KIA|SIA|BIA|CCA)[A-Z2-7]{16}(?![A-Za-z0-9])"),
+        lambda m, data: not word_byte_before(data, m.start()),
+    ),
+    "github_token": (
+        rb"gh[pousr]_|github_pat_",
+        re.compile(rb"(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{50,250})(?![A-Za-z0-9_])"),
+        lambda m, data: not word_byte_before(data, m.start()) and _random_looking(m.group()),
+    ),
+    "slack_token": (
+        rb"xox[abprse]-",
+        re.compile(rb"xox[abprse]-[A-Za-z0-9-]{10,250}(?![A-Za-z0-9-])"),
+        lambda m, data: not word_byte_before(data, m.start(), b".") and bool(_HAS_DIGIT.search(m.group())),
+    ),
+    "jwt": (
+        rb"eyJ",
+        re.compile(rb"(eyJ[A-Za-z0-9_-]{8,})\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"),
+        _jwt_valid,
+    ),
+}
+_NOT_LETTERS = b"0123456789_-"
+_PREFIX_LITERALS = (b"sk-", b"k_live_", b"k_test_", b"AKIA", b"ASIA", b"ABIA", b"ACCA", b"gh", b"github_pat_", b"xox", b"eyJ")
+_ANY_PREFIX = re.compile(b"|".join(b"(?P<%s>%s)" % (name.encode(), fmt[0]) for name, fmt in FORMATS.items()))
+_MEMO_KEY = "credentials"
+
+
+def credential_counts(scan: Scan) -> dict[str, int]:
+    """Matches per format inside the scan's long tokens, computed once and shared."""
+    cached = scan.memo.get(_MEMO_KEY)
+    if cached is not None:
+        return cached
+    counts = dict.fromkeys(FORMATS, 0)
+    data = scan.data
+    for start, end in scan.long_tokens:
+        token = data[start:end]
+        if token.islower():
+            if b"xox" not in token:
+                continue
+        elif not token.translate(None, _NOT_LETTERS) or not any(lit in token for lit in _PREFIX_LITERALS):
+            continue
+        pos = start
+        while (prefix := _ANY_PREFIX.search(data, pos, end)) is not None:
+            name = prefix.lastgroup
+            assert name is not None
+            _, pattern, validate = FORMATS[name]
+            full = pattern.match(data, prefix.start())  # a JWT runs on past its header token
+            if full is not None and validate(full, data):
+                counts[name] += 1
+                pos = full.end()
+            else:
+                pos = prefix.start() + 1
+    scan.memo[_MEMO_KEY] = counts
+    return counts
+
+
+def _detector(name: str) -> FunctionDetector:
+    return FunctionDetector(name, Sensitivity.RESTRICTED, lambda scan: credential_counts(scan)[name])
+
+
+DETECTORS = tuple(_detector(name) for name in FORMATS)

@@ -1,0 +1,51 @@
+"""Admin-defined detectors from the config: a regex or a keyword list, with the level they imply."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from routing.detectors.base import Scan
+from routing.spec import Detector
+from routing.types import Sensitivity
+
+
+@dataclass(frozen=True, slots=True)
+class PatternDetector:
+    """An admin regex, compiled once per config, run over the request text as written."""
+
+    name: str
+    level: Sensitivity
+    pattern: re.Pattern[str]
+
+    def count(self, scan: Scan) -> int:
+        return sum(1 for _ in self.pattern.finditer(scan.text))
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordDetector:
+    """Whole-word keywords (project code names, customer names); a substring check runs first."""
+
+    name: str
+    level: Sensitivity
+    keywords: tuple[str, ...]
+    pattern: re.Pattern[str]
+    case_sensitive: bool
+
+    def count(self, scan: Scan) -> int:
+        haystack = scan.text if self.case_sensitive else scan.lower_text
+        if not any(word in haystack for word in self.keywords):
+            return 0
+        return sum(1 for _ in self.pattern.finditer(haystack))
+
+
+def compile_admin_detector(spec: Detector) -> PatternDetector | KeywordDetector:
+    """Turn one ``sensitivity.detectors[]`` entry into a detector."""
+    level = Sensitivity.parse(spec.level)
+    if spec.regex is not None:
+        flags = 0 if spec.case_sensitive else re.IGNORECASE
+        return PatternDetector(spec.name, level, re.compile(spec.regex, flags))
+    words = tuple(w if spec.case_sensitive else w.lower() for w in spec.keywords or () if w.strip())
+    alternatives = "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True))
+    pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)" if alternatives else r"(?!)")
+    return KeywordDetector(spec.name, level, words, pattern, spec.case_sensitive)

@@ -1,0 +1,165 @@
+"""The policy half of the config file (``routes:`` and ``sensitivity:``), as strict models.
+
+``gateway.config`` embeds these in the whole-file schema; the router compiles them once per
+config. Unknown keys are rejected everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from routing.types import TASKS, Sensitivity
+
+Level = Literal["public", "internal", "confidential", "restricted"]
+LocalityName = Literal["self_hosted", "hosted"]
+CapabilityName = Literal["chat", "completions", "embeddings", "tools", "vision", "json_schema"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TokenRange(Strict):
+    """Inclusive bounds on a token count; either may be omitted."""
+
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
+
+
+class When(Strict):
+    """A rule matches when every given condition holds (an empty ``when`` always matches)."""
+
+    sensitivity: list[Level] | None = None
+    task: list[str] | None = None
+    project: list[str] | None = None
+    key_tags: list[str] | None = None  # any of these tags on the caller's key
+    prompt_tokens: TokenRange | None = None
+    model: list[str] | None = None  # the model name the client asked for
+
+    @field_validator("task")
+    @classmethod
+    def _known_tasks(cls, value: list[str] | None) -> list[str] | None:
+        for task in value or []:
+            if task not in TASKS:
+                raise ValueError(f"unknown task '{task}'; expected one of {', '.join(TASKS)}")
+        return value
+
+
+class Filter(Strict):
+    """Conditions on deployments, used by ``allow`` and ``deny``.
+
+    ``allow`` keeps a deployment only if it meets every condition given; ``deny`` drops it if it
+    meets any (its locality or name is listed, it has a listed capability). The two ceilings mean
+    the same in both: a deployment whose output price or estimated request cost is above is dropped.
+    """
+
+    locality: list[LocalityName] | None = None
+    deployments: list[str] | None = None
+    capabilities: list[CapabilityName] | None = None
+    max_price_per_mtok: float | None = Field(default=None, ge=0)  # output price ceiling, USD / 1M tokens
+    max_cost_usd: float | None = Field(default=None, ge=0)  # estimated cost ceiling for this request
+
+
+class Rule(Strict):
+    """``when`` the request matches, narrow (``allow``/``deny``) and reorder (``prefer``) candidates."""
+
+    name: str = Field(min_length=1)
+    when: When = When()
+    allow: Filter | None = None
+    deny: Filter | None = None
+    prefer: list[str] = Field(default_factory=list)
+    objective: Literal["cheapest", "fastest", "best"] | None = None  # overrides the route's
+
+
+class Route(Strict):
+    """A model name clients can ask for, resolved by policy to one of its candidates."""
+
+    name: str = Field(min_length=1)
+    objective: Literal["cheapest", "fastest", "best"] = "cheapest"
+    candidates: list[str] = Field(min_length=1)
+    rules: list[Rule] = Field(default_factory=list)
+    fallbacks: list[str] | None = None  # explicit order after the ranked ones; members of candidates
+    on_violation: Literal["reroute", "block"] = "reroute"
+    default_max_tokens: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> Route:
+        seen: set[str] = set()
+        for i, rule in enumerate(self.rules):
+            if rule.name in seen:
+                raise ValueError(f"rules[{i}].name: duplicate rule name '{rule.name}'")
+            seen.add(rule.name)
+        return self
+
+
+class Detector(Strict):
+    """An admin-defined detector: a regex or a keyword list, and the level a hit implies."""
+
+    name: str = Field(min_length=1)
+    level: Level
+    regex: str | None = None
+    keywords: list[str] | None = None
+    case_sensitive: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Detector:
+        if (self.regex is None) == (self.keywords is None):
+            raise ValueError("give exactly one of 'regex' or 'keywords'")
+        if self.regex is not None:
+            import re
+
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"regex does not compile: {exc}") from None
+        return self
+
+
+class SensitivityPolicy(Strict):
+    """Tuning of the sensitivity signal."""
+
+    detectors: list[Detector] = Field(default_factory=list)
+    disable: list[str] = Field(default_factory=list)  # built-in detector names to switch off
+    levels: dict[str, Level] = Field(default_factory=dict)  # override a built-in's level
+    default_level: Level = "public"
+
+    @model_validator(mode="after")
+    def _known_names(self) -> SensitivityPolicy:
+        from routing.detectors.registry import BUILTIN_LEVELS  # the registry imports this module
+
+        known = ", ".join(BUILTIN_LEVELS)
+        errors = []
+        for i, name in enumerate(self.disable):
+            if name not in BUILTIN_LEVELS:
+                errors.append(f"disable[{i}]: unknown built-in detector '{name}'; expected one of {known}")
+        for name in self.levels:
+            if name not in BUILTIN_LEVELS:
+                errors.append(f"levels.{name}: unknown built-in detector '{name}'; expected one of {known}")
+        seen: set[str] = set()
+        for i, detector in enumerate(self.detectors):
+            if detector.name in BUILTIN_LEVELS or detector.name in seen:
+                errors.append(f"detectors[{i}].name: '{detector.name}' is already a detector name")
+            seen.add(detector.name)
+        if errors:
+            raise ValueError("\n".join(errors))
+        return self
+
+    def level_of(self, name: str) -> Sensitivity:
+        """The level a hit of detector ``name`` implies under this policy."""
+        if name in self.levels:
+            return Sensitivity.parse(self.levels[name])
+        for detector in self.detectors:
+            if detector.name == name:
+                return Sensitivity.parse(detector.level)
+        from routing.detectors.registry import BUILTIN_LEVELS
+
+        return BUILTIN_LEVELS[name]
+
+
+class RoutingDefaults(Strict):
+    """Numbers the router assumes when the request does not say."""
+
+    default_max_tokens: int = Field(default=256, ge=1)  # expected output when max_tokens is absent
+    chars_per_token: float = Field(default=4.0, gt=0)  # estimate when no tokenizer count is given

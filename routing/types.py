@@ -1,0 +1,132 @@
+"""Plain data that flows into and out of the router."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Literal
+
+Locality = Literal["self_hosted", "hosted"]
+Capability = Literal["chat", "completions", "embeddings", "tools", "vision", "json_schema"]
+Endpoint = Literal["chat", "completions", "embeddings"]
+Objective = Literal["cheapest", "fastest", "best"]
+TASKS: tuple[str, ...] = (
+    "chat", "code", "reasoning", "summarize", "extract", "classify", "translate", "embed", "tool_use",
+)
+
+
+class Sensitivity(IntEnum):
+    """How far a request's data may travel. Ordered: a higher level is never lowered."""
+
+    PUBLIC = 0
+    INTERNAL = 1
+    CONFIDENTIAL = 2
+    RESTRICTED = 3
+
+    @classmethod
+    def parse(cls, value: str | Sensitivity) -> Sensitivity:
+        if isinstance(value, Sensitivity):
+            return value
+        try:
+            return cls[value.strip().upper()]
+        except KeyError:
+            raise ValueError(
+                f"unknown sensitivity {value!r}; expected one of public, internal, confidential, restricted"
+            ) from None
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """USD per million tokens."""
+
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
+    cached_input_per_mtok: float | None = None
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
+        cached_price = self.input_per_mtok if self.cached_input_per_mtok is None else self.cached_input_per_mtok
+        uncached = max(0, prompt_tokens - cached_tokens)
+        return (uncached * self.input_per_mtok + cached_tokens * cached_price + completion_tokens * self.output_per_mtok) / 1e6
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentProfile:
+    """What the router knows about one deployment (no credentials, no URLs)."""
+
+    name: str
+    provider: str
+    model: str
+    locality: Locality
+    capabilities: frozenset[str]
+    context_window: int
+    quality: int = 3
+    prices: Prices = Prices()
+    latency_ms: float | None = None  # a static hint for the "fastest" objective
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingRequest:
+    """One request as the router sees it: the parsed body plus caller context."""
+
+    model: str
+    endpoint: Endpoint
+    body: Mapping[str, Any]
+    hints: Mapping[str, str] = field(default_factory=dict)  # sensitivity / task / project-tag
+    project: str | None = None
+    project_floor: Sensitivity = Sensitivity.PUBLIC
+    key_tags: frozenset[str] = frozenset()
+    prompt_tokens: int | None = None  # counted by the caller; estimated from characters when None
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorHit:
+    entity: str  # e.g. "credit_card", "aws_access_key"; never the matched value
+    count: int
+    level: Sensitivity
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    sensitivity: Sensitivity
+    sensitivity_sources: tuple[str, ...]  # "detector:email", "hint", "project_floor"
+    detections: tuple[DetectorHit, ...]
+    task: str
+    task_reason: str
+    prompt_tokens: int
+    max_output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    deployment: str
+    locality: Locality
+    estimated_cost_usd: float
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusion:
+    deployment: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The ranked candidates (execution walks them in order) and everything left out, with why."""
+
+    requested_model: str
+    route: str | None
+    rule: str | None
+    signals: Signals
+    candidates: tuple[Candidate, ...]
+    excluded: tuple[Exclusion, ...] = ()
+    rerouted: bool = False  # a pinned deployment was not allowed and another was chosen
+
+    @property
+    def deployments(self) -> tuple[str, ...]:
+        return tuple(c.deployment for c in self.candidates)

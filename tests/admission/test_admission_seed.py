@@ -1,0 +1,46 @@
+"""Seeding admission counters from the ledger after a restart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from gateway.admission import MemoryAdmission, RedisAdmission, Subject, budget_subjects, seed_from_ledger
+from gateway.config import Budget, ProjectConfig
+from gateway.db import Database, UsageRecord, sync_projects
+from gateway.errors import BudgetExceeded
+from gateway.keys import KeyStore
+from tests.db.fixtures import REDIS_URL
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+D = Decimal
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_restart_remembers_this_periods_spend(database: Database, redis_prefix: str, backend: str) -> None:
+    await sync_projects(database, [ProjectConfig(name="web", budget=Budget(usd=D(10), period="monthly"))])
+    row, _ = await KeyStore(database).create("web", "ci", budget_usd=D(1), budget_period="daily")
+    _, _ = await KeyStore(database).create("web", "unlimited")
+    async with database.session() as session:
+        session.add_all([
+            UsageRecord(id="a", ts=datetime(2026, 11, 20, 1, tzinfo=UTC), project="web", key_id=row.id, cost_usd=D("0.75")),
+            UsageRecord(id="b", ts=datetime(2026, 11, 19, 23, tzinfo=UTC), project="web", key_id=row.id, cost_usd=D("5")),
+            UsageRecord(id="c", ts=datetime(2026, 10, 31, 23, tzinfo=UTC), project="web", key_id=row.id, cost_usd=D("100")),
+        ])
+        await session.commit()
+    subjects = await budget_subjects(database)
+    assert sorted((s.kind, s.id) for s in subjects) == [("key", row.id), ("project", "web")]
+
+    adm = MemoryAdmission(clock=lambda: NOW) if backend == "memory" else RedisAdmission(REDIS_URL, redis_prefix, clock=lambda: NOW)
+    try:
+        assert await seed_from_ledger(adm, database, now=NOW) == 2
+        key_subject = Subject("key", row.id, D(1), "daily")
+        assert (await adm.budget_state(key_subject)).spent_usd == D("0.75")  # today only
+        assert (await adm.budget_state(Subject("project", "web", D(10), "monthly"))).spent_usd == D("5.75")  # November
+        with pytest.raises(BudgetExceeded):
+            await adm.admit([key_subject], tokens=1, reserve_usd=D("0.26"))
+        assert await seed_from_ledger(adm, database, now=NOW) == 0  # never overwrites live counters
+    finally:
+        await adm.aclose()

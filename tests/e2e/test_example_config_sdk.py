@@ -1,0 +1,91 @@
+"""The README's promise: the official OpenAI SDK against `switchyard serve` on the unmodified
+example config (embedded SmolLM2, no API keys, no other server)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from tests.helpers import ROOT, GatewayProcess
+
+pytestmark = pytest.mark.slow
+MASTER = "sk-switchyard-dev-master"  # the example config's default master key
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    workdir = tmp_path_factory.mktemp("example")
+    config = workdir / "config.yaml"
+    config.write_bytes((ROOT / "config.example.yaml").read_bytes())  # unmodified copy
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "SWITCHYARD_MASTER_KEY"}
+    process = GatewayProcess(config, env=env, cwd=workdir)
+    process.start(timeout=120)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def sdk(gateway: GatewayProcess) -> openai.OpenAI:
+    return openai.OpenAI(api_key=MASTER, base_url=gateway.base_url + "/v1", max_retries=0, timeout=120)
+
+
+def test_model_list_contains_auto(sdk: openai.OpenAI) -> None:
+    ids = [m.id for m in sdk.models.list()]
+    assert "auto" in ids and "local-smollm2" in ids
+
+
+def test_chat_answer_from_embedded_model(sdk: openai.OpenAI) -> None:
+    answer = sdk.chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": "What is the capital of France?"}], max_tokens=32
+    )
+    assert answer.choices[0].message.content.strip()
+    assert answer.usage.prompt_tokens > 0 and answer.usage.completion_tokens > 0
+
+
+def test_stream_has_several_content_deltas(sdk: openai.OpenAI) -> None:
+    stream = sdk.chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": "Name three colours."}], max_tokens=32, stream=True
+    )
+    deltas = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+    assert len(deltas) >= 3
+
+
+def test_embeddings_one_vector_per_input(sdk: openai.OpenAI) -> None:
+    result = sdk.embeddings.create(model="auto", input=["the cat sat", "a dog ran", "the cat sat"])
+    vectors = [d.embedding for d in result.data]
+    assert len(vectors) == 3
+    assert len({len(v) for v in vectors}) == 1 and len(vectors[0]) > 8
+    assert vectors[0] == vectors[2]
+    assert vectors[0] != vectors[1]
+
+
+def test_wrong_key_is_authentication_error(gateway: GatewayProcess) -> None:
+    bad = openai.OpenAI(api_key="sk-wrong", base_url=gateway.base_url + "/v1", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_unknown_model_is_not_found(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        sdk.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_broken_json_is_an_openai_shaped_400(gateway: GatewayProcess) -> None:
+    response = httpx.post(
+        gateway.base_url + "/v1/chat/completions",
+        content=b'{"model": "auto", "messages": [',
+        headers={"authorization": f"Bearer {MASTER}", "content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["message"]
+
+
+def test_health_and_readiness(gateway: GatewayProcess) -> None:
+    assert httpx.get(gateway.base_url + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(gateway.base_url + "/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
