@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from gateway import __version__
 from gateway import explain
-from gateway.api import health, openai
+from gateway.api import admin, health, openai
 from gateway.config import GatewayConfig, insecure_master_key, load_config
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, error_body, internal_error_body
 from gateway.executor import Executor
@@ -23,6 +23,7 @@ from gateway.health import CircuitBreakers
 from gateway.middleware import RequestIdMiddleware
 from gateway.reload import ConfigWatcher
 from gateway.runtime import build_runtime, close_all
+from gateway.services import start_services
 from gateway.state import GatewayState
 
 log = logging.getLogger("switchyard")
@@ -44,6 +45,10 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
         state = GatewayState(
             runtime=build_runtime(config), breakers=breakers, executor=Executor(breakers, config.retries), config_path=path
         )
+        services = await start_services(config)
+        state.db, state.keys, state.admission, state.ledger = services.db, services.keys, services.admission, services.ledger
+        state.accountant = services.accountant
+        state.extras["on_reload"] = services.on_reload
         app.state.gateway = state
         app.state.draining = False
         watcher = None
@@ -57,7 +62,10 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
             app.state.draining = True
             if watcher is not None:
                 await watcher.aclose()
-            await close_all(state.runtime)
+            try:
+                await close_all(state.runtime)
+            finally:
+                await services.aclose()
 
     app = FastAPI(
         title="Switchyard",
@@ -70,6 +78,7 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
     app.include_router(openai.router)
     app.include_router(health.router)
     app.include_router(explain.router)
+    app.include_router(admin.router)
     _install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -2,7 +2,8 @@
 
 A fallback is always the next member of the same plan, so it has passed the same privacy
 filter as the first choice. Errors that another attempt cannot fix (the caller's own 4xx)
-stop the walk at once.
+stop the walk at once. Every failure ends in :class:`AllDeploymentsFailed`, which carries each
+attempt so the ledger can record them.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ class Executor:
                 except UpstreamError as exc:
                     attempts.append(Attempt(name, exc, (time.perf_counter() - started) * 1000))
                     if not exc.retryable:
-                        raise
+                        raise AllDeploymentsFailed(attempts) from exc  # the caller's own error: no fallback
                     self.breakers.record_failure(name)
                     if not self._retry_same(exc, try_number):
                         break

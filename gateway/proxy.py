@@ -5,29 +5,34 @@ Routes in ``gateway.api.openai`` stay thin; everything a routed request goes thr
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from gateway.auth import Caller
 from gateway.errors import (
     AllDeploymentsFailed,
+    Attempt,
     GatewayError,
     InvalidRequest,
     ModelNotFound,
     NoPermittedDeployment,
     PermissionDenied,
-    error_body,
 )
-from gateway.executor import OpenStream, Outcome
+from gateway.accounting import Admitted, cost_usd, failed_attempt_rows, ledger_row, usage_or_count
+from gateway.executor import Outcome
+from gateway.sse import EventStreamResponse
+from gateway.streaming import StreamMeter, relay
 from gateway.requests import caller_hints, check_chat, check_completions, check_embeddings, read_json_body, upstream_body
 from gateway.runtime import Runtime
 from gateway.state import GatewayState
-from providers.base import Provider, Reply
+from providers.base import Provider
 from routing.errors import NoCandidates, PolicyBlocked, RoutingError, UnknownModel, UnsupportedEndpoint
 from routing.types import Plan, RoutingRequest, Sensitivity
 
@@ -141,24 +146,43 @@ def exhausted(routed: Routed, exc: AllDeploymentsFailed) -> GatewayError:
 
 
 async def serve(state: GatewayState, request: Request, endpoint: Endpoint) -> Response:
-    """Serve one routed OpenAI request, streamed or not."""
+    """Serve one routed OpenAI request, streamed or not: admit, execute, bill, respond."""
     routed = await route_request(state, request, endpoint)
+    accountant = state.accountant
+    admitted = await accountant.admit(routed.caller, routed.runtime, routed.plan, routed.body)
     send = upstream_body(routed.body)
     if routed.body.get("stream") and endpoint != "embeddings":
-        return await _serve_stream(state, routed, send)
+        return await _serve_stream(state, routed, admitted, send)
     runtime = routed.runtime
+    started = time.perf_counter()
     runtime.in_flight += 1
     try:
         call = _CALLS[endpoint]
         reply, outcome = await state.executor.call(routed.plan.deployments, runtime.providers, lambda p: call(p, send))
     except AllDeploymentsFailed as exc:
+        _record_failures(state, routed, exc.attempts, streamed=False)
+        await accountant.release(admitted)
         raise exhausted(routed, exc) from None
+    except BaseException:
+        await accountant.release(admitted)
+        raise
     finally:
         runtime.in_flight -= 1
+    model = runtime.profiles[outcome.deployment].model
+    usage = usage_or_count(reply.usage, send, _reply_text(reply.data), model)
+    cost = cost_usd(runtime.profiles[outcome.deployment].prices, usage)
+    await accountant.settle(admitted, cost, usage.prompt_tokens + usage.completion_tokens)
+    _record_failures(state, routed, outcome.attempts, streamed=False)
+    accountant.record(
+        ledger_row(
+            request_id=routed.request_id, caller=routed.caller, body=routed.body, plan=routed.plan, runtime=runtime,
+            deployment=outcome.deployment, usage=usage, cost=cost, status=200,
+            latency_ms=(time.perf_counter() - started) * 1000, fallbacks=outcome.fallbacks,
+        )
+    )
     headers = routing_headers(routed, outcome)
-    cost = _cost(runtime, outcome.deployment, reply)
-    if cost is not None:
-        headers["x-switchyard-cost-usd"] = f"{cost:.10f}".rstrip("0").rstrip(".") or "0"
+    headers.update(admitted.headers())
+    headers["x-switchyard-cost-usd"] = _format_usd(cost)
     return Response(content=reply.body, media_type="application/json", headers=headers)
 
 
@@ -173,18 +197,40 @@ _STREAMS: dict[str, Callable[[Provider, dict[str, Any]], AsyncIterator[bytes]]] 
 }
 
 
-def _cost(runtime: Runtime, deployment: str, reply: Reply) -> float | None:
-    usage = reply.usage
-    profile = runtime.profiles.get(deployment)
-    if usage is None or profile is None:
-        return None
-    details = usage.get("prompt_tokens_details") or {}
-    cached = details.get("cached_tokens") or 0 if isinstance(details, dict) else 0
-    return profile.prices.cost(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), int(cached))
+def _format_usd(cost: Decimal) -> str:
+    text = format(cost.normalize(), "f")
+    return text if text != "-0" else "0"
 
 
-async def _serve_stream(state: GatewayState, routed: Routed, send: dict[str, Any]) -> Response:
+def _reply_text(data: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for choice in data.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message")
+        if isinstance(message, dict):
+            parts.append(message.get("content") or "")
+            for call in message.get("tool_calls") or ():
+                function = (call or {}).get("function") or {}
+                parts.append((function.get("name") or "") + (function.get("arguments") or ""))
+        parts.append(choice.get("text") or "")
+    return "".join(p for p in parts if isinstance(p, str))
+
+
+def _record_failures(state: GatewayState, routed: Routed, attempts: list[Attempt], *, streamed: bool) -> None:
+    for row in failed_attempt_rows(
+        attempts, request_id=routed.request_id, caller=routed.caller, body=routed.body,
+        plan=routed.plan, runtime=routed.runtime, streamed=streamed,
+    ):
+        state.accountant.record(row)
+
+
+async def _serve_stream(state: GatewayState, routed: Routed, admitted: Admitted, send: dict[str, Any]) -> Response:
     runtime = routed.runtime
+    stream_options = send.get("stream_options") if isinstance(send.get("stream_options"), dict) else {}
+    meter = StreamMeter(client_wants_usage=bool(stream_options.get("include_usage")))
+    # Always ask for usage: it is what the stream is billed on.
+    send = {**send, "stream_options": {**stream_options, "include_usage": True}}
     runtime.in_flight += 1
     try:
         opened = await state.executor.open_stream(
@@ -192,31 +238,42 @@ async def _serve_stream(state: GatewayState, routed: Routed, send: dict[str, Any
         )
     except AllDeploymentsFailed as exc:
         runtime.in_flight -= 1
+        _record_failures(state, routed, exc.attempts, streamed=True)
+        await state.accountant.release(admitted)
         raise exhausted(routed, exc) from None
     except BaseException:
         runtime.in_flight -= 1
+        await state.accountant.release(admitted)
         raise
+
+    async def finish(client_gone: bool) -> None:
+        try:
+            aclose = getattr(opened.rest, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            if meter.error is not None:
+                state.breakers.record_failure(opened.outcome.deployment)
+            reported = meter.usage or getattr(opened.rest, "usage", None)
+            model = runtime.profiles[opened.outcome.deployment].model
+            usage = usage_or_count(reported, send, meter.generated_text(), model)
+            cost = cost_usd(runtime.profiles[opened.outcome.deployment].prices, usage)
+            await state.accountant.settle(admitted, cost, usage.prompt_tokens + usage.completion_tokens)
+            _record_failures(state, routed, opened.outcome.attempts, streamed=True)
+            status = 200 if meter.error is None else meter.error.status
+            state.accountant.record(
+                ledger_row(
+                    request_id=routed.request_id, caller=routed.caller, body=routed.body, plan=routed.plan,
+                    runtime=runtime, deployment=opened.outcome.deployment, usage=usage, cost=cost, status=status,
+                    latency_ms=(time.perf_counter() - meter.started) * 1000, ttft_ms=meter.ttft_ms, streamed=True,
+                    fallbacks=opened.outcome.fallbacks, error=meter.error,
+                )
+            )
+        finally:
+            runtime.in_flight -= 1
+
     headers = routing_headers(routed, opened.outcome)
-    headers["cache-control"] = "no-cache"
-    headers["x-accel-buffering"] = "no"
-    return StreamingResponse(_relay(state, runtime, opened), media_type="text/event-stream", headers=headers)
-
-
-async def _relay(state: GatewayState, runtime: Runtime, opened: OpenStream) -> AsyncIterator[bytes]:
-    """Forward each upstream event as it arrives; a failure mid-stream becomes an error event."""
-    try:
-        yield b"data: " + opened.first + b"\n\n"
-        async for chunk in opened.rest:
-            yield b"data: " + chunk + b"\n\n"
-        yield b"data: [DONE]\n\n"
-    except GatewayError as exc:
-        state.breakers.record_failure(opened.outcome.deployment)
-        yield b"data: " + error_body(exc) + b"\n\n"
-    finally:
-        runtime.in_flight -= 1
-        aclose = getattr(opened.rest, "aclose", None)
-        if aclose is not None:
-            await aclose()
+    headers.update(admitted.headers())
+    return EventStreamResponse(relay(opened.first, opened.rest, meter), headers=headers, on_close=finish)
 
 
 def models_listing(state: GatewayState, caller: Caller) -> dict[str, Any]:

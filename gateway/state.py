@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from gateway.accounting import Accountant
 from gateway.auth import Caller, bearer_token, invalid_key, is_master_key
 from gateway.config import GatewayConfig
 from gateway.executor import Executor
@@ -26,7 +27,8 @@ class GatewayState:
     breakers: CircuitBreakers
     executor: Executor
     config_path: Path | None = None
-    # Wired in when the ledger / key store / admission are configured (see gateway.app).
+    accountant: Accountant = field(default_factory=lambda: Accountant(None, None))
+    # Long-lived services (gateway.services), set in the app's lifespan.
     db: Any = None
     keys: Any = None
     ledger: Any = None

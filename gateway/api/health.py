@@ -24,17 +24,21 @@ async def readyz(request: Request) -> Response:
     state = request.app.state.gateway
     checks: dict[str, str] = {"config": "ok"}
     ready = True
-    for name, probe in (("database", state.db), ("redis", state.admission)):
-        ping = getattr(probe, "ping", None)
+    probes = [("database", state.db)]
+    if state.config.redis_url:
+        probes.append(("redis", state.admission))
+    for name, service in probes:
+        ping = getattr(service, "ping", None)
         if ping is None:
             continue
         try:
-            async with asyncio.timeout(2.0):
-                await ping()
-            checks[name] = "ok"
+            async with asyncio.timeout(2.5):
+                ok = await ping()
         except Exception as exc:  # noqa: BLE001 - a probe reports, never raises
-            checks[name] = f"unreachable: {type(exc).__name__}"
-            ready = False
+            ok, checks[name] = False, f"unreachable: {type(exc).__name__}"
+        else:
+            checks[name] = "ok" if ok is not False else "unreachable"
+        ready = ready and ok is not False
     if getattr(request.app.state, "draining", False):
         checks["draining"] = "true"
         ready = False

@@ -1,0 +1,211 @@
+"""Admission before a request, settlement and the ledger row after it.
+
+* Before: RPM/TPM and a budget reservation of the worst case — prompt tokens plus the output
+  cap, at the priciest deployment of the plan — for the key and its project, atomically.
+* After: the actual usage (the upstream's, or counted with tiktoken when it gives none, incl.
+  streams cut short), the cost in exact decimals, the reservation settled, one ledger row per
+  attempt that reached a backend.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from gateway.admission import Admission, Subject, Ticket
+from gateway.auth import Caller
+from gateway.config import GatewayConfig
+from gateway.errors import Attempt, GatewayError
+from gateway.runtime import Runtime
+from gateway.tokens import count_prompt, count_text, max_output_tokens
+from routing.types import Plan, Prices
+
+log = logging.getLogger("switchyard.accounting")
+_MTOK = Decimal(1_000_000)
+_QUANTUM = Decimal("1e-10")
+
+
+@dataclass(slots=True)
+class Usage:
+    """Tokens of one answered request; ``counted`` when the gateway had to count them itself."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    counted: bool = False
+
+    @classmethod
+    def from_openai(cls, usage: dict[str, Any] | None) -> Usage | None:
+        if not isinstance(usage, dict) or usage.get("prompt_tokens") is None:
+            return None
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        return cls(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), int(cached or 0))
+
+
+def _price(per_mtok: float | None) -> Decimal:
+    # Prices arrive as floats (litellm's map is per token); 9 decimals per million is far finer
+    # than any provider's price list, and keeps 0.15 from becoming 0.15000000000000002.
+    return Decimal(f"{per_mtok or 0.0:.9f}")
+
+
+def cost_usd(prices: Prices, usage: Usage) -> Decimal:
+    """Exact cost of ``usage`` at ``prices`` (cached input at its own price when given)."""
+    cached_price = prices.input_per_mtok if prices.cached_input_per_mtok is None else prices.cached_input_per_mtok
+    uncached = max(0, usage.prompt_tokens - usage.cached_tokens)
+    total = (
+        uncached * _price(prices.input_per_mtok)
+        + usage.cached_tokens * _price(cached_price)
+        + usage.completion_tokens * _price(prices.output_per_mtok)
+    ) / _MTOK
+    return total.quantize(_QUANTUM)
+
+
+def subjects_for(caller: Caller, config: GatewayConfig) -> list[Subject]:
+    """The key (when a virtual key is used) and its project, each with its budget and limits."""
+    info = caller.key_info
+    if info is not None and hasattr(info, "subjects"):
+        return list(info.subjects())
+    project = next((p for p in config.projects if p.name == caller.project), None)
+    if project is None:
+        return []
+    budget = project.budget
+    return [
+        Subject(
+            "project",
+            project.name,
+            budget.usd if budget else None,
+            budget.period if budget else "monthly",
+            project.limits.rpm,
+            project.limits.tpm,
+        )
+    ]
+
+
+@dataclass(slots=True)
+class Admitted:
+    """What admission granted a request."""
+
+    ticket: Ticket | None
+    prompt_tokens: int  # the estimate the reservation was made with
+
+    def headers(self) -> dict[str, str]:
+        return self.ticket.headers() if self.ticket is not None else {}
+
+
+class Accountant:
+    """Admission, settlement and ledger rows for every routed request."""
+
+    def __init__(self, admission: Admission | None, ledger: Any | None) -> None:
+        self.admission = admission
+        self.ledger = ledger
+
+    async def admit(self, caller: Caller, runtime: Runtime, plan: Plan, body: dict[str, Any]) -> Admitted:
+        """Check limits and reserve the worst case; raises RateLimited / BudgetExceeded."""
+        subjects = [s for s in subjects_for(caller, runtime.config) if s.budget_usd is not None or s.rpm or s.tpm]
+        if self.admission is None or not subjects:
+            return Admitted(None, plan.signals.prompt_tokens)
+        prices = [runtime.profiles[d].prices for d in plan.deployments if d in runtime.profiles]
+        priced = any(p.input_per_mtok or p.output_per_mtok for p in prices)
+        budgeted = any(s.budget_usd is not None for s in subjects)
+        # tiktoken's count when money is at stake; the router's estimate is enough for TPM alone.
+        prompt = count_prompt(body, runtime.profiles[plan.deployments[0]].model) if priced and budgeted else plan.signals.prompt_tokens
+        output = max_output_tokens(body, plan.signals.max_output_tokens or runtime.config.routing.default_max_tokens)
+        worst = max((cost_usd(p, Usage(prompt, output)) for p in prices), default=Decimal(0))
+        ticket = await self.admission.admit(subjects, tokens=prompt + output, reserve_usd=worst)
+        return Admitted(ticket, prompt)
+
+    async def release(self, admitted: Admitted) -> None:
+        """The request reached no backend: give the reservation back."""
+        if self.admission is not None and admitted.ticket is not None:
+            try:
+                await self.admission.release(admitted.ticket)
+            except Exception:  # noqa: BLE001 - an unreleased hold expires on its own
+                log.exception("releasing admission ticket %s failed", admitted.ticket.id)
+
+    async def settle(self, admitted: Admitted, cost: Decimal, tokens: int) -> None:
+        if self.admission is not None and admitted.ticket is not None:
+            try:
+                await self.admission.settle(admitted.ticket, actual_usd=cost, actual_tokens=tokens)
+            except Exception:  # noqa: BLE001 - the ledger row below still records the spend
+                log.exception("settling admission ticket %s failed", admitted.ticket.id)
+
+    def record(self, row: dict[str, Any]) -> None:
+        """Queue one ledger row (never blocks on the database)."""
+        if self.ledger is None:
+            return
+        try:
+            self.ledger.submit(row)
+        except Exception:  # noqa: BLE001 - the response must not fail for the ledger's sake
+            log.exception("ledger submit failed for request %s", row.get("request_id"))
+
+
+def usage_or_count(
+    reported: dict[str, Any] | None, body: dict[str, Any], completion_text: str, model: str
+) -> Usage:
+    """The upstream's usage, or tiktoken's count of what was sent and what came back."""
+    usage = Usage.from_openai(reported)
+    if usage is not None:
+        return usage
+    return Usage(count_prompt(body, model), count_text(completion_text, model), 0, counted=True)
+
+
+def ledger_row(
+    *,
+    request_id: str,
+    caller: Caller,
+    body: dict[str, Any],
+    plan: Plan,
+    runtime: Runtime,
+    deployment: str,
+    usage: Usage | None,
+    cost: Decimal,
+    status: int,
+    latency_ms: float,
+    ttft_ms: float | None = None,
+    streamed: bool = False,
+    fallbacks: int = 0,
+    error: GatewayError | None = None,
+) -> dict[str, Any]:
+    profile = runtime.profiles.get(deployment)
+    usage = usage or Usage()
+    return {
+        "ts": datetime.now(UTC),
+        "request_id": request_id,
+        "project": caller.project,
+        "key_id": caller.key_id,
+        "requested_model": str(body.get("model", "")),
+        "route": plan.route,
+        "rule": plan.rule,
+        "deployment": deployment,
+        "provider": profile.provider if profile else None,
+        "locality": profile.locality if profile else None,
+        "sensitivity": plan.signals.sensitivity.label,
+        "task": plan.signals.task,
+        "prompt_tokens": usage.prompt_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cost_usd": cost,
+        "latency_ms": round(latency_ms, 3),
+        "ttft_ms": None if ttft_ms is None else round(ttft_ms, 3),
+        "status": status,
+        "error_type": error.code if error is not None else None,
+        "streamed": streamed,
+        "fallbacks": fallbacks,
+    }
+
+
+def failed_attempt_rows(
+    attempts: list[Attempt], *, request_id: str, caller: Caller, body: dict[str, Any], plan: Plan, runtime: Runtime, streamed: bool
+) -> list[dict[str, Any]]:
+    """One zero-cost row per failed attempt, so the ledger shows every backend call."""
+    return [
+        ledger_row(
+            request_id=request_id, caller=caller, body=body, plan=plan, runtime=runtime, deployment=a.deployment,
+            usage=None, cost=Decimal(0), status=a.error.status, latency_ms=a.elapsed_ms, streamed=streamed, error=a.error,
+        )
+        for a in attempts
+    ]

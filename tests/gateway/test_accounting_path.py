@@ -1,0 +1,179 @@
+"""Virtual keys, admission and the ledger on the request path (in-process, real SQLite)."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlmodel import select
+
+from gateway.db.models import UsageRecord
+from gateway.tokens import count_text
+from tests.fakes.openai_upstream import FakeUpstream
+from tests.helpers import app_client, fake_deployment, make_config
+
+CHAT = {"model": "auto", "messages": [{"role": "user", "content": "Say hello"}]}
+
+
+def _config(upstream: FakeUpstream, tmp_path: Path, *, model: str = "m0", project: dict | None = None):
+    return make_config(
+        {
+            "database_url": f"sqlite:///{tmp_path}/ledger.db",
+            "deployments": [
+                fake_deployment(
+                    "paid", upstream.base_url, model=model, locality="hosted",
+                    pricing={"input_per_mtok": 1000, "output_per_mtok": 2000},
+                )
+            ],
+            "routes": [{"name": "auto", "candidates": ["paid"]}],
+            "projects": [project or {"name": "team-a"}],
+            "ledger": {"flush_interval_ms": 10, "spool_dir": str(tmp_path / "spool")},
+            "retries": {"max_attempts_per_deployment": 1},
+        }
+    )
+
+
+async def _issue_key(client, **body) -> str:
+    response = await client.post("/admin/keys", json={"project": "team-a", "name": "k", **body})
+    assert response.status_code == 201, response.text
+    return response.json()["key"]
+
+
+async def _ledger_rows(client) -> list[UsageRecord]:
+    state = client.app.state.gateway
+    await state.ledger.flush()
+    async with state.db.session() as session:
+        return list((await session.exec(select(UsageRecord).order_by(UsageRecord.ts))).all())
+
+
+async def test_virtual_key_request_is_billed_and_recorded(upstream: FakeUpstream, tmp_path: Path) -> None:
+    async with app_client(_config(upstream, tmp_path)) as client:
+        key = await _issue_key(client)
+        response = await client.post("/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {key}"})
+        assert response.status_code == 200
+        usage = response.json()["usage"]
+        expected = (Decimal(usage["prompt_tokens"]) * 1000 + Decimal(usage["completion_tokens"]) * 2000) / Decimal(10**6)
+        assert Decimal(response.headers["x-switchyard-cost-usd"]) == expected
+        rows = await _ledger_rows(client)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row.project == "team-a" and row.key_id and row.deployment == "paid" and row.status == 200
+    assert (row.prompt_tokens, row.completion_tokens) == (usage["prompt_tokens"], usage["completion_tokens"])
+    assert row.cost_usd == expected
+    assert row.request_id == response.headers["x-request-id"]
+
+
+async def test_revoked_key_is_refused(upstream: FakeUpstream, tmp_path: Path) -> None:
+    async with app_client(_config(upstream, tmp_path)) as client:
+        created = await client.post("/admin/keys", json={"project": "team-a", "name": "k"})
+        key, key_id = created.json()["key"], created.json()["id"]
+        ok = await client.post("/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {key}"})
+        assert ok.status_code == 200
+        await client.post(f"/admin/keys/{key_id}/revoke")
+        client.app.state.gateway.keys.invalidate()  # this replica; others see it within the cache TTL
+        refused = await client.post("/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {key}"})
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "invalid_api_key"
+
+
+async def test_key_limited_to_models(upstream: FakeUpstream, tmp_path: Path) -> None:
+    async with app_client(_config(upstream, tmp_path)) as client:
+        key = await _issue_key(client, models=["paid"])
+        headers = {"authorization": f"Bearer {key}"}
+        allowed = await client.post("/v1/chat/completions", json={**CHAT, "model": "paid"}, headers=headers)
+        denied = await client.post("/v1/chat/completions", json=CHAT, headers=headers)
+        listing = await client.get("/v1/models", headers=headers)
+    assert allowed.status_code == 200
+    assert denied.status_code == 404
+    assert [m["id"] for m in listing.json()["data"]] == ["paid"]
+
+
+async def test_budget_exhaustion_is_a_429_budget_exceeded(upstream: FakeUpstream, tmp_path: Path) -> None:
+    async with app_client(_config(upstream, tmp_path)) as client:
+        # Each request costs about $0.025 (8 prompt tokens at $1000/Mtok, 8 output at $2000/Mtok).
+        key = await _issue_key(client, budget={"usd": 1, "period": "total"})
+        headers = {"authorization": f"Bearer {key}"}
+        statuses = []
+        for _ in range(100):
+            response = await client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 8}, headers=headers)
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                error = response.json()["error"]
+                assert error["code"] == "budget_exceeded"
+                break
+        rows = await _ledger_rows(client)
+    assert statuses[-1] == 429
+    spent = sum(r.cost_usd for r in rows)
+    assert spent <= Decimal(1)
+    assert len(rows) == statuses.count(200)
+
+
+async def test_rate_limit_headers_and_429(upstream: FakeUpstream, tmp_path: Path) -> None:
+    project = {"name": "team-a", "limits": {"rpm": 3}}
+    async with app_client(_config(upstream, tmp_path, project=project)) as client:
+        key = await _issue_key(client)
+        headers = {"authorization": f"Bearer {key}"}
+        responses = [await client.post("/v1/chat/completions", json=CHAT, headers=headers) for _ in range(4)]
+    assert [r.status_code for r in responses] == [200, 200, 200, 429]
+    assert responses[0].headers["x-ratelimit-limit-requests"] == "3"
+    assert responses[1].headers["x-ratelimit-remaining-requests"] == "1"
+    assert responses[3].json()["error"]["code"] == "rate_limit_exceeded"
+    assert int(responses[3].headers["retry-after"]) >= 1
+
+
+async def test_stream_without_upstream_usage_is_counted_and_usage_chunk_hidden(upstream: FakeUpstream, tmp_path: Path) -> None:
+    async with app_client(_config(upstream, tmp_path, model="nousage")) as client:
+        response = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+        events = [e[6:] for e in response.text.split("\n\n") if e.startswith("data: ")]
+        chunks = [orjson.loads(e) for e in events if e != "[DONE]"]
+        text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+        rows = await _ledger_rows(client)
+    assert upstream.records[-1]["body"]["stream_options"] == {"include_usage": True}  # we always ask
+    assert all("usage" not in c or c["usage"] is None for c in chunks)
+    assert rows[-1].streamed and rows[-1].completion_tokens == count_text(text) > 0
+
+
+async def test_stream_usage_chunk_is_dropped_when_client_did_not_ask(upstream: FakeUpstream, tmp_path: Path) -> None:
+    async with app_client(_config(upstream, tmp_path)) as client:
+        plain = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+        asked = await client.post(
+            "/v1/chat/completions", json={**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+        )
+        rows = await _ledger_rows(client)
+    assert '"usage":{' not in plain.text
+    assert '"usage":{' in asked.text
+    assert all(r.completion_tokens > 0 for r in rows)
+
+
+async def test_failed_attempts_are_in_the_ledger_at_zero_cost(upstream: FakeUpstream, tmp_path: Path) -> None:
+    async with app_client(_config(upstream, tmp_path, model="error-500")) as client:
+        response = await client.post("/v1/chat/completions", json=CHAT)
+        rows = await _ledger_rows(client)
+    assert response.status_code == 502
+    assert [(r.status, r.error_type, r.cost_usd) for r in rows] == [(502, "upstream_error", Decimal(0))]
+
+
+async def test_admin_usage_report_adds_up(upstream: FakeUpstream, tmp_path: Path) -> None:
+    async with app_client(_config(upstream, tmp_path)) as client:
+        key = await _issue_key(client)
+        for _ in range(3):
+            await client.post("/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {key}"})
+        rows = await _ledger_rows(client)
+        report = (await client.get("/admin/usage", params={"project": "team-a", "group_by": "model"})).json()
+    assert report["total_requests"] == 3
+    assert Decimal(report["total_cost_usd"]) == sum(r.cost_usd for r in rows)
+
+
+@pytest.mark.parametrize("concurrency", [12])
+async def test_concurrent_requests_all_recorded(upstream: FakeUpstream, tmp_path: Path, concurrency: int) -> None:
+    async with app_client(_config(upstream, tmp_path)) as client:
+        key = await _issue_key(client)
+        responses = await asyncio.gather(
+            *(client.post("/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {key}"}) for _ in range(concurrency))
+        )
+        rows = await _ledger_rows(client)
+    assert all(r.status_code == 200 for r in responses)
+    assert sorted(r.request_id for r in rows) == sorted(r.headers["x-request-id"] for r in responses)
