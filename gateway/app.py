@@ -22,8 +22,8 @@ from gateway.executor import Executor
 from gateway.health import CircuitBreakers
 from gateway.middleware import RequestIdMiddleware
 from gateway.reload import ConfigWatcher
-from gateway.runtime import build_runtime, close_all
-from gateway.services import start_services
+from gateway.runtime import build_runtime, close_all, warm_up
+from gateway.services import StartupError, start_services
 from gateway.state import GatewayState
 
 log = logging.getLogger("switchyard")
@@ -45,7 +45,14 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
         state = GatewayState(
             runtime=build_runtime(config), breakers=breakers, executor=Executor(breakers, config.retries), config_path=path
         )
-        services = await start_services(config)
+        await warm_up(state.runtime)
+        try:
+            services = await start_services(config)
+        except StartupError as exc:
+            log.error("cannot start: %s", exc)
+            await close_all(state.runtime)
+            raise
+
         state.db, state.keys, state.admission, state.ledger = services.db, services.keys, services.admission, services.ledger
         state.accountant = services.accountant
         state.extras["on_reload"] = services.on_reload

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from gateway.config import ConfigError, load_config
-from gateway.runtime import build_runtime, retire
+from gateway.runtime import build_runtime, retire, warm_up
 from gateway.state import GatewayState
 
 log = logging.getLogger("switchyard.reload")
@@ -66,6 +66,7 @@ class ConfigWatcher:
             self.rejected += 1
             log.error("config reload refused, keeping the running config: %s: %s", type(exc).__name__, exc)
             return False
+        await warm_up(runtime, previous=self.state.runtime)
         old = self.state.swap(runtime)
         on_reload = self.state.extras.get("on_reload")
         if on_reload is not None:

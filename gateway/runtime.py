@@ -105,6 +105,21 @@ def build_runtime(
     )
 
 
+async def warm_up(runtime: Runtime, previous: Runtime | None = None) -> None:
+    """Load models / import SDKs before traffic arrives; a failure is logged, never fatal
+    (the deployment then fails its requests and the breaker takes it out of plans)."""
+    for name, provider in runtime.providers.items():
+        if previous is not None and previous.providers.get(name) is provider:
+            continue
+        start = getattr(provider, "start", None)
+        if start is None:
+            continue
+        try:
+            await start()
+        except Exception as exc:  # noqa: BLE001
+            log.error("deployment %s failed to start: %s: %s", name, type(exc).__name__, exc)
+
+
 async def retire(old: Runtime, new: Runtime, grace_s: float = 30.0) -> None:
     """Close the adapters ``new`` no longer uses, once ``old``'s in-flight requests are done."""
     dropped = [p for name, p in old.providers.items() if new.providers.get(name) is not p]
