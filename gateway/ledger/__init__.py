@@ -1,4 +1,4 @@
-"""The usage ledger: a batched writer that spools to disk when the database is down, and reports."""
+"""The usage ledger: a batched writer behind a write-ahead journal (replayed after a crash or an outage), and reports."""
 
 from gateway.ledger.usage import GROUP_BY_FIELDS, render_report, usage_report
 from gateway.ledger.writer import LedgerStats, LedgerWriter, normalize

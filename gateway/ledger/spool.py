@@ -1,15 +1,17 @@
-"""The ledger's local spool: append-only JSON-lines segments, fsync'd per batch.
+"""The ledger's spool directory: who owns which journal segments, and claiming a dead writer's.
 
 Layout of ``spool_dir``::
 
-    <owner>.lock                 held (flock) by the live writer called <owner>
-    <owner>.<seq:08d>.jsonl      its segments, replayed in ``seq`` order
-    rejected.jsonl               rows the database refused as invalid (kept, never dropped)
+    <owner>.lock                   held (flock) by the live writer called <owner>
+    <owner>.<seq:08d>.journal      its write-ahead journal segments (see :mod:`gateway.ledger.journal`)
+    <owner>.<seq:08d>.jsonl        segments holding rows it handed to the spool (not committed)
+    rejected.jsonl                 rows the database refused as invalid (kept, never dropped)
 
-Each writer owns the segments carrying its name. A lock file that can be flocked belongs to a
-process that is gone (flock dies with its holder, even on ``kill -9``), so any writer may claim
-and replay that owner's segments. A torn last line (a crash mid-write, before its fsync) is
-skipped; it was never acknowledged as spooled.
+Both kinds of segment are JSON lines, one row per line, replayed in ``seq`` order with
+insert-or-ignore on the row id. Each writer owns the segments carrying its name. A lock file
+that can be flocked belongs to a process that is gone (flock dies with its holder, even on
+``kill -9``), so any writer may claim and replay that owner's segments. A torn last line (a
+machine crash mid-write, before its fsync) is skipped; it was never acknowledged as durable.
 """
 
 from __future__ import annotations
@@ -22,17 +24,19 @@ import secrets
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
 log = logging.getLogger(__name__)
 
-_SEGMENT = re.compile(r"^(?P<owner>[A-Za-z0-9_-]+)\.(?P<seq>\d{8})\.jsonl$")
+JOURNAL_SUFFIX = "journal"  # a write-ahead segment: most of its rows are usually committed already
+SPOOL_SUFFIX = "jsonl"  # a segment with rows that were handed to the spool instead of committed
+_SEGMENT = re.compile(r"^(?P<owner>[A-Za-z0-9_-]+)\.(?P<seq>\d{8})\.(?:jsonl|journal)$")
 _LOCK = re.compile(r"^(?P<owner>[A-Za-z0-9_-]+)\.lock$")
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -47,7 +51,7 @@ def _try_lock(path: Path) -> int | None:
     unlinked between our open and our flock must not count as held.
     """
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -65,8 +69,13 @@ def _default(value: Any) -> Any:
     return str(value)  # Decimal -> "0.0012"; datetimes are native to orjson
 
 
+def encode_row(row: dict[str, Any]) -> bytes:
+    """One row as one JSON line (newline included)."""
+    return orjson.dumps(row, default=_default, option=orjson.OPT_APPEND_NEWLINE)
+
+
 def encode_rows(rows: list[dict[str, Any]]) -> bytes:
-    return b"".join(orjson.dumps(row, default=_default) + b"\n" for row in rows)
+    return b"".join(encode_row(row) for row in rows)
 
 
 @dataclass
@@ -79,20 +88,13 @@ class Claim:
 
 
 class Spool:
-    """One writer's spool segments in a shared directory, plus claiming of dead writers' segments."""
+    """The shared directory: this writer's lock and name, dead writers' segments, rejected rows."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, max_segment_bytes: int = 16 * 1024 * 1024) -> None:
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.dir = Path(directory)
         host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40]
         self.owner = f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
-        self._max_segment_bytes = max_segment_bytes
         self._lock_fd: int | None = None
-        self._seq = 0
-        self._active: IO[bytes] | None = None
-        self._active_bytes = 0
-        self._own: list[Path] = []  # segments written by this process and not yet replayed
-
-    # ------------------------------------------------------------ own segments
 
     def open(self) -> None:
         """Create the directory and take this writer's lock."""
@@ -106,31 +108,11 @@ class Spool:
     def is_open(self) -> bool:
         return self._lock_fd is not None
 
-    def append(self, rows: list[dict[str, Any]]) -> None:
-        """Append rows to the active segment and fsync before returning."""
-        if self._active is None or self._active_bytes >= self._max_segment_bytes:
-            self._start_segment()
-        assert self._active is not None
-        data = encode_rows(rows)
-        self._active.write(data)
-        self._active.flush()
-        os.fsync(self._active.fileno())
-        self._active_bytes += len(data)
-
-    def seal(self) -> list[Path]:
-        """Close the active segment (new rows go to a fresh one) and list own segments, oldest first."""
-        self._close_active()
-        return self.own_segments()
-
-    def own_segments(self) -> list[Path]:
-        return list(self._own)
-
-    def has_own_segments(self) -> bool:
-        return bool(self._own)
+    def segment_path(self, seq: int, suffix: str = JOURNAL_SUFFIX) -> Path:
+        return self.dir / f"{self.owner}.{seq:08d}.{suffix}"
 
     def close(self) -> None:
-        """Close the active segment and release the lock (left segments become claimable)."""
-        self._close_active()
+        """Release the lock (segments left behind become claimable)."""
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -167,11 +149,11 @@ class Spool:
     # ------------------------------------------------------------ reading and removing
 
     @staticmethod
-    def read(path: Path) -> list[dict[str, Any]]:
-        """Every complete row of a segment; a torn or corrupt line is logged and skipped."""
+    def read(path: Path, skip: int = 0) -> list[dict[str, Any]]:
+        """Every complete row of a segment after its first ``skip`` lines; a torn or corrupt line is logged and skipped."""
         rows: list[dict[str, Any]] = []
         lines = path.read_bytes().split(b"\n")
-        for number, line in enumerate(lines, 1):
+        for number, line in enumerate(lines[skip:], skip + 1):
             if not line.strip():
                 continue
             try:
@@ -182,10 +164,8 @@ class Spool:
         return rows
 
     def remove(self, path: Path) -> None:
+        """Delete a replayed segment (no directory fsync: if it came back after a power cut, its rows are ignored)."""
         path.unlink(missing_ok=True)
-        if path in self._own:
-            self._own.remove(path)
-        _fsync_dir(self.dir)
 
     def reject(self, rows: list[dict[str, Any]]) -> None:
         """Keep rows the database refused, for a human to look at."""
@@ -194,26 +174,10 @@ class Spool:
             fh.flush()
             os.fsync(fh.fileno())
 
-    # ------------------------------------------------------------ internals
-
     def _segments_of(self, owner: str) -> list[Path]:
         found = []
-        for path in self.dir.glob(f"{owner}.*.jsonl"):
+        for path in self.dir.glob(f"{owner}.*"):
             match = _SEGMENT.match(path.name)
             if match and match["owner"] == owner:
                 found.append((int(match["seq"]), path))
         return [p for _, p in sorted(found)]
-
-    def _start_segment(self) -> None:
-        self._close_active()
-        self._seq += 1
-        path = self.dir / f"{self.owner}.{self._seq:08d}.jsonl"
-        self._active = open(path, "ab")  # noqa: SIM115 - kept open across batches
-        self._active_bytes = 0
-        self._own.append(path)
-        _fsync_dir(self.dir)
-
-    def _close_active(self) -> None:
-        if self._active is not None:
-            self._active.close()
-            self._active = None

@@ -1,12 +1,16 @@
 """The batched ledger writer: request handlers submit rows, one supervised task writes them.
 
-``submit(row)`` only appends to an in-memory queue. The writer task inserts the queue in
+``submit(row)`` writes the row to this process's write-ahead journal (one ``os.write`` of one
+JSON line, no fsync; see :mod:`gateway.ledger.journal`) and appends it to an in-memory queue;
+from then on it survives the process being killed. The writer task inserts the queue in
 batches (every ``batch_size`` rows or ``flush_interval_ms``, or at once when someone awaits
-durability) with insert-or-ignore on the row id. When an insert fails because the database is
-unreachable, the batch goes to the spool (see :mod:`gateway.ledger.spool`) and from then on
-every new batch is appended behind it, so order is kept. The task retries with backoff; once
-the database answers, it replays the spool segment by segment, deleting each only after its
-rows are committed, then goes back to direct inserts. Segments left by a process that died
+durability) with insert-or-ignore on the row id, fsyncs the journal at most once per interval
+while rows wait, and truncates or rotates it away once its rows are committed. When an insert
+fails because the database is unreachable, the batch is spooled: it is already in the journal,
+so it is fsync'd there and its segment kept (marked dirty) rather than truncated, and from then
+on every new batch is spooled behind it, so order is kept. The task retries with backoff; once
+the database answers, it replays the dirty segments in order, deleting each only after its rows
+are committed, then goes back to direct inserts. Segments left by a process that died
 (``kill -9``) are claimed and replayed the same way, at start and every ``orphan_scan_s``.
 Rows the database refuses as invalid are kept in ``rejected.jsonl`` and logged, never retried
 forever and never dropped silently.
@@ -26,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.db.engine import Database
-from gateway.db.models import USAGE_COLUMNS, UsageRecord, UsageRecordCreate
-from gateway.ledger.spool import Claim, Spool
+from gateway.db.models import USAGE_COLUMNS, UsageRecordCreate
+from gateway.ledger.journal import Journal
+from gateway.ledger.sink import Sink
+from gateway.ledger.spool import Claim, Spool, encode_row
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +48,15 @@ class LedgerStats:
 
     rows_submitted: int
     rows_written: int  # inserted straight from the queue
-    rows_spooled: int
-    rows_replayed: int  # inserted from the spool (own or a dead process's)
+    rows_spooled: int  # handed to the journal (fsync'd, kept for replay) instead of the database
+    rows_replayed: int  # re-inserted from journal segments, own or a dead process's (insert-or-ignore)
     rows_rejected: int
     queue_depth: int
-    spool_segments: int
+    spool_segments: int  # own segments holding spooled rows
     database_available: bool
     task_restarts: int
+    journal_segments: int = 0  # own segment files, the active one included
+    journal_errors: int = 0  # rows that could not be journaled at submit (kept in memory until written)
 
 
 def normalize(record: Any) -> dict[str, Any]:
@@ -83,25 +89,26 @@ class LedgerWriter:
         retry_min_s: float = 0.25,
         retry_max_s: float = 10.0,
         orphan_scan_s: float = 30.0,
+        max_segment_bytes: int = 4 * 1024 * 1024,
+        truncate_max_bytes: int = 256 * 1024,
     ) -> None:
-        self._db = db
         self._batch_size = batch_size
         self._interval_s = flush_interval_ms / 1000
         self._spool = Spool(spool_dir)
-        self._insert_timeout_s = insert_timeout_s
+        self._sink = Sink(db, self._spool, insert_timeout_s=insert_timeout_s, retry_min_s=retry_min_s, retry_max_s=retry_max_s)
+        self._journal = Journal(self._spool, max_segment_bytes)
+        self._truncate_max_bytes = truncate_max_bytes  # a caught-up segment bigger than this is rotated, not truncated
+        self._unjournaled: set[int] = set()  # numbers of queued rows whose journal write failed
+        self._next_sync = 0.0
         self._retry_min_s = retry_min_s
-        self._retry_max_s = retry_max_s
         self._orphan_scan_s = orphan_scan_s
         self._queue: collections.deque[dict[str, Any]] = collections.deque()
         self._oldest = 0.0  # monotonic time the oldest queued row arrived
         self._wake = asyncio.Event()
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # (row sequence number, future)
         self._submitted = 0
-        self._done = 0  # rows now in the database or in the spool
+        self._done = 0  # rows now in the database or spooled; rows are numbered 1, 2, ... in submit order
         self._written = self._spooled = self._replayed = self._rejected = 0
-        self._db_ok = True
-        self._retry_at = 0.0
-        self._retry_s = retry_min_s
         self._next_orphan_scan = 0.0
         self._task: asyncio.Task[None] | None = None
         self._restarts = 0
@@ -115,17 +122,27 @@ class LedgerWriter:
         if self._task is not None:
             return
         await asyncio.to_thread(self._spool.open)
+        for number, row in enumerate(self._queue, self._done + 1):  # rows submitted before start()
+            if self._journal.append(encode_row(row), number):
+                self._unjournaled.discard(number)
         self._spawn()
 
     def submit(self, record: Any) -> str:
-        """Queue one row; returns its id. Never blocks, never touches the database."""
+        """Journal and queue one row; returns its id. Never touches the database; one ``write`` syscall.
+
+        Once it returns, the row reaches the database even if this process is killed right
+        after (the next writer on the spool directory replays the journal).
+        """
         if self._closing:
             raise RuntimeError("the ledger writer is closed; close it only after the server has drained")
         row = normalize(record)
+        line = encode_row(row)
+        self._submitted += 1
+        if not self._journal.append(line, self._submitted):  # it only fails with an OSError, which it logs
+            self._unjournaled.add(self._submitted)  # kept in memory; journaled late if it must be spooled
         if not self._queue:
             self._oldest = time.monotonic()
         self._queue.append(row)
-        self._submitted += 1
         if len(self._queue) == 1 or len(self._queue) >= self._batch_size:
             self._wake.set()
         return row["id"]
@@ -141,7 +158,11 @@ class LedgerWriter:
         await self._wait_done(self._submitted)
 
     async def aclose(self, timeout_s: float | None = 30.0) -> None:
-        """Write out the queue (to the database, or the spool if it is down), then release the spool."""
+        """Write out the queue (to the database, or the spool if it is down), then release the spool.
+
+        Journal segments whose rows are all committed are deleted; the others stay for the next
+        writer on the directory to replay.
+        """
         if self._closed:
             return
         self._closing = True
@@ -157,24 +178,24 @@ class LedgerWriter:
             except Exception:
                 log.exception("ledger: the writer task failed while closing; spooling %d queued rows", len(self._queue))
         if self._queue:  # the task was cancelled, failed or never started
-            rows = list(self._queue)
-            self._queue.clear()
             if not self._spool.is_open:
                 await asyncio.to_thread(self._spool.open)
-            await asyncio.to_thread(self._spool.append, rows)
-            self._spooled += len(rows)
-            self._done += len(rows)
+            n = len(self._queue)
+            await self._spool_head(n)
+            self._pop(n)
         self._resolve_waiters()
+        await self._journal.close(self._done)
         self._spool.close()
         self._closed = True
 
     @property
     def stats(self) -> LedgerStats:
-        segments = len(self._spool.own_segments())
+        segments = self._journal.segments
         return LedgerStats(
             rows_submitted=self._submitted, rows_written=self._written, rows_spooled=self._spooled,
-            rows_replayed=self._replayed, rows_rejected=self._rejected, queue_depth=len(self._queue),
-            spool_segments=segments, database_available=self._db_ok, task_restarts=self._restarts,
+            rows_replayed=self._replayed, rows_rejected=self._rejected + self._sink.refused, queue_depth=len(self._queue),
+            spool_segments=sum(seg.dirty for seg in segments), database_available=self._sink.available,
+            task_restarts=self._restarts, journal_segments=len(segments), journal_errors=self._journal.errors,
         )
 
     # ------------------------------------------------------------ the supervised task
@@ -209,8 +230,8 @@ class LedgerWriter:
         deadlines = [self._orphan_scan_due()]
         if self._queue:
             deadlines.append(self._oldest + self._interval_s)
-        if self._spool.has_own_segments():
-            deadlines.append(self._retry_at)
+        if self._journal.has_dirty():
+            deadlines.append(self._sink.retry_at)
         timeout = min(deadlines) - now
         if timeout <= 0:
             return
@@ -226,93 +247,92 @@ class LedgerWriter:
             self._next_orphan_scan = now + self._orphan_scan_s
             for claim in await asyncio.to_thread(self._spool.claim_orphans):
                 await self._replay_claim(claim)
-        if self._spool.has_own_segments() and time.monotonic() >= self._retry_at and not self._closing:
+        if self._journal.has_dirty() and time.monotonic() >= self._sink.retry_at and not self._closing:
             await self._replay_own()
+        await self._sync_journal()
         while self._queue and (
             self._closing or self._waiters or len(self._queue) >= self._batch_size
             or time.monotonic() >= self._oldest + self._interval_s
         ):
             n = min(self._batch_size, len(self._queue))
             batch = list(itertools.islice(self._queue, n))  # popped only once durable
-            if self._spool.has_own_segments() or (not self._db_ok and time.monotonic() < self._retry_at):
-                await self._to_spool(batch)
-            elif await self._insert(batch):
+            if self._journal.has_dirty() or self._sink.waiting:
+                await self._spool_head(n)
+            elif await self._sink.insert(batch):
                 self._written += n
             else:
-                await self._to_spool(batch)
-            for _ in range(n):
-                self._queue.popleft()
-            if self._queue:
-                self._oldest = time.monotonic()
-            self._done += n
-            self._resolve_waiters()
+                await self._spool_head(n)
+            self._pop(n)
+        await self._tidy_journal()
+
+    def _pop(self, n: int) -> None:
+        """The first ``n`` queued rows are committed or spooled."""
+        for _ in range(n):
+            self._queue.popleft()
+        if self._unjournaled:
+            self._unjournaled.difference_update(range(self._done + 1, self._done + n + 1))
+        if self._queue:
+            self._oldest = time.monotonic()
+        self._done += n
+        self._resolve_waiters()
 
     def _orphan_scan_due(self) -> float:
         """When to look for dead writers' spools next (not before the next retry while the database is down)."""
-        return self._next_orphan_scan if self._db_ok else max(self._next_orphan_scan, self._retry_at)
+        return self._next_orphan_scan if self._sink.available else max(self._next_orphan_scan, self._sink.retry_at)
 
-    # ------------------------------------------------------------ database and spool
+    # ------------------------------------------------------------ the journal
 
-    async def _insert(self, rows: list[dict[str, Any]]) -> bool:
-        """Insert-or-ignore rows; False if the database is unreachable (nothing can be assumed written)."""
-        insert = postgresql.insert if self._db.dialect == "postgresql" else sqlite.insert
-        stmt = insert(UsageRecord.__table__).on_conflict_do_nothing(index_elements=["id"])  # type: ignore[attr-defined]
+    async def _spool_head(self, n: int) -> None:
+        """Spool the first ``n`` queued rows: they are in the journal already, make them durable there."""
+        first = self._done + 1
+        late = []
+        if self._unjournaled:  # rows whose write failed at submit: journal them now (or raise and keep them)
+            late = [(number, encode_row(row)) for number, row in enumerate(itertools.islice(self._queue, n), first)
+                    if number in self._unjournaled]
+        await self._journal.spool(first, first + n - 1, late)
+        self._spooled += n
+
+    async def _sync_journal(self) -> None:
+        """fsync rows waiting in the journal, at most once per flush interval (machine-crash durability)."""
+        if not self._journal.needs_sync or self._done == self._submitted or time.monotonic() < self._next_sync:
+            return
+        self._next_sync = time.monotonic() + self._interval_s
         try:
-            await self._execute(stmt, rows)
-        except Exception as exc:  # noqa: BLE001 - classified below
-            if not await self._is_bad_data(exc):
-                self._mark_down(exc)
-                return False
-            log.error("ledger: the database refused a batch (%s); inserting its rows one by one", exc)
-            if not await self._insert_one_by_one(rows, stmt):
-                return False
-        self._mark_up()
-        return True
+            await self._journal.sync()
+        except OSError as exc:
+            log.error("ledger journal: fsync failed: %s", exc)
 
-    async def _execute(self, stmt: Any, rows: list[dict[str, Any]]) -> None:
-        async with asyncio.timeout(self._insert_timeout_s):
-            async with self._db.engine.begin() as conn:
-                await conn.execute(stmt, rows)
-
-    async def _is_bad_data(self, exc: BaseException) -> bool:
-        """True when a statement failed on a reachable database for a reason other than the connection.
-
-        Connection errors, timeouts and schema errors (e.g. migrations not run yet) count as an
-        outage: the rows are spooled and retried. Anything else (a value out of range, a
-        constraint) may be one bad row, which must not block the rows behind it.
-        """
-        if isinstance(exc, TimeoutError | OSError | sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.ProgrammingError):
-            return False
-        if not isinstance(exc, sa_exc.DBAPIError) or exc.connection_invalidated:
-            return False
-        return await self._db.ping()
-
-    async def _insert_one_by_one(self, rows: list[dict[str, Any]], stmt: Any) -> bool:
-        refused = []
-        for row in rows:
-            try:
-                await self._execute(stmt, [row])
-            except Exception as exc:  # noqa: BLE001 - classified below
-                if not await self._is_bad_data(exc):
-                    self._mark_down(exc)  # the caller spools the batch; rows already in are ignored on replay
-                    return False
-                log.error("ledger: row %s refused by the database: %s", row.get("id"), exc)
-                refused.append(row)
-        if refused:
-            await asyncio.to_thread(self._spool.reject, refused)
-            self._rejected += len(refused)
-            log.error("ledger: %d rows refused by the database kept in %s", len(refused), self._spool.dir / "rejected.jsonl")
-        return True
-
-    async def _to_spool(self, rows: list[dict[str, Any]]) -> None:
-        await asyncio.to_thread(self._spool.append, rows)
-        self._spooled += len(rows)
+    async def _tidy_journal(self) -> None:
+        """Empty or rotate the active segment when its rows are committed or it is too big; drop committed ones."""
+        journal, seg = self._journal, self._journal.active
+        caught_up = self._done == self._submitted
+        try:
+            if seg is None:
+                if journal.open_failed:
+                    await journal.rotate(self._done)
+            elif seg.size >= journal.max_segment_bytes or (
+                caught_up and seg.rows and not seg.dirty and seg.size > self._truncate_max_bytes
+            ):
+                await journal.rotate(self._done)
+            elif caught_up and seg.rows and not seg.dirty:
+                journal.truncate()
+            await journal.tidy(self._done)
+        except OSError as exc:
+            log.error("ledger journal: %s", exc)
 
     async def _replay_own(self) -> None:
-        segments = await asyncio.to_thread(self._spool.seal)
-        for path in segments:
-            if not await self._replay_segment(path):
+        """Replay dirty segments oldest first; stop at the first one the database does not take."""
+        journal = self._journal
+        while (seg := journal.first_dirty()) is not None:
+            if seg is journal.active:
+                await journal.rotate(self._done)  # new rows go to a fresh segment
+            ahead = seg.last - self._done  # its rows still queued: in its file already, so spool them
+            if ahead > 0:
+                await self._spool_head(ahead)
+                self._pop(ahead)
+            if not await self._replay_segment(seg.path, seg.committed_head):
                 return
+            await journal.remove(seg)
 
     async def _replay_claim(self, claim: Claim) -> None:
         log.warning("ledger: replaying %d spool segments left by %s", len(claim.segments), claim.owner)
@@ -320,12 +340,14 @@ class LedgerWriter:
             for path in claim.segments:
                 if not await self._replay_segment(path):
                     return
+                await asyncio.to_thread(self._spool.remove, path)
         finally:
             await asyncio.to_thread(self._spool.release, claim)
 
-    async def _replay_segment(self, path: Path) -> bool:
+    async def _replay_segment(self, path: Path, skip: int = 0) -> bool:
+        """Insert-or-ignore a segment's rows after its first ``skip`` lines; False if the database is down."""
         rows, broken = [], []
-        for raw in await asyncio.to_thread(Spool.read, path):
+        for raw in await asyncio.to_thread(Spool.read, path, skip):
             try:
                 rows.append(normalize(raw))
             except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError
@@ -335,27 +357,11 @@ class LedgerWriter:
             await asyncio.to_thread(self._spool.reject, broken)
             self._rejected += len(broken)
         for start in range(0, len(rows), self._batch_size):
-            if not await self._insert(rows[start : start + self._batch_size]):
+            if not await self._sink.insert(rows[start : start + self._batch_size]):
                 return False
-        await asyncio.to_thread(self._spool.remove, path)
         self._replayed += len(rows)
         log.info("ledger: replayed %d rows from %s", len(rows), path.name)
         return True
-
-    def _mark_down(self, exc: BaseException) -> None:
-        if self._db_ok:
-            log.error("ledger: database unreachable (%s: %s); spooling to %s", type(exc).__name__, exc, self._spool.dir)
-        else:
-            self._retry_s = min(self._retry_s * 2, self._retry_max_s)
-        self._db_ok = False
-        self._retry_at = time.monotonic() + self._retry_s
-
-    def _mark_up(self) -> None:
-        if not self._db_ok:
-            log.warning("ledger: database reachable again")
-        self._db_ok = True
-        self._retry_at = 0.0
-        self._retry_s = self._retry_min_s
 
     # ------------------------------------------------------------ durability waiters
 
