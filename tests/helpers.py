@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -119,3 +120,29 @@ class GatewayProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+# ---------------------------------------------------------------- real-process helpers (e2e)
+
+
+def write_config(directory: Path, data: dict[str, Any], name: str = "config.yaml") -> Path:
+    """Validate ``data`` as a gateway config (master key MASTER_KEY unless given) and write it as YAML."""
+    text = yaml.safe_dump({"server": {"master_key": MASTER_KEY}, **data})
+    parse_config(text, source=name)
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+async def start_gateways(*gateways: GatewayProcess, timeout: float = 90.0) -> None:
+    """Start gateway processes in parallel without blocking the event loop (in-process fakes keep serving)."""
+    results = await asyncio.gather(*(asyncio.to_thread(g.start, timeout) for g in gateways), return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        await stop_gateways(*gateways)
+        raise errors[0]
+
+
+async def stop_gateways(*gateways: GatewayProcess, kill: bool = False) -> None:
+    """Stop gateway processes in parallel (SIGTERM: graceful, the ledger flushes; ``kill``: SIGKILL)."""
+    await asyncio.gather(*(asyncio.to_thread(g.stop, kill) for g in gateways))

@@ -101,6 +101,7 @@ class LedgerWriter:
         self._unjournaled: set[int] = set()  # numbers of queued rows whose journal write failed
         self._next_sync = 0.0
         self._retry_min_s = retry_min_s
+        self._retry_max_s = retry_max_s
         self._orphan_scan_s = orphan_scan_s
         self._queue: collections.deque[dict[str, Any]] = collections.deque()
         self._oldest = 0.0  # monotonic time the oldest queued row arrived
@@ -210,12 +211,18 @@ class LedgerWriter:
         exc = task.exception()
         log.error("ledger writer task died; restarting it", exc_info=exc)
         self._restarts += 1
-        self._spawn()
+        # Back off so a failure that repeats every time cannot become a tight restart loop.
+        delay = min(self._retry_max_s, self._retry_min_s * 2 ** min(self._restarts, 10))
+        asyncio.get_running_loop().call_later(delay, self._respawn)
+
+    def _respawn(self) -> None:
+        if not self._closing:
+            self._spawn()
 
     async def _run(self) -> None:
         while True:
-            await self._wait_for_work()
             try:
+                await self._wait_for_work()
                 await self._step()
             except Exception:
                 log.exception("ledger writer step failed; retrying")

@@ -216,8 +216,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--name", default="fake")
     parser.add_argument("--token-delay", type=float, default=0.0)
+    parser.add_argument("--repeat", type=int, default=1, help="answer length multiplier (long streams)")
     args = parser.parse_args()
     fake = FakeUpstream(args.name, args.token_delay)
+    fake.repeat = args.repeat
     web.run_app(fake.app(), host="127.0.0.1", port=args.port, access_log=None, print=None)
 
 
