@@ -20,6 +20,7 @@ from gateway.auth import Caller
 from gateway.config import GatewayConfig
 from gateway.errors import Attempt, GatewayError
 from gateway.runtime import Runtime
+from gateway.settler import Settler
 from gateway.tokens import count_prompt, count_text, max_output_tokens
 from routing.types import Plan, Prices
 
@@ -99,9 +100,10 @@ class Admitted:
 class Accountant:
     """Admission, settlement and ledger rows for every routed request."""
 
-    def __init__(self, admission: Admission | None, ledger: Any | None) -> None:
+    def __init__(self, admission: Admission | None, ledger: Any | None, settler: Settler | None = None) -> None:
         self.admission = admission
         self.ledger = ledger
+        self.settler = settler
 
     async def admit(self, caller: Caller, runtime: Runtime, plan: Plan, body: dict[str, Any]) -> Admitted:
         """Check limits and reserve the worst case; raises RateLimited / BudgetExceeded."""
@@ -127,7 +129,11 @@ class Accountant:
                 log.exception("releasing admission ticket %s failed", admitted.ticket.id)
 
     async def settle(self, admitted: Admitted, cost: Decimal, tokens: int) -> None:
+        """Replace the reservation with the actual cost: queued when a settler runs, else at once."""
         if self.admission is not None and admitted.ticket is not None:
+            if self.settler is not None:
+                self.settler.submit(admitted.ticket, cost, tokens)
+                return
             try:
                 await self.admission.settle(admitted.ticket, actual_usd=cost, actual_tokens=tokens)
             except Exception:  # noqa: BLE001 - the ledger row below still records the spend

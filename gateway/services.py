@@ -14,6 +14,7 @@ from gateway.db.engine import Database
 from gateway.db.projects import sync_projects
 from gateway.keys import KeyStore
 from gateway.ledger import LedgerWriter
+from gateway.settler import Settler
 
 log = logging.getLogger("switchyard.services")
 
@@ -28,6 +29,7 @@ class Services:
     keys: KeyStore
     admission: Admission
     ledger: LedgerWriter
+    settler: Settler
     accountant: Accountant
 
     async def on_reload(self, config: GatewayConfig) -> None:
@@ -36,8 +38,9 @@ class Services:
         self.keys.invalidate()
 
     async def aclose(self) -> None:
-        # The ledger goes last but one: everything still in flight has been recorded by now.
+        # Settlements first, the ledger next: everything in flight has been recorded by now.
         try:
+            await self.settler.aclose()
             await self.ledger.aclose()
         finally:
             try:
@@ -70,7 +73,12 @@ async def start_services(config: GatewayConfig) -> Services:
     )
     await ledger.start()
     keys = KeyStore(db)
-    return Services(db=db, keys=keys, admission=admission, ledger=ledger, accountant=Accountant(admission, ledger))
+    settler = Settler(admission)
+    settler.start()
+    return Services(
+        db=db, keys=keys, admission=admission, ledger=ledger, settler=settler,
+        accountant=Accountant(admission, ledger, settler),
+    )
 
 
 def _redacted(url: str | None) -> str:

@@ -143,6 +143,15 @@ class Ticket:
 
 
 @dataclass(frozen=True, slots=True)
+class Settlement:
+    """One ticket's actual cost and tokens, for :meth:`Admission.settle_many`."""
+
+    ticket: Ticket
+    actual_usd: Decimal
+    actual_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
 class BudgetState:
     """A subject's current budget window, for dashboards and tests."""
 
@@ -163,6 +172,10 @@ class Admission(Protocol):
 
     async def settle(self, ticket: Ticket, *, actual_usd: Decimal, actual_tokens: int) -> bool:
         """Replace the reservation with the actual cost and tokens; False if already settled."""
+        ...
+
+    async def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]:
+        """Settle several tickets in one round trip (the gateway batches settles off the request path)."""
         ...
 
     async def release(self, ticket: Ticket) -> bool:

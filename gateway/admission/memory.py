@@ -18,6 +18,7 @@ from gateway.admission.base import (
     REASON_RPM,
     REASON_TPM,
     BudgetState,
+    Settlement,
     Subject,
     Ticket,
     Window,
@@ -124,6 +125,9 @@ class MemoryAdmission:
 
     async def release(self, ticket: Ticket) -> bool:
         return await self.settle(ticket, actual_usd=Decimal(0), actual_tokens=0)
+
+    async def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]:
+        return [await self.settle(s.ticket, actual_usd=s.actual_usd, actual_tokens=s.actual_tokens) for s in settlements]
 
     async def seed_spend(self, subject: Subject, period_start: datetime, usd: Decimal) -> bool:
         window = budget_window(subject.period, period_start)

@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from gateway.admission.base import (
     RATE_WINDOW_S,
     BudgetState,
+    Settlement,
     Subject,
     Ticket,
     as_utc,
@@ -217,7 +218,21 @@ class RedisAdmission:
     async def release(self, ticket: Ticket) -> bool:
         return await self._finish(ticket, 0, 0)
 
+    async def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]:
+        if not settlements:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for item in settlements:
+                keys, args = self._finish_call(item.ticket, usd_to_nanos(item.actual_usd, round_up=True), item.actual_tokens)
+                await self._settle(keys=keys, args=args, client=pipe)
+            replies = await pipe.execute()
+        return [bool(r) for r in replies]
+
     async def _finish(self, ticket: Ticket, actual: int, actual_tokens: int) -> bool:
+        keys, args = self._finish_call(ticket, actual, actual_tokens)
+        return bool(await self._settle(keys=keys, args=args))
+
+    def _finish_call(self, ticket: Ticket, actual: int, actual_tokens: int) -> tuple[list[str], list[Any]]:
         now = self._clock()
         keys = [f"{self._p}:t:{ticket.id}"]
         args: list[Any] = [f"{ticket.id}:{ticket.reserve_nanos}", ticket.reserve_nanos, actual, actual_tokens - ticket.tokens]
@@ -225,7 +240,7 @@ class RedisAdmission:
             keys += self._keys(subject, window_id, ticket.rate_window)
             ttl = window_ttl_s(budget_window(subject.period, now), now) if window_id is not None else -1
             args += [1 if window_id is not None else 0, ttl]
-        return bool(await self._settle(keys=keys, args=args))
+        return keys, args
 
     async def seed_spend(self, subject: Subject, period_start: datetime, usd: Decimal) -> bool:
         window = budget_window(subject.period, period_start)

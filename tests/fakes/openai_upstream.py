@@ -41,7 +41,7 @@ class FakeUpstream:
         self.mode: str | None = None
         self.records: list[dict[str, Any]] = []
         self.aborted_streams = 0
-        self.repeat = 1  # answer length multiplier (long streams for disconnect tests)  # streams whose client went away before the end
+        self.repeat = 1  # answer length multiplier (long streams for disconnect tests)
         self._runner: web.AppRunner | None = None
         self.port = 0
 
