@@ -100,10 +100,13 @@ class Admitted:
 class Accountant:
     """Admission, settlement and ledger rows for every routed request."""
 
-    def __init__(self, admission: Admission | None, ledger: Any | None, settler: Settler | None = None) -> None:
+    def __init__(
+        self, admission: Admission | None, ledger: Any | None, settler: Settler | None = None, metrics: Any | None = None
+    ) -> None:
         self.admission = admission
         self.ledger = ledger
         self.settler = settler
+        self.metrics = metrics
 
     async def admit(self, caller: Caller, runtime: Runtime, plan: Plan, body: dict[str, Any]) -> Admitted:
         """Check limits and reserve the worst case; raises RateLimited / BudgetExceeded."""
@@ -141,6 +144,8 @@ class Accountant:
 
     def record(self, row: dict[str, Any]) -> None:
         """Queue one ledger row (never blocks on the database)."""
+        if self.metrics is not None:
+            self.metrics.observe_row(row)
         if self.ledger is None:
             return
         try:

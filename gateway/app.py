@@ -47,7 +47,7 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
         )
         await warm_up(state.runtime)
         try:
-            services = await start_services(config)
+            services = await start_services(config, state.metrics)
         except StartupError as exc:
             log.error("cannot start: %s", exc)
             await close_all(state.runtime)
@@ -56,6 +56,7 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
         state.db, state.keys, state.admission, state.ledger = services.db, services.keys, services.admission, services.ledger
         state.accountant = services.accountant
         state.extras["on_reload"] = services.on_reload
+        state.metrics.watch(state)
         app.state.gateway = state
         app.state.draining = False
         watcher = None
@@ -94,6 +95,9 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> Response:
+        state = getattr(request.app.state, "gateway", None)
+        if state is not None:
+            state.metrics.observe_refusal(exc.status, exc.code)
         return Response(error_body(exc), status_code=exc.status, media_type="application/json", headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

@@ -39,6 +39,7 @@ class ServerConfig(Strict):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     reload_interval_s: float = Field(default=1.0, gt=0)  # how often the config file is checked
     graceful_shutdown_s: float = Field(default=30.0, ge=0)
+    metrics_require_auth: bool = False  # /metrics needs a key (spend per project is visible there)
 
 
 class Timeouts(Strict):

@@ -75,6 +75,7 @@ class ConfigWatcher:
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
         self.reloads += 1
+        self.state.metrics.info.set(self.reloads)
         log.info("config reloaded from %s", self.path)
         return True
 

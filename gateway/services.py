@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.accounting import Accountant
 from gateway.admission import Admission, make_admission, seed_from_ledger
@@ -49,7 +50,7 @@ class Services:
                 await self.db.aclose()
 
 
-async def start_services(config: GatewayConfig) -> Services:
+async def start_services(config: GatewayConfig, metrics: Any = None) -> Services:
     db = Database(config.database_url)
     try:
         await db.migrate()
@@ -77,7 +78,7 @@ async def start_services(config: GatewayConfig) -> Services:
     settler.start()
     return Services(
         db=db, keys=keys, admission=admission, ledger=ledger, settler=settler,
-        accountant=Accountant(admission, ledger, settler),
+        accountant=Accountant(admission, ledger, settler, metrics),
     )
 
 

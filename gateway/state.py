@@ -14,6 +14,7 @@ from gateway.auth import Caller, bearer_token, invalid_key, is_master_key
 from gateway.config import GatewayConfig
 from gateway.executor import Executor
 from gateway.health import CircuitBreakers
+from gateway.metrics import GatewayMetrics
 from gateway.runtime import Runtime
 
 log = logging.getLogger("switchyard")
@@ -33,6 +34,7 @@ class GatewayState:
     keys: Any = None
     ledger: Any = None
     admission: Any = None
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -1,4 +1,4 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes, and the Prometheus scrape endpoint."""
 
 from __future__ import annotations
 
@@ -43,3 +43,12 @@ async def readyz(request: Request) -> Response:
         checks["draining"] = "true"
         ready = False
     return json_response({"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503)
+
+
+@router.get("/metrics", tags=["health"])
+async def metrics(request: Request) -> Response:
+    """Prometheus text format: attempts, tokens, spend, latency, refusals, queues, breakers."""
+    state = request.app.state.gateway
+    if state.config.server.metrics_require_auth:
+        await state.authenticate(request)
+    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -177,3 +177,18 @@ async def test_concurrent_requests_all_recorded(upstream: FakeUpstream, tmp_path
         rows = await _ledger_rows(client)
     assert all(r.status_code == 200 for r in responses)
     assert sorted(r.request_id for r in rows) == sorted(r.headers["x-request-id"] for r in responses)
+
+
+async def test_metrics_count_attempts_tokens_spend_and_refusals(upstream: FakeUpstream, tmp_path: Path) -> None:
+    async with app_client(_config(upstream, tmp_path)) as client:
+        key = await _issue_key(client)
+        ok = await client.post("/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {key}"})
+        await client.post("/v1/chat/completions", json=CHAT, headers={"authorization": "Bearer sk-nope"})
+        text = (await client.get("/metrics")).text
+    usage = ok.json()["usage"]
+    assert 'switchyard_backend_attempts_total{deployment="paid",locality="hosted",status="200"} 1.0' in text
+    assert f'switchyard_tokens_total{{deployment="paid",kind="completion"}} {float(usage["completion_tokens"])}' in text
+    assert 'switchyard_refusals_total{code="invalid_api_key",status="401"} 1.0' in text
+    assert 'switchyard_cost_usd_total{deployment="paid",project="team-a"}' in text
+    assert 'switchyard_circuit_open{deployment="paid"} 0.0' in text
+    assert 'switchyard_ledger{counter="rows_submitted"}' in text
