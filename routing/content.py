@@ -2,8 +2,9 @@
 
 Scanned: every chat message's text content and content parts, ``name``, ``refusal``, tool-call
 names and arguments, tool results, the legacy ``function_call``; ``prompt`` and ``suffix`` of a
-completion; ``input`` of an embedding; the ``user`` field and ``prediction`` content. Not scanned:
-tool definitions and response schemas (written by the developer, not user data) and image bytes.
+completion; ``input`` of an embedding; the ``user`` field, ``prediction`` content and ``metadata``
+values other than the gateway's own hints. Not scanned: tool definitions and response schemas
+(written by the developer, not user data) and image bytes.
 Token-id arrays carry no text; they are counted as prompt tokens instead.
 """
 
@@ -18,6 +19,7 @@ import orjson
 from routing.types import Endpoint
 
 _IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
+_HINT_KEYS = frozenset(f"{prefix}{name}" for prefix in ("", "x-switchyard-") for name in ("sensitivity", "task", "project-tag"))
 
 
 def _is_mapping(value: Any) -> bool:
@@ -138,6 +140,11 @@ def extract_content(endpoint: Endpoint, body: Mapping[str, Any]) -> RequestConte
     prediction = body.get("prediction")
     if _is_mapping(prediction):
         collector.add_content(prediction.get("content"))
+    metadata = body.get("metadata")
+    if metadata and _is_mapping(metadata):
+        for key, value in metadata.items():
+            if key not in _HINT_KEYS:
+                collector.add(value)
     texts = tuple(collector.texts)
     if not last_user and texts:
         last_user = texts[-1]

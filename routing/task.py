@@ -9,6 +9,7 @@ A guess below ``min_confidence`` is reported as ``chat``. Every decision carries
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -71,6 +72,19 @@ _MARKERS: tuple[tuple[str, str, float, str], ...] = (
     ("≥", "reasoning", 0.3, "maths notation"),
 )
 _ASCII_MARKERS = tuple(m for m in _MARKERS if m[0].isascii())
+# arithmetic ("17 * 23", "3x + 7 = 22", "x^2"); "-" and "/" are left out: dates use them. The
+# search starts at the operator (rare) rather than at a digit (common), then looks left.
+_OPERATOR_THEN_DIGIT = re.compile(r"[+*×÷=^] ?\(?-?[0-9]")
+
+
+def _has_arithmetic(text: str) -> bool:
+    for match in _OPERATOR_THEN_DIGIT.finditer(text):
+        at = match.start()
+        if text[at] == "^" or text[at - 2 : at].rstrip()[-1:].isdigit():
+            return True
+    return False
+
+
 _WIDE_MARKERS: tuple[tuple[str, str, float, str], ...] = (
     ("```", "code", 0.6, "code fence"),
     ("traceback (most recent call last)", "code", 0.7, "a Python traceback"),
@@ -107,6 +121,8 @@ class HeuristicTaskClassifier:
             for marker, task, weight, label in markers:
                 if marker in window:
                     evidence.setdefault(task, []).append((label, weight))
+        if _has_arithmetic(narrow):
+            evidence.setdefault("reasoning", []).append(("arithmetic", 0.35))
         if not evidence:
             return TaskGuess("chat", 0.0, "no task evidence in the last user message")
         scores = {task: _noisy_or(w for _, w in items) for task, items in evidence.items()}

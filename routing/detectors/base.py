@@ -29,7 +29,7 @@ def _skeleton_table() -> bytes:
 
 
 _SKELETON = _skeleton_table()
-# bytes a key is made of -> "t", everything else -> " " ("." too: a JWT's header alone is long)
+# bytes a key is made of -> "t", everything else -> " " (not ".": a JWT's header alone is long)
 _TOKEN_SHAPE = bytes(ord("t") if (chr(b).isascii() and (chr(b).isalnum() or chr(b) in "_-")) else ord(" ") for b in range(256))
 LONG_TOKEN = 15  # shortest credential (or JWT header) any built-in format allows
 _LONG_RUN = b"t" * LONG_TOKEN
@@ -111,26 +111,19 @@ def _always(match: re.Match[bytes], data: bytes) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class RegexDetector:
-    """A precompiled bytes pattern, an optional cheap prefilter, and a validator per candidate.
+    """A precompiled bytes pattern and a validator per candidate match.
 
-    The text must contain one of ``literals`` (a substring search, far cheaper than a regex) for the
-    pattern to run at all; ``lowered`` checks them against the lower-cased bytes instead. Patterns
-    should start with a literal so the regex engine can skip ahead with a fast search, and check
-    word boundaries in ``validate`` instead of a leading look-behind (which disables that skip).
+    The pattern should start with a literal, so the regex engine skips ahead with a fast search;
+    check a word boundary in ``validate`` rather than with a leading look-behind, which would make
+    the engine try the pattern at every byte.
     """
 
     name: str
     level: Sensitivity
     pattern: re.Pattern[bytes]
     validate: Validator = _always
-    literals: tuple[bytes, ...] = ()
-    lowered: bool = False
 
     def count(self, scan: Scan) -> int:
-        if self.literals:
-            haystack = scan.lower if self.lowered else scan.data
-            if not any(lit in haystack for lit in self.literals):
-                return 0
         data = scan.data
         validate = self.validate
         return sum(1 for m in self.pattern.finditer(data) if validate(m, data))

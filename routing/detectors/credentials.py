@@ -4,7 +4,9 @@ and JWTs whose header decodes.
 Each of them starts a "long token" -- a run of 15+ ``[A-Za-z0-9_-]`` bytes (a JWT's header
 segment is one) -- so one pass looks only at those, few in ordinary text. A token is skipped
 unless it has letters and an issuer prefix (all-lowercase tokens -- identifiers, hashes, UUIDs --
-can only be old Slack tokens); then the full format and a validator are checked at each prefix.
+can only be old Slack tokens). A key may begin only where the token begins or, for the formats
+whose keys end at the next ``-`` (Stripe, AWS, GitHub), right after a ``-``: so each byte is read
+a bounded number of times, and a token made of a million prefixes costs linear time.
 One detector per format shares the counts.
 """
 
@@ -78,7 +80,7 @@ FORMATS: dict[str, tuple[bytes, re.Pattern[bytes], Validator]] = {
     "slack_token": (
         rb"xox[abprse]-",
         re.compile(rb"xox[abprse]-[A-Za-z0-9-]{10,250}(?![A-Za-z0-9-])"),
-        lambda m, data: not word_byte_before(data, m.start(), b".") and bool(_HAS_DIGIT.search(m.group())),
+        lambda m, data: not word_byte_before(data, m.start(), b"-.") and bool(_HAS_DIGIT.search(m.group())),
     ),
     "jwt": (
         rb"eyJ",
@@ -89,6 +91,10 @@ FORMATS: dict[str, tuple[bytes, re.Pattern[bytes], Validator]] = {
 _NOT_LETTERS = b"0123456789_-"
 _PREFIX_LITERALS = (b"sk-", b"k_live_", b"k_test_", b"AKIA", b"ASIA", b"ABIA", b"ACCA", b"gh", b"github_pat_", b"xox", b"eyJ")
 _ANY_PREFIX = re.compile(b"|".join(b"(?P<%s>%s)" % (name.encode(), fmt[0]) for name, fmt in FORMATS.items()))
+# a "-" inside a token that a Stripe, AWS or GitHub key may follow (the others reject a "-" before)
+_DASH_THEN_KEY = re.compile(
+    rb"-(?=" + b"|".join(FORMATS[name][0] for name in ("stripe_secret_key", "aws_access_key", "github_token")) + rb")"
+)
 _MEMO_KEY = "credentials"
 
 
@@ -106,17 +112,19 @@ def credential_counts(scan: Scan) -> dict[str, int]:
                 continue
         elif not token.translate(None, _NOT_LETTERS) or not any(lit in token for lit in _PREFIX_LITERALS):
             continue
-        pos = start
-        while (prefix := _ANY_PREFIX.search(data, pos, end)) is not None:
+        starts = [start]
+        if b"-" in token:
+            starts.extend(dash.end() for dash in _DASH_THEN_KEY.finditer(data, start, end))
+        for at in starts:
+            prefix = _ANY_PREFIX.match(data, at, end)
+            if prefix is None:
+                continue
             name = prefix.lastgroup
             assert name is not None
             _, pattern, validate = FORMATS[name]
-            full = pattern.match(data, prefix.start())  # a JWT runs on past its header token
+            full = pattern.match(data, at)  # not bounded by the token: a JWT runs on past its header
             if full is not None and validate(full, data):
                 counts[name] += 1
-                pos = full.end()
-            else:
-                pos = prefix.start() + 1
     scan.memo[_MEMO_KEY] = counts
     return counts
 

@@ -59,7 +59,8 @@ def count_ibans(scan: Scan) -> int:
     found = 0
     hit = skeleton.find(b"aa00")
     while hit >= 0:
-        length = IBAN_LENGTHS.get(data[hit : hit + 2].upper().decode())
+        country = data[hit : hit + 2]
+        length = IBAN_LENGTHS.get(country.upper().decode()) if country.isalpha() else None
         if length is not None and not word_byte_before(data, hit):
             tail = _IBAN_TAILS[length].match(data, hit + 4)
             if tail is not None:

@@ -17,7 +17,7 @@ PRIVATE_KEY = RegexDetector(
     "private_key", RESTRICTED,
     re.compile(
         rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
-        rb"(?:\s|\\n|\\r)*(?:[A-Za-z-]{1,40}:[^\n]{0,200}?(?:\n|\\n)(?:\s|\\n|\\r)*){0,8}[A-Za-z0-9+/=]{32}"
+        rb"(?:\s|\\n|\\r){0,16}(?:[A-Za-z-]{1,40}:[^\n]{0,200}?(?:\n|\\n)(?:\s|\\n|\\r){0,16}){0,8}[A-Za-z0-9+/=]{32}"
     ),
 )
 
@@ -64,18 +64,25 @@ def _secret_value(value: bytes) -> bool:
     return not looks_like_placeholder(text) and shannon_entropy(text) >= 3.0
 
 
+_VALUE_RUN = re.compile(rb"[^\s\"'`,;()\[\]{}<>]*")
+
+
 def _count_secret_assignments(scan: Scan) -> int:
     lower = scan.lower
     values: set[int] = set()  # value offsets: "secret_key=..." is one secret, not two
     for anchor in _SECRET_ANCHORS:
         hit = lower.find(anchor)
         while hit >= 0:
+            resume = hit + len(anchor)
             if anchor != b"key" or lower[max(0, hit - 3) : hit].endswith(_KEY_PREFIXES):
-                assigned = _ASSIGNED_VALUE.match(lower, hit + len(anchor))
-                if assigned and assigned.start(1) not in values:
+                assigned = _ASSIGNED_VALUE.match(lower, resume)
+                if assigned is None:
+                    # nothing in the rest of this unbroken run can be a bounded value either
+                    resume = max(resume, _VALUE_RUN.match(lower, resume).end())  # type: ignore[union-attr]
+                elif assigned.start(1) not in values:
                     if _secret_value(scan.data[assigned.start(1) : assigned.end(1)]):
                         values.add(assigned.start(1))
-            hit = lower.find(anchor, hit + len(anchor))
+            hit = lower.find(anchor, resume)
     return len(values)
 
 

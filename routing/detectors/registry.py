@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from routing.detectors.base import EntityDetector, FunctionDetector, Scan, with_level
 from routing.detectors.contact import count_emails, count_ipv6
 from routing.detectors.credentials import DETECTORS as CREDENTIAL_DETECTORS
-from routing.detectors.passwords import DETECTORS as PASSWORD_DETECTORS
 from routing.detectors.custom import compile_admin_detector
 from routing.detectors.financial import count_ibans
 from routing.detectors.numeric import numeric_counts
+from routing.detectors.passwords import DETECTORS as PASSWORD_DETECTORS
 from routing.spec import SensitivityPolicy
 from routing.types import DetectorHit, Sensitivity
 
@@ -56,6 +56,7 @@ class DetectorSet:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The active detectors, built-in and admin-defined."""
         return tuple(d.name for d in self.detectors)
 
 

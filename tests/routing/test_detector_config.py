@@ -67,3 +67,11 @@ def test_levels_override_a_builtin_level() -> None:
 def test_invalid_sensitivity_policies_are_refused_with_the_key_path(fields: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
         SensitivityPolicy.model_validate(fields)
+
+
+def test_non_ascii_keywords_and_empty_keyword_lists() -> None:
+    policy = SensitivityPolicy(detectors=[
+        {"name": "cities", "level": "internal", "keywords": ["Zürich"]},
+        {"name": "nothing", "level": "restricted", "keywords": []},
+    ])
+    assert hits(policy, "offices in ZÜRICH and zürich") == {"cities": (2, Sensitivity.INTERNAL)}

@@ -58,9 +58,11 @@ def test_every_message_position_is_scanned(messages: list) -> None:
         ({"input": f"card {CARD}"}, "embeddings"),
         ({"input": ["a", f"card {CARD}"]}, "embeddings"),
         ({"messages": [{"role": "user", "content": "hi"}], "user": "bob@example.com"}, "chat"),
+        ({"messages": [{"role": "user", "content": "hi"}], "metadata": {"customer": "bob@example.com"}}, "chat"),
+        ({"messages": [{"role": "user", "content": "hi"}], "prediction": {"type": "content", "content": CARD}}, "chat"),
     ],
 )
-def test_completion_prompts_embedding_inputs_and_the_user_field_are_scanned(body: dict, endpoint: str) -> None:
+def test_prompts_inputs_and_other_fields_an_upstream_sees_are_scanned(body: dict, endpoint: str) -> None:
     assert level(body, endpoint) >= Sensitivity.CONFIDENTIAL
 
 
