@@ -19,6 +19,7 @@ from gateway.auth import Caller
 from gateway.errors import (
     AllDeploymentsFailed,
     Attempt,
+    ContextLengthExceeded,
     GatewayError,
     InvalidRequest,
     ModelNotFound,
@@ -96,8 +97,8 @@ def plan_for(
         return runtime.router.plan(routing_request(runtime, request, caller, body, endpoint), state.breakers.snapshot())
     except RoutingError as exc:
         raise routing_refusal(exc) from None
-    except ValueError as exc:  # e.g. an unknown sensitivity or task hint
-        raise InvalidRequest(str(exc), code="invalid_hint") from None
+    except ValueError as exc:  # e.g. an unknown sensitivity or task hint (routing.errors.InvalidHint)
+        raise InvalidRequest(str(exc), code="invalid_hint", param=getattr(exc, "param", None)) from None
 
 
 def routing_refusal(exc: RoutingError) -> GatewayError:
@@ -109,6 +110,9 @@ def routing_refusal(exc: RoutingError) -> GatewayError:
     if isinstance(exc, PolicyBlocked):
         return PermissionDenied(str(exc), code="policy_violation")
     if isinstance(exc, NoCandidates):
+        if exc.excluded and all(e.reason.startswith("context window") for e in exc.excluded):
+            # Nothing is down: the prompt is simply too long for every permitted deployment.
+            return ContextLengthExceeded(str(exc), param="messages")
         return NoPermittedDeployment(str(exc))
     return InvalidRequest(str(exc))
 

@@ -226,3 +226,19 @@ async def test_metadata_hints_are_not_forwarded(upstream: FakeUpstream) -> None:
         response = await client.post("/v1/chat/completions", json=body)
     assert response.status_code == 200
     assert upstream.records[-1]["body"]["metadata"] == {"customer": "acme"}
+
+
+async def test_prompt_too_long_for_every_deployment_is_a_400_not_a_503(upstream: FakeUpstream) -> None:
+    config = make_config(
+        {
+            "deployments": [fake_deployment("tiny", upstream.base_url, context_window=64)],
+            "routes": [{"name": "auto", "candidates": ["tiny"]}],
+        }
+    )
+    async with app_client(config) as client:
+        response = await client.post("/v1/chat/completions", json={**CHAT, "messages": [{"role": "user", "content": "word " * 400}]})
+        hint = await client.post("/v1/chat/completions", json=CHAT, headers={"x-switchyard-sensitivity": "secret-ish"})
+    _assert_openai_error(response, 400, "context_length_exceeded")
+    assert upstream.records == []
+    error = _assert_openai_error(hint, 400, "invalid_hint")
+    assert error["param"]
