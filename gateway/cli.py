@@ -36,6 +36,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     workers = args.workers or config.server.workers
+    if workers > 1 and not config.redis_url:
+        # Each worker would enforce every budget and rate limit on its own (projects and virtual
+        # keys alike): N times the limit.
+        print(
+            f"{args.config}: --workers {workers} needs redis_url so that budgets and rate limits are shared "
+            "by the worker processes (or run one worker per process/container behind a load balancer)",
+            file=sys.stderr,
+        )
+        return 2
     print(f"switchyard {__version__} serving on http://{host}:{port} ({workers} worker{'s' * (workers > 1)})", flush=True)
     uvicorn.run(
         "gateway.cli:app_from_env",

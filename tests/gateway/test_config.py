@@ -95,3 +95,11 @@ def test_cli_check_passes_on_the_example_and_fails_with_key_paths(tmp_path: Path
 def test_cli_version() -> None:
     result = _cli("version")
     assert result.returncode == 0 and result.stdout.startswith("switchyard ")
+
+
+def test_serve_refuses_several_workers_without_shared_admission(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(GOOD)
+    result = _cli("serve", "--config", str(config), "--workers", "2", "--port", "0")
+    assert result.returncode == 2
+    assert "needs redis_url" in result.stderr
