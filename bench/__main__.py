@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.many_streams()
         bench.big_prompt()
         if litellm is not None:  # done with it: leave its CPU to the remaining runs
-            services.stop(litellm)
+            services.stop(litellm.service)  # type: ignore[arg-type]
         if switchyard is not None and not args.no_profile:
             log(f"profiling {switchyard.name} with py-spy for {args.profile_seconds:.0f} s")
             results["profile"] = run_profile(bench, switchyard, args.profile_seconds)

@@ -76,18 +76,26 @@ def _bucket(frames: list[tuple[str, str]]) -> str:
 
 
 def summarise(raw: str, rate: int, duration_s: float) -> dict[str, Any]:
-    """Own and inclusive shares from py-spy's raw (collapsed) output."""
+    """Shares of the event-loop thread's samples (own time by package, inclusive time of the
+    request path, hottest functions) and each other thread's CPU, from py-spy's raw output
+    recorded with ``--threads`` (without ``--idle``: a sample is a moment the thread was running)."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     buckets: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
     total = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [_parse(f) for f in stack.split(";") if not f.startswith("process ")]
-        if not frames:
+        parts = stack.split(";")
+        thread = "MainThread"
+        if parts and parts[0].startswith("thread ("):
+            thread = re.sub(r"[-_]?\d+", "", parts[0].split(": ", 1)[-1]) or "?"
+        frames = [_parse(f) for f in parts if not f.startswith(("process ", "thread ("))]
+        threads[thread] += count
+        if thread != "MainThread" or not frames:
             continue
         names = [f"{func} ({_short(file)})" for func, file in frames]
         total += count
@@ -96,14 +104,15 @@ def summarise(raw: str, rate: int, duration_s: float) -> dict[str, Any]:
         for name in set(names):
             inclusive[name] += count
     if not total:
-        raise RuntimeError("py-spy recorded no samples")
+        raise RuntimeError("py-spy recorded no samples of the event-loop thread")
     pct = 100.0 / total
     path_funcs = [(n, c) for n, c in inclusive.most_common()
                   if any(f"({p}/" in n for p in ("gateway", "routing", "providers")) and "gateway/cli.py" not in n]
     expected = rate * duration_s
     return {
         "samples": total,
-        "idle_pct": max(0.0, 100.0 - total / expected * 100) if expected else 0.0,
+        "loop_busy_pct": min(100.0, total / expected * 100) if expected else 0.0,
+        "threads": [(name, c / expected * 100) for name, c in threads.most_common() if name != "MainThread"],
         "areas": [(label, c * pct) for label, c in buckets.most_common()],
         "request_path": [(n, c * pct) for n, c in path_funcs[:16]],
         "top": [(n, c * pct, inclusive[n] * pct) for n, c in own.most_common(20)],
@@ -115,7 +124,7 @@ def record(pid: int, duration_s: float, out: Path, rate: int = 200) -> str:
     if exe is None:
         raise RuntimeError("py-spy is not installed (pip install -e '.[dev]' or pip install py-spy)")
     argv = [exe, "record", "-p", str(pid), "-d", str(int(duration_s)), "-r", str(rate), "-f", "raw", "-o", str(out),
-            "--subprocesses"]
+            "--threads"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60)
     if proc.returncode != 0 or not out.exists():
         raise RuntimeError(f"py-spy failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-500:]}")
@@ -151,7 +160,9 @@ def profile_under_load(pid: int, load: Any, duration_s: float, name: str, rate: 
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    print(f"\n{summary['samples']} samples, ~{summary['idle_pct']:.0f}% idle")
+    print(f"\n{summary['samples']} samples of the event-loop thread, busy {summary['loop_busy_pct']:.0f}% of the time")
+    for name, busy in summary["threads"]:
+        print(f"  other thread {name}: busy {busy:.0f}% of the time")
     print("\nown time by package:")
     for label, p in summary["areas"]:
         print(f"  {p:5.1f}%  {label}")

@@ -59,20 +59,23 @@ def direct_target(nginx_base: str, stream_base: str) -> Target:
 # ---------------------------------------------------------------- bare pass-through
 
 
-def start_passthrough(services: Services, run_dir: Path, nginx_base: str, stream_base: str) -> Target:
-    """Two pass-through processes (one per upstream; each forwards to exactly one base URL)."""
-    urls = {}
+def start_passthrough(services: Services, run_dir: Path, nginx_base: str, stream_base: str | None) -> Target:
+    """One pass-through process per upstream (each forwards to exactly one base URL); no stream
+    pass-through when ``stream_base`` is None."""
+    bases: dict[str, str] = {}
+    json_service: Service | None = None
     for label, base in (("json", nginx_base), ("stream", stream_base)):
+        if base is None:
+            continue
         port = free_port()
-        upstream = base.removesuffix("/v1")
-        argv = [sys.executable, "-m", "bench.passthrough", "--upstream", upstream, "--port", str(port)]
+        argv = [sys.executable, "-m", "bench.passthrough", "--upstream", base.removesuffix("/v1"), "--port", str(port)]
         service = services.add(Service(f"passthrough-{label}", argv, log_dir=run_dir, cwd=ROOT))
         service.start(lambda p=port: port_open(p), timeout=30)
-        urls[label] = (f"http://127.0.0.1:{port}/v1", service)
-    json_base, json_service = urls["json"]
-    stream_base_pt = urls["stream"][0]
-    return Target("passthrough", f"{json_base}/chat/completions", f"{json_base}/embeddings",
-                  f"{stream_base_pt}/chat/completions", service=json_service,
+        bases[label] = f"http://127.0.0.1:{port}/v1"
+        json_service = json_service or service
+    stream = bases.get("stream", bases["json"])
+    return Target("passthrough", f"{bases['json']}/chat/completions", f"{bases['json']}/embeddings",
+                  f"{stream}/chat/completions", service=json_service,
                   note="bench/passthrough.py: raw ASGI on uvicorn+uvloop+httptools, aiohttp client, no parsing")
 
 
@@ -183,7 +186,7 @@ def start_redis(services: Services, run_dir: Path) -> str:
 
 
 def start_switchyard(services: Services, run_dir: Path, nginx_base: str, stream_base: str, *,
-                     variant: Variant = VARIANTS["master"], workers: int = 1) -> Target:
+                     variant: Variant = VARIANTS["master"], workers: int = 1, env: dict[str, str] | None = None) -> Target:
     redis_url = start_redis(services, run_dir) if variant.redis else None
     suffix = variant.name.replace("switchyard", "").replace("+", "-") + (f"-w{workers}" if workers > 1 else "")
     config_path = run_dir / f"switchyard{suffix}.yaml"
@@ -192,7 +195,7 @@ def start_switchyard(services: Services, run_dir: Path, nginx_base: str, stream_
     argv = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path), "--port", str(port),
             "--workers", str(workers), "--log-level", "warning"]
     service = services.add(Service(f"switchyard{suffix}", argv, log_dir=run_dir, cwd=run_dir,
-                                   env={"PYTHONPATH": str(ROOT)}))
+                                   env={"PYTHONPATH": str(ROOT), **(env or {})}))
     base = f"http://127.0.0.1:{port}"
     service.start(lambda: http_ok(f"{base}/healthz"), timeout=90)
     token = MASTER_KEY

@@ -1,8 +1,9 @@
 """wrk as the load driver for JSON requests: a generated Lua script POSTs a body file and prints
 one machine-readable summary line (``WRKJSON {...}``) from its ``done`` hook.
 
-``max_requests`` stops each wrk thread after its share of requests (``wrk.thread:stop()``), so a
-run is bounded by a request count as well as by its duration.
+Runs are bounded by duration only: wrk's main thread sleeps for the whole ``-d`` even when a
+script stops its threads early, so a request count is reached by running in chunks (see
+``Bench.memory``).
 """
 
 from __future__ import annotations
@@ -19,14 +20,6 @@ wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
 {header_lines}
-local limit = {per_thread}
-if limit > 0 then
-  local count = 0
-  response = function(status, headers, body)
-    count = count + 1
-    if count >= limit then wrk.thread:stop() end
-  end
-end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -66,9 +59,9 @@ def _lua_string(text: str) -> str:
     return json.dumps(text)  # a JSON string literal is a valid Lua string literal for plain ASCII
 
 
-def write_script(path: Path, body_path: Path, headers: dict[str, str], per_thread: int = 0) -> Path:
+def write_script(path: Path, body_path: Path, headers: dict[str, str]) -> Path:
     header_lines = "\n".join(f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items())
-    path.write_text(_LUA.format(body_path=_lua_string(str(body_path)), header_lines=header_lines, per_thread=per_thread))
+    path.write_text(_LUA.format(body_path=_lua_string(str(body_path)), header_lines=header_lines))
     return path
 
 
@@ -82,13 +75,11 @@ def run_wrk(
     duration_s: float,
     script_dir: Path,
     threads: int = 1,
-    max_requests: int = 0,
     timeout_s: float = 10.0,
 ) -> WrkResult:
     """One wrk run; raises RuntimeError when wrk itself fails."""
     threads = max(1, min(threads, connections))
-    per_thread = -(-max_requests // threads) if max_requests else 0
-    script = write_script(script_dir / f"wrk-{abs(hash((url, str(body_path), per_thread)))}.lua", body_path, headers, per_thread)
+    script = write_script(script_dir / f"wrk-{abs(hash((url, str(body_path))))}.lua", body_path, headers)
     argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration_s))}s", f"--timeout={max(1, round(timeout_s))}s",
             "-s", str(script), url]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + timeout_s + 60)
