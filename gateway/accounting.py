@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -184,6 +185,7 @@ def ledger_row(
     profile = runtime.profiles.get(deployment)
     usage = usage or Usage()
     return {
+        "id": str(uuid.uuid4()),  # the idempotency key of journal replays
         "ts": datetime.now(UTC),
         "request_id": request_id,
         "project": caller.project,

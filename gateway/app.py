@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -57,6 +58,10 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
         state.accountant = services.accountant
         state.extras["on_reload"] = services.on_reload
         state.metrics.watch(state)
+        # Everything allocated so far (config, compiled detectors, SDK modules) lives as long as
+        # the process: move it out of the collector's sight so full collections stay short.
+        gc.collect()
+        gc.freeze()
         app.state.gateway = state
         app.state.draining = False
         watcher = None

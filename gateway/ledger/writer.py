@@ -26,6 +26,8 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,8 @@ class LedgerStats:
 
 def normalize(record: Any) -> dict[str, Any]:
     """A ledger row as a validated dict of column values (an ``id`` and ``ts`` are filled in)."""
+    if type(record) is dict and record.keys() == _COLUMNS and _trusted_types(record):
+        return record  # the request path builds complete, typed rows: skip pydantic (~10 µs a row)
     if isinstance(record, BaseModel):
         data = record.model_dump()
     elif dataclasses.is_dataclass(record) and not isinstance(record, type):
@@ -73,6 +77,19 @@ def normalize(record: Any) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown ledger fields: {', '.join(sorted(unknown))}")
     return UsageRecordCreate.model_validate({k: v for k, v in data.items() if v is not None}).model_dump()
+
+
+_INT_COLUMNS = ("prompt_tokens", "cached_tokens", "completion_tokens", "status", "fallbacks")
+
+
+def _trusted_types(row: dict[str, Any]) -> bool:
+    return (
+        isinstance(row["id"], str)
+        and isinstance(row["ts"], datetime)
+        and row["ts"].tzinfo is not None
+        and isinstance(row["cost_usd"], Decimal)
+        and all(type(row[c]) is int for c in _INT_COLUMNS)
+    )
 
 
 class LedgerWriter:

@@ -293,3 +293,19 @@ async def test_rows_the_database_refuses_are_kept_aside(pg_url: str, writer_fact
         assert [r["id"] for r in Spool.read(tmp_path / "spool" / "rejected.jsonl")] == ["r-00002"]
     finally:
         await db.aclose()
+
+
+def test_request_path_rows_skip_validation_but_odd_rows_do_not() -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from gateway.db.models import USAGE_COLUMNS
+    from gateway.ledger.writer import normalize
+
+    trusted = {c: None for c in USAGE_COLUMNS} | {
+        "id": "r1", "ts": datetime.now(UTC), "cost_usd": Decimal("0.1"), "prompt_tokens": 1,
+        "cached_tokens": 0, "completion_tokens": 2, "status": 200, "fallbacks": 0, "streamed": False,
+    }
+    assert normalize(trusted) is trusted
+    odd = {**trusted, "prompt_tokens": "1"}  # a string where an int belongs: validated and coerced
+    assert normalize(odd)["prompt_tokens"] == 1
