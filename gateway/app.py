@@ -88,6 +88,7 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
         docs_url="/docs",
         redoc_url=None,
     )
+    app.router.routes.extend(openai.fast_routes)
     app.include_router(openai.router)
     app.include_router(health.router)
     app.include_router(explain.router)

