@@ -23,7 +23,7 @@ from bench.machine import busy_processes, describe
 from bench.procs import Services, ensure_tools, raise_fd_limit
 from bench.report import render
 from bench.scenarios import Bench, Plan
-from bench.targets import VARIANTS, Target, direct_target, litellm_version, start_litellm, start_passthrough, start_switchyard
+from bench.targets import VARIANTS, Target, Variant, direct_target, litellm_version, start_litellm, start_passthrough, start_switchyard
 from bench.upstreams import CHAT_REPLY, EMBED_REPLY, start_nginx, start_stream_upstream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def quick_plan() -> Plan:
-    return Plan(duration_s=3.0, warmup_s=1.0, rounds=1, stream_count=8, stream_concurrency=4, many_streams=500,
+    return Plan(duration_s=3.0, warmup_s=1.0, rounds=1, stream_count=8, stream_concurrency=4, stream_solo_count=10,
+                many_streams=500,
                 many_tokens=20, long_requests=20_000)
 
 
@@ -47,11 +48,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     parser.add_argument("--profile-seconds", type=float, default=8.0)
     parser.add_argument("--keep-run-dir", action="store_true", help="keep configs and server logs for inspection")
+    parser.add_argument("--render-only", action="store_true",
+                        help="measure nothing: re-render the report from bench/results/last-run.json")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render_only:
+        args.out.write_text(render(json.loads((RESULTS / "last-run.json").read_text())) + "\n")
+        print(f"re-rendered {args.out} from {RESULTS / 'last-run.json'}")
+        return 0
     started = time.monotonic()
     plan = quick_plan() if args.quick else Plan()
     if args.long_requests is not None:
@@ -129,10 +136,16 @@ def main(argv: list[str] | None = None) -> int:
         if switchyard is not None:
             bench.memory(switchyard)
             if plan.workers > 1:
-                def start(n: int) -> Target:
-                    return start_switchyard(services, run_dir, nginx, stream, workers=n)
+                # Several workers need redis_url (shared budgets and limits): compare with the same
+                # variant on one worker, measured alongside.
+                single = next((t for t in targets if t.name == VARIANTS["features-redis"].name), None)
+                variant = VARIANTS["features-redis"] if single is not None else Variant(
+                    "switchyard+redis", redis=True, description="master key, Redis admission")
 
-                bench.workers_scaling(start, lambda t: services.stop(t.service) if t.service else None)
+                def start(n: int) -> Target:
+                    return start_switchyard(services, run_dir, nginx, stream, variant=variant, workers=n)
+
+                bench.workers_scaling(start, lambda t: services.stop(t.service) if t.service else None, single)
     finally:
         services.stop_all()
         meta["load_end"] = round(os.getloadavg()[0], 2)

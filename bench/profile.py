@@ -185,6 +185,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--target", choices=["switchyard", "passthrough"], default="switchyard")
+    parser.add_argument("--prompt-kb", type=int, default=0, help="a prompt of this many KB instead of a short question")
     args = parser.parse_args()
     tools = ensure_tools()
     raise_fd_limit()
@@ -195,7 +196,9 @@ def main() -> None:
         stream = start_stream_upstream(services, run_dir, tokens=20, interval_ms=5, first_token_ms=0)
         target = (start_switchyard if args.target == "switchyard" else start_passthrough)(services, run_dir, nginx, stream)
         bench = Bench(tools["wrk"], run_dir, Plan(), [target], stream)
-        body = bench.chat_body(target)
+        from bench.scenarios import QUESTION, big_prompt_text
+
+        body = bench.chat_body(target, big_prompt_text(args.prompt_kb * 1024) if args.prompt_kb else QUESTION)
         bench.wrk_run(target, target.chat_url, body, args.connections, 3)  # warm-up
         assert target.service is not None
         summary = profile_under_load(

@@ -11,7 +11,9 @@ import json
 import os
 import statistics
 import time
+import re
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ class Plan:
     rounds: int = 2  # interleaved rounds for the headline throughput / latency figures
     stream_count: int = 24
     stream_concurrency: int = 4
+    stream_solo_count: int = 20  # short streams one at a time, for TTFT without queueing
     stream_tokens: int = 200
     stream_interval_ms: float = 5.0
     first_token_ms: float = 20.0
@@ -161,6 +164,18 @@ class Bench:
                                             expect_tokens=p.stream_tokens, interval_ms=p.stream_interval_ms))
             section[target.name] = _stream_summary(stats)
             self.log(f"  [stream] {target.name:<28} {_short(section[target.name])}")
+        # Time to first token with nothing else in flight: the gateway's own overhead, no queueing.
+        # Short streams (TTFT does not depend on the length), one at a time.
+        self._configure_stream_upstream(20, p.stream_interval_ms, p.first_token_ms)
+        for target in self.targets:
+            stats = asyncio.run(run_streams(target.stream_url, model=target.stream_model, headers=target.headers,
+                                            count=p.stream_solo_count, concurrency=1, expect_tokens=20,
+                                            interval_ms=p.stream_interval_ms))
+            section[target.name].update({"ttft1_p50_ms": round(percentile(stats.ttft_ms, 50), 3),
+                                         "ttft1_p99_ms": round(percentile(stats.ttft_ms, 99), 3),
+                                         "solo_errors": stats.errors})
+            self.log(f"  [stream solo] {target.name:<23} ttft_p50_ms={section[target.name]['ttft1_p50_ms']} "
+                     f"errors={stats.errors}")
 
     def many_streams(self) -> None:
         p = self.plan
@@ -170,6 +185,7 @@ class Bench:
         hold_s = p.many_tokens * p.many_interval_ms / 1000
         for target in self.targets:
             self._stream_upstream_stats(reset=True)
+            log_offset = _log_size(target)
             stats = asyncio.run(run_streams(target.stream_url, model=target.stream_model, headers=target.headers,
                                             count=p.many_streams, concurrency=p.many_streams,
                                             expect_tokens=p.many_tokens, interval_ms=p.many_interval_ms,
@@ -178,6 +194,8 @@ class Bench:
             summary = _stream_summary(stats)
             summary["upstream_peak_open"] = upstream["peak"]
             summary["rss_mb"] = round(target.service.rss_bytes() / 2**20, 1) if target.service else None
+            if stats.errors:
+                summary["server_error"] = _server_error(target, log_offset)
             section[target.name] = summary
             self.log(f"  [streams x{p.many_streams}] {target.name:<22} {_short(summary)}")
 
@@ -194,11 +212,13 @@ class Bench:
         chunks: list[dict[str, Any]] = []
         done = 0
         rate = self.results.get("chat_50", {}).get(target.name, {}).get("rps") or 1000.0
+        backlog = [self._ledger_queue(target)]
         while done < n and len(chunks) < 100:
             seconds = min(30.0, max(2.0, (n - done) / max(rate, 1.0) + 0.5))
             run = self.wrk_run(target, target.chat_url, body, 50, seconds)
             chunks.append(run)
             rss.append(target.service.rss_bytes())
+            backlog.append(self._ledger_queue(target))
             done += run["requests"]
             rate = run["rps"] or rate
             self.log(f"  [memory] {done:,}/{n:,} requests, rps={run['rps']} rss={rss[-1] / 2**20:.1f} MB")
@@ -206,6 +226,7 @@ class Bench:
                 break
         time.sleep(1.0)
         after = target.service.rss_bytes()
+        backlog.append(self._ledger_queue(target))
         total_s = sum(c["duration_s"] for c in chunks)
         cpu = [c["cpu_us_per_req"] for c in chunks if c.get("cpu_us_per_req") is not None]
         self.results["memory"] = {
@@ -222,28 +243,78 @@ class Bench:
             "rss_after_mb": round(after / 2**20, 1),
             "rss_curve_mb": [round(v / 2**20, 1) for v in rss],
             "growth_pct": round((after - before) / before * 100, 2) if before else None,
+            "ledger_queue": backlog if any(v is not None for v in backlog) else None,
         }
         self.log(f"  [memory] {_short(self.results['memory'])}")
 
-    def workers_scaling(self, start: Callable[[int], Target], stop: Callable[[Target], None]) -> None:
+    @staticmethod
+    def _ledger_queue(target: Target) -> int | None:
+        """Rows waiting in the gateway's ledger writer (``/metrics``), when it exposes them."""
+        base = target.chat_url.split("/v1/", 1)[0]
+        try:
+            req = urllib.request.Request(f"{base}/metrics", headers=target.headers)
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("switchyard_ledger") and 'counter="queue_depth"' in line:
+                return int(float(line.rsplit(" ", 1)[1]))
+        return None
+
+    def workers_scaling(self, start: Callable[[int], Target], stop: Callable[[Target], None], single: Target | None) -> None:
+        """``--workers N`` against ``single`` (the same variant with one worker), alternating."""
         n = self.plan.workers
-        self.log(f"--workers {n}: small chat, 50 connections")
+        self.log(f"--workers {n}: small chat, 50 connections, against {single.name if single else '-'}")
         try:
             target = start(n)
         except Exception as exc:  # noqa: BLE001
-            self.results["workers"] = {"workers": n, "failed": str(exc)[:300]}
+            self.results["workers"] = {"workers": n, "failed": str(exc).strip()[:400]}
+            self.log(f"  [workers {n}] failed: {exc}")
             return
         try:
             self.wrk_run(target, target.chat_url, self.chat_body(target), 50, self.plan.warmup_s)
-            runs = [self.wrk_run(target, target.chat_url, self.chat_body(target), 50) for _ in range(max(1, self.plan.rounds - 1))]
-            self.results["workers"] = {"workers": n, "runs": runs, **_medians(runs),
-                                       "rss_mb": round(target.service.rss_bytes() / 2**20, 1) if target.service else None}
+            runs, base = [], []
+            for _ in range(max(1, self.plan.rounds)):
+                if single is not None:
+                    base.append(self.wrk_run(single, single.chat_url, self.chat_body(single), 50))
+                runs.append(self.wrk_run(target, target.chat_url, self.chat_body(target), 50))
+            self.results["workers"] = {
+                "workers": n, "variant": single.name if single else target.name, "runs": runs, **_medians(runs),
+                "rss_mb": round(target.service.rss_bytes() / 2**20, 1) if target.service else None,
+                "single": {**_medians(base), "rss_mb": round(single.service.rss_bytes() / 2**20, 1)
+                           if single and single.service else None} if base else None,
+            }
             self.log(f"  [workers {n}] {_short(self.results['workers'])}")
         finally:
             stop(target)
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _log_size(target: Target) -> int:
+    try:
+        return target.service.log_path.stat().st_size if target.service else 0
+    except OSError:
+        return 0
+
+
+def _server_error(target: Target, offset: int) -> str | None:
+    """The most frequent exception line the proxy logged since ``offset`` (why requests failed)."""
+    if target.service is None:
+        return None
+    try:
+        with open(target.service.log_path, "rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
+    except OSError:
+        return None
+    found = Counter(m.group(0).strip() for m in re.finditer(r"^[A-Za-z_][\w.]*(?:Error|Exception|Timeout)\b:.*$", text, re.M))
+    if not found:
+        return None
+    line, count = found.most_common(1)[0]
+    return f"{line[:160]} (x{count} in the server log)"
 
 
 def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:

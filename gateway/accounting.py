@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,10 +19,10 @@ from typing import Any
 from gateway.admission import Admission, Subject, Ticket
 from gateway.auth import Caller
 from gateway.config import GatewayConfig
-from gateway.errors import Attempt, GatewayError
+from gateway.errors import AdmissionUnavailable, Attempt, GatewayError
 from gateway.runtime import Runtime
 from gateway.settler import Settler
-from gateway.tokens import count_prompt, count_text, max_output_tokens
+from gateway.tokens import count_prompt, count_text, max_output_tokens, prompt_token_bound
 from routing.types import Plan, Prices
 
 log = logging.getLogger("switchyard.accounting")
@@ -117,11 +117,26 @@ class Accountant:
         prices = [runtime.profiles[d].prices for d in plan.deployments if d in runtime.profiles]
         priced = any(p.input_per_mtok or p.output_per_mtok for p in prices)
         budgeted = any(s.budget_usd is not None for s in subjects)
-        # tiktoken's count when money is at stake; the router's estimate is enough for TPM alone.
-        prompt = count_prompt(body, runtime.profiles[plan.deployments[0]].model) if priced and budgeted else plan.signals.prompt_tokens
+        # When money is at stake the reservation must not undercount: tiktoken's count for small
+        # prompts, and for large ones a bound that costs nothing (a BPE token is at least one
+        # byte). The router's estimate is enough for TPM alone; settle corrects both.
+        if priced and budgeted:
+            prompt = prompt_token_bound(body, runtime.profiles[plan.deployments[0]].model, plan.signals.prompt_tokens)
+        else:
+            prompt = plan.signals.prompt_tokens
         output = max_output_tokens(body, plan.signals.max_output_tokens or runtime.config.routing.default_max_tokens)
         worst = max((cost_usd(p, Usage(prompt, output)) for p in prices), default=Decimal(0))
-        ticket = await self.admission.admit(subjects, tokens=prompt + output, reserve_usd=worst)
+        try:
+            ticket = await self.admission.admit(subjects, tokens=prompt + output, reserve_usd=worst)
+        except GatewayError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. Redis unreachable
+            # Fail closed: without the shared counters no budget or limit can be honoured.
+            log.error("admission backend failed: %s: %s", type(exc).__name__, exc)
+            raise AdmissionUnavailable(
+                "Budgets and rate limits cannot be checked right now (admission backend unavailable); retry shortly.",
+                headers={"retry-after": "1"},
+            ) from None
         return Admitted(ticket, prompt)
 
     async def release(self, admitted: Admitted) -> None:
@@ -185,7 +200,7 @@ def ledger_row(
     profile = runtime.profiles.get(deployment)
     usage = usage or Usage()
     return {
-        "id": str(uuid.uuid4()),  # the idempotency key of journal replays
+        "id": os.urandom(16).hex(),  # the idempotency key of journal replays
         "ts": datetime.now(UTC),
         "request_id": request_id,
         "project": caller.project,

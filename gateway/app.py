@@ -87,6 +87,7 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        telemetry={"tracing": False, "metrics": False, "logs": False},  # it reads the environment per request
     )
     app.router.routes.extend(openai.fast_routes)
     app.include_router(openai.router)

@@ -82,7 +82,7 @@ class DeploymentConfig(Strict):
     latency_ms: float | None = Field(default=None, ge=0)  # hint for the "fastest" objective
     pricing: Pricing = Pricing()
     timeouts: Timeouts = Timeouts()
-    max_connections: int = Field(default=256, ge=1)
+    max_connections: int = Field(default=1024, ge=1)  # concurrent upstream requests (streams hold one each)
     enabled: bool | None = None  # None: on, except a hosted deployment whose api_key is empty
     # llamacpp only
     n_ctx: int | None = Field(default=None, ge=256)

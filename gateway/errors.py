@@ -12,6 +12,7 @@ The tree::
     ├── RateLimited                   429 rate_limit_exceeded (carries Retry-After)
     │   └── BudgetExceeded            429 code=budget_exceeded
     ├── NoPermittedDeployment         503 code=no_permitted_deployment
+    ├── AdmissionUnavailable          503 code=admission_unavailable (Redis down: fail closed)
     └── UpstreamError                 a backend failed; the gateway may fall back
         ├── UpstreamStatus            the backend answered 4xx/5xx (429 -> 429, 5xx -> 502)
         ├── UpstreamTimeout           504 timeout
@@ -126,6 +127,14 @@ class NoPermittedDeployment(GatewayError):
     status = 503
     type = "service_unavailable_error"
     code = "no_permitted_deployment"
+
+
+class AdmissionUnavailable(GatewayError):
+    """Budgets and rate limits cannot be checked (the shared admission store is unreachable)."""
+
+    status = 503
+    type = "service_unavailable_error"
+    code = "admission_unavailable"
 
 
 class UpstreamError(GatewayError):
@@ -252,6 +261,7 @@ def internal_error_body(request_id: str) -> bytes:
 
 
 __all__ = [
+    "AdmissionUnavailable",
     "AllDeploymentsFailed",
     "Attempt",
     "AuthenticationFailed",

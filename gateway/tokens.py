@@ -97,3 +97,16 @@ def max_output_tokens(body: dict[str, Any], default: int) -> int:
         if isinstance(value, int) and value > 0:
             return value * max(1, int(body.get("n") or 1))
     return default * max(1, int(body.get("n") or 1))
+
+
+_EXACT_UP_TO_CHARS = 8192  # below this tiktoken costs well under a tenth of a millisecond
+
+
+def prompt_token_bound(body: dict[str, Any], model: str, estimate: int) -> int:
+    """Prompt tokens, never fewer than the upstream will count: exact for small prompts, the
+    UTF-8 byte length (each BPE token spans at least one byte) plus framing for large ones."""
+    approx_chars = estimate * 4
+    if approx_chars <= _EXACT_UP_TO_CHARS:
+        return count_prompt(body, model)
+    framing = 4 * len(body.get("messages") or ()) + 3
+    return len(orjson.dumps(body.get("messages") or body.get("prompt") or body.get("input") or "")) + framing

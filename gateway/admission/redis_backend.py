@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from gateway.admission.base import (
     RATE_WINDOW_S,
@@ -154,11 +154,20 @@ class RedisAdmission:
         clock: Callable[[], datetime] | None = None,
         reservation_ttl_s: int = 900,
         ticket_ttl_s: int = 86_400,
+        max_connections: int = 200,
+        pool_timeout_s: float = 5.0,
     ) -> None:
         if client is None and redis_url is None:
             raise ValueError("RedisAdmission needs redis_url or client")
-        self._redis: Redis = client if client is not None else Redis.from_url(redis_url)  # type: ignore[arg-type]
-        self._owns_client = client is None
+        if client is None:
+            # A blocking pool: a burst larger than the pool waits for a connection (up to
+            # pool_timeout_s) instead of failing with MaxConnectionsError.
+            pool = BlockingConnectionPool.from_url(redis_url, max_connections=max_connections, timeout=pool_timeout_s)  # type: ignore[arg-type]
+            client = Redis(connection_pool=pool)
+            self._owns_client = True
+        else:
+            self._owns_client = False
+        self._redis: Redis = client
         self._p = "{" + prefix + "}"
         self._clock = clock or (lambda: datetime.now(UTC))
         self._reservation_ttl_s = reservation_ttl_s

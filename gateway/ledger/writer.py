@@ -79,6 +79,7 @@ def normalize(record: Any) -> dict[str, Any]:
     return UsageRecordCreate.model_validate({k: v for k, v in data.items() if v is not None}).model_dump()
 
 
+_MAX_BATCH = 5000
 _INT_COLUMNS = ("prompt_tokens", "cached_tokens", "completion_tokens", "status", "fallbacks")
 
 
@@ -278,7 +279,9 @@ class LedgerWriter:
             self._closing or self._waiters or len(self._queue) >= self._batch_size
             or time.monotonic() >= self._oldest + self._interval_s
         ):
-            n = min(self._batch_size, len(self._queue))
+            # A backlog (an event loop saturated by requests) is drained in larger batches: a batch
+            # costs a few loop turns whatever its size, so this is what lets the writer catch up.
+            n = min(max(self._batch_size, len(self._queue) // 4), _MAX_BATCH, len(self._queue))
             batch = list(itertools.islice(self._queue, n))  # popped only once durable
             if self._journal.has_dirty() or self._sink.waiting:
                 await self._spool_head(n)
