@@ -395,4 +395,25 @@ def render(results: dict[str, Any]) -> str:
     else:
         L.append("Not profiled in this run (`python -m bench --profile`, needs py-spy).")
     L.append("")
+    L += _routing_section()
     return "\n".join(L)
+
+
+def _routing_section() -> list[str]:
+    """The router's own micro-benchmark (issue 3), from its last real run (docs/benchmarks-routing.md)."""
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parent.parent / "docs" / "benchmarks-routing.md"
+    lines = ["## Routing: classification + planning (issue 3)", ""]
+    if not source.exists():
+        return [*lines, "Not measured yet: run `python -m bench.routing_bench`.", ""]
+    body = source.read_text(encoding="utf-8").splitlines()
+    table = [ln for ln in body if ln.startswith("|")]
+    stamp = next((ln for ln in body if ln.startswith("- date:")), "")
+    target = next((ln for ln in body if ln.startswith("Target:")), "")
+    lines.append(f"From `python -m bench.routing_bench` ({stamp.removeprefix('- date: ') or 'date unknown'}); "
+                 "details in docs/benchmarks-routing.md.")
+    lines += ["", *table, ""]
+    if target:
+        lines += [target, ""]
+    return lines
