@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +147,15 @@ async def start_gateways(*gateways: GatewayProcess, timeout: float = 90.0) -> No
 async def stop_gateways(*gateways: GatewayProcess, kill: bool = False) -> None:
     """Stop gateway processes in parallel (SIGTERM: graceful, the ledger flushes; ``kill``: SIGKILL)."""
     await asyncio.gather(*(asyncio.to_thread(g.stop, kill) for g in gateways))
+
+
+async def postgres_ledger(pg_url: str) -> list[tuple[str, int, Decimal]]:
+    """(request_id, status, cost) of every ledger row in a Postgres database, read directly."""
+    import asyncpg
+
+    conn = await asyncpg.connect(pg_url, timeout=5)
+    try:
+        records = await conn.fetch("SELECT request_id, status, cost_usd FROM usage_records")
+    finally:
+        await conn.close()
+    return [(r["request_id"], r["status"], Decimal(r["cost_usd"])) for r in records]

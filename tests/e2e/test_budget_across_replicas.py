@@ -18,7 +18,6 @@ from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 from redis.asyncio import Redis
@@ -26,7 +25,7 @@ from redis.asyncio import Redis
 from gateway.db.testing import postgres_available, scratch_postgres
 from gateway.tokens import count_prompt
 from tests.fakes.openai_upstream import FakeUpstream
-from tests.helpers import AUTH, GatewayProcess, fake_deployment, start_gateways, stop_gateways, write_config
+from tests.helpers import AUTH, GatewayProcess, fake_deployment, postgres_ledger, start_gateways, stop_gateways, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -106,7 +105,7 @@ async def test_three_replicas_keep_a_shared_budget(tmp_path: Path) -> None:
                 await stop_gateways(*gateways)  # graceful: each ledger writer flushes before exit
             for g in gateways:  # uvicorn re-raises SIGTERM after its graceful shutdown
                 assert g.proc is not None and g.proc.returncode in (0, -signal.SIGTERM), g.logs()[-3000:]
-            rows = await _ledger(pg_url)
+            rows = await postgres_ledger(pg_url)
     finally:
         await upstream.stop()
         if key_id is not None:
@@ -155,10 +154,3 @@ async def _fire(client: httpx.AsyncClient, bases: list[str], key: str) -> list[h
     return responses
 
 
-async def _ledger(pg_url: str) -> list[tuple[str, int, Decimal]]:
-    conn = await asyncpg.connect(pg_url, timeout=5)
-    try:
-        records = await conn.fetch("SELECT request_id, status, cost_usd FROM usage_records")
-    finally:
-        await conn.close()
-    return [(r["request_id"], r["status"], Decimal(r["cost_usd"])) for r in records]

@@ -13,17 +13,15 @@ import asyncio
 import signal
 import time
 import uuid
-from decimal import Decimal
 from pathlib import Path
 
-import asyncpg
 import httpx
 import orjson
 import pytest
 
 from gateway.db.testing import postgres_available, scratch_postgres
 from tests.fakes.openai_upstream import FakeUpstream
-from tests.helpers import AUTH, GatewayProcess, fake_deployment, start_gateways, stop_gateways, write_config
+from tests.helpers import AUTH, GatewayProcess, fake_deployment, postgres_ledger, start_gateways, stop_gateways, write_config
 from tests.ledger.proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
@@ -100,7 +98,7 @@ async def test_kill_9_with_the_database_down_then_replay(tmp_path: Path) -> None
                       f"other {other}; left in {spool_dir.name}: {_segment_owners(spool_dir)}")
                 assert not other, f"answers other than 200 while the database was down: {other}"
                 assert len(ok) > KILL_AFTER_OK and cut, "the kill did not land in the middle of the load"
-                before = {request_id for request_id, _, _ in await _ledger(pg_url)}
+                before = {request_id for request_id, _, _ in await postgres_ledger(pg_url)}
                 assert before == {warm_id}, "the load's rows reached the database: it was not down for the gateway"
                 dead = set(_segment_owners(spool_dir))
                 assert dead, "the killed gateway left nothing on disk to replay"
@@ -113,7 +111,7 @@ async def test_kill_9_with_the_database_down_then_replay(tmp_path: Path) -> None
             finally:
                 await stop_gateways(first, kill=True)
                 await stop_gateways(second)
-            rows = await _ledger(pg_url)
+            rows = await postgres_ledger(pg_url)
     finally:
         if proxy_up:
             await proxy.stop()
@@ -186,7 +184,7 @@ async def _load_and_kill(
 async def _wait_for_rows(pg_url: str, request_ids: set[str], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if request_ids <= {r for r, _, _ in await _ledger(pg_url)}:
+        if request_ids <= {r for r, _, _ in await postgres_ledger(pg_url)}:
             return
         await asyncio.sleep(0.05)
     pytest.fail(f"rows {sorted(request_ids)} did not reach the ledger in {timeout}s")
@@ -202,10 +200,3 @@ async def _wait_for_replay(spool_dir: Path, dead_owners: set[str], gateway: Gate
     pytest.fail(f"the spool was not replayed in {timeout}s: {_segment_owners(spool_dir)}\n{gateway.logs()[-3000:]}")
 
 
-async def _ledger(pg_url: str) -> list[tuple[str, int, Decimal]]:
-    conn = await asyncpg.connect(pg_url, timeout=5)
-    try:
-        records = await conn.fetch("SELECT request_id, status, cost_usd FROM usage_records")
-    finally:
-        await conn.close()
-    return [(r["request_id"], r["status"], Decimal(r["cost_usd"])) for r in records]
