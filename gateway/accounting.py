@@ -32,12 +32,11 @@ _QUANTUM = Decimal("1e-10")
 
 @dataclass(slots=True)
 class Usage:
-    """Tokens of one answered request; ``counted`` when the gateway had to count them itself."""
+    """Tokens of one answered request."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
-    counted: bool = False
 
     @classmethod
     def from_openai(cls, usage: dict[str, Any] | None) -> Usage | None:
@@ -68,9 +67,8 @@ def cost_usd(prices: Prices, usage: Usage) -> Decimal:
 
 def subjects_for(caller: Caller, config: GatewayConfig) -> list[Subject]:
     """The key (when a virtual key is used) and its project, each with its budget and limits."""
-    info = caller.key_info
-    if info is not None and hasattr(info, "subjects"):
-        return list(info.subjects())
+    if caller.key_info is not None:
+        return caller.key_info.subjects()
     project = next((p for p in config.projects if p.name == caller.project), None)
     if project is None:
         return []
@@ -92,7 +90,6 @@ class Admitted:
     """What admission granted a request."""
 
     ticket: Ticket | None
-    prompt_tokens: int  # the estimate the reservation was made with
 
     def headers(self) -> dict[str, str]:
         return self.ticket.headers() if self.ticket is not None else {}
@@ -113,7 +110,7 @@ class Accountant:
         """Check limits and reserve the worst case; raises RateLimited / BudgetExceeded."""
         subjects = [s for s in subjects_for(caller, runtime.config) if s.budget_usd is not None or s.rpm or s.tpm]
         if self.admission is None or not subjects:
-            return Admitted(None, plan.signals.prompt_tokens)
+            return Admitted(None)
         prices = [runtime.profiles[d].prices for d in plan.deployments if d in runtime.profiles]
         priced = any(p.input_per_mtok or p.output_per_mtok for p in prices)
         budgeted = any(s.budget_usd is not None for s in subjects)
@@ -137,7 +134,7 @@ class Accountant:
                 "Budgets and rate limits cannot be checked right now (admission backend unavailable); retry shortly.",
                 headers={"retry-after": "1"},
             ) from None
-        return Admitted(ticket, prompt)
+        return Admitted(ticket)
 
     async def release(self, admitted: Admitted) -> None:
         """The request reached no backend: give the reservation back."""
@@ -170,6 +167,22 @@ class Accountant:
             log.exception("ledger submit failed for request %s", row.get("request_id"))
 
 
+def choice_text(choice: Any) -> str:
+    """The generated text of one choice, whole (``message``) or streamed (``delta``), incl. tool calls."""
+    if not isinstance(choice, dict):
+        return ""
+    parts = [choice.get("text")]
+    for key in ("message", "delta"):
+        part = choice.get(key)
+        if isinstance(part, dict):
+            parts.append(part.get("content"))
+            for call in part.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    parts += [function.get("name"), function.get("arguments")]
+    return "".join(p for p in parts if isinstance(p, str))
+
+
 def usage_or_count(
     reported: dict[str, Any] | None, body: dict[str, Any], completion_text: str, model: str
 ) -> Usage:
@@ -177,7 +190,7 @@ def usage_or_count(
     usage = Usage.from_openai(reported)
     if usage is not None:
         return usage
-    return Usage(count_prompt(body, model), count_text(completion_text, model), 0, counted=True)
+    return Usage(count_prompt(body, model), count_text(completion_text, model))
 
 
 def ledger_row(

@@ -68,7 +68,6 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
         if path is not None and watch:
             watcher = ConfigWatcher(state, path, config.server.reload_interval_s)
             watcher.start()
-        state.extras["watcher"] = watcher
         try:
             yield
         finally:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
 from gateway.errors import AuthenticationFailed
+
+if TYPE_CHECKING:
+    from gateway.keys import KeyInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +24,7 @@ class Caller:
     is_master: bool = False
     tags: frozenset[str] = frozenset()
     allowed_models: tuple[str, ...] = ()  # empty: every model
-    key_info: object | None = field(default=None, compare=False)
+    key_info: KeyInfo | None = field(default=None, compare=False)
 
 
 def bearer_token(request: Request) -> str:

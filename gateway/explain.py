@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.config import GatewayConfig
-from gateway.proxy import json_response, routing_request
-from gateway.requests import check_chat, check_completions, check_embeddings, read_json_body
+from gateway.proxy import CHECKS, json_response, routing_request
+from gateway.requests import read_json_body
 from routing.router import Router
 from routing.types import RoutingRequest, Sensitivity
 
@@ -24,7 +24,6 @@ def _endpoint_of(body: dict[str, Any]) -> str:
     return "chat"
 
 
-_CHECKS = {"chat": check_chat, "completions": check_completions, "embeddings": check_embeddings}
 
 
 @router.post("/v1/route/explain", tags=["routing"])
@@ -35,7 +34,7 @@ async def explain(request: Request) -> Response:
     runtime = state.runtime
     body = await read_json_body(request, runtime.config.server.max_body_bytes)
     endpoint = _endpoint_of(body)
-    _CHECKS[endpoint](body)
+    CHECKS[endpoint](body)
     req = routing_request(runtime, request, caller, body, endpoint)  # type: ignore[arg-type]
     return json_response(runtime.router.explain(req, state.breakers.snapshot()))
 

@@ -51,9 +51,3 @@ class CircuitBreakers:
         breaker.failures += 1
         if breaker.failures >= self.failure_threshold:
             breaker.open_until = self._clock() + self.cooldown_s
-
-    def state(self) -> dict[str, dict[str, float | int | bool]]:
-        return {
-            name: {"failures": b.failures, "open": not self.healthy(name), "open_for_s": max(0.0, b.open_until - self._clock())}
-            for name, b in self._breakers.items()
-        }

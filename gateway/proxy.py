@@ -26,7 +26,7 @@ from gateway.errors import (
     NoPermittedDeployment,
     PermissionDenied,
 )
-from gateway.accounting import Admitted, cost_usd, failed_attempt_rows, ledger_row, usage_or_count
+from gateway.accounting import Admitted, choice_text, cost_usd, failed_attempt_rows, ledger_row, usage_or_count
 from gateway.executor import Outcome
 from gateway.sse import EventStreamResponse
 from gateway.streaming import StreamMeter, relay
@@ -39,7 +39,7 @@ from routing.types import Plan, RoutingRequest, Sensitivity
 
 Endpoint = Literal["chat", "completions", "embeddings"]
 
-_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "chat": check_chat,
     "completions": check_completions,
     "embeddings": check_embeddings,
@@ -67,7 +67,7 @@ async def route_request(state: GatewayState, request: Request, endpoint: Endpoin
     caller = await state.authenticate(request)
     runtime = state.runtime
     body = await read_json_body(request, runtime.config.server.max_body_bytes)
-    _CHECKS[endpoint](body)
+    CHECKS[endpoint](body)
     if caller.allowed_models and body["model"] not in caller.allowed_models:
         raise ModelNotFound(f"The model '{body['model']}' does not exist or you do not have access to it.", param="model")
     plan = plan_for(state, runtime, request, caller, body, endpoint)
@@ -207,18 +207,7 @@ def _format_usd(cost: Decimal) -> str:
 
 
 def _reply_text(data: dict[str, Any]) -> str:
-    parts: list[str] = []
-    for choice in data.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        message = choice.get("message")
-        if isinstance(message, dict):
-            parts.append(message.get("content") or "")
-            for call in message.get("tool_calls") or ():
-                function = (call or {}).get("function") or {}
-                parts.append((function.get("name") or "") + (function.get("arguments") or ""))
-        parts.append(choice.get("text") or "")
-    return "".join(p for p in parts if isinstance(p, str))
+    return "".join(choice_text(c) for c in data.get("choices") or ())
 
 
 def _record_failures(state: GatewayState, routed: Routed, attempts: list[Attempt], *, streamed: bool) -> None:

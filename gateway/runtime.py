@@ -37,9 +37,6 @@ class Runtime:
     deployment_configs: dict[str, DeploymentConfig] = field(default_factory=dict)
     in_flight: int = 0
 
-    def provider(self, name: str) -> Provider:
-        return self.providers[name]
-
 
 def deployment_profile(dep: DeploymentConfig) -> DeploymentProfile:
     """The router's view of a deployment: locality, capabilities, context and prices."""

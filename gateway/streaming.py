@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from gateway.accounting import choice_text
 from gateway.errors import GatewayError, error_body
 
 DONE = b"data: [DONE]\n\n"
@@ -57,17 +58,8 @@ class StreamMeter:
                 data = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 continue
-            for choice in data.get("choices") or ():
-                if not isinstance(choice, dict):
-                    continue
-                delta = choice.get("delta") or {}
-                if isinstance(delta, dict):
-                    parts.append(delta.get("content") or "")
-                    for call in delta.get("tool_calls") or ():
-                        function = (call or {}).get("function") or {}
-                        parts.append(function.get("name") or "")
-                        parts.append(function.get("arguments") or "")
-                parts.append(choice.get("text") or "")
+            if isinstance(data, dict):
+                parts += (choice_text(c) for c in data.get("choices") or ())
         return "".join(parts)
 
     @property
