@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 CONFIG ?= config.example.yaml
 
-.PHONY: serve test test-fast bench services check clean
+.PHONY: serve test test-fast bench services tools check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,19 +29,22 @@ $(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-serve
 services:
 	@bash scripts/ensure-services.sh
 
+tools:
+	@bash scripts/ensure-tools.sh
+
 serve: $(VENV)/.stamp-serve
 	$(BIN)/switchyard serve --config $(CONFIG)
 
 check: $(VENV)/.stamp-serve
 	$(BIN)/switchyard check $(CONFIG)
 
-test: $(VENV)/.stamp-dev services
+test: $(VENV)/.stamp-dev services tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.stamp-dev
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-bench: $(VENV)/.stamp-dev
+bench: $(VENV)/.stamp-dev services tools
 	$(BIN)/python -m bench
 
 clean:
