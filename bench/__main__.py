@@ -23,7 +23,16 @@ from bench.machine import busy_processes, describe
 from bench.procs import Services, ensure_tools, raise_fd_limit
 from bench.report import render
 from bench.scenarios import Bench, Plan
-from bench.targets import VARIANTS, Target, Variant, direct_target, litellm_version, start_litellm, start_passthrough, start_switchyard
+from bench.targets import (
+    VARIANTS,
+    Target,
+    Variant,
+    direct_target,
+    litellm_version,
+    start_litellm,
+    start_passthrough,
+    start_switchyard,
+)
 from bench.upstreams import CHAT_REPLY, EMBED_REPLY, start_nginx, start_stream_upstream
 
 ROOT = Path(__file__).resolve().parent.parent

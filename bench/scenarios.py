@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import statistics
 import time
-import re
 import urllib.request
 from collections import Counter
 from collections.abc import Callable

@@ -16,13 +16,18 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from core.errors import AdmissionUnavailable, Attempt, GatewayError
 from gateway.admission import Admission, Subject, Ticket
 from gateway.auth import Caller
 from gateway.config import GatewayConfig
-from gateway.errors import AdmissionUnavailable, Attempt, GatewayError
 from gateway.runtime import Runtime
 from gateway.settler import Settler
-from gateway.tokens import count_prompt, count_text, max_output_tokens, prompt_token_bound
+from gateway.tokens import (
+    count_prompt,
+    count_text,
+    max_output_tokens,
+    prompt_token_bound,
+)
 from routing.types import Plan, Prices
 
 log = logging.getLogger("switchyard.accounting")

@@ -14,11 +14,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import __version__
-from gateway import explain
+from core.errors import (
+    GatewayError,
+    InvalidRequest,
+    ModelNotFound,
+    error_body,
+    internal_error_body,
+)
+from gateway import __version__, explain
 from gateway.api import admin, health, openai
 from gateway.config import GatewayConfig, insecure_master_key, load_config
-from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, error_body, internal_error_body
 from gateway.executor import Executor
 from gateway.health import CircuitBreakers
 from gateway.middleware import RequestIdMiddleware

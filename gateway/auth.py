@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
-from gateway.errors import AuthenticationFailed
+from core.errors import AuthenticationFailed
 
 if TYPE_CHECKING:
     from gateway.keys import KeyInfo

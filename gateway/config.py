@@ -15,20 +15,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from routing.spec import CapabilityName, Level, Route, RoutingDefaults, SensitivityPolicy
+from core.literals import Level
+from core.strict import Strict
+from providers.settings import DeploymentConfig
+from routing.spec import Route, RoutingDefaults, SensitivityPolicy
 
-ProviderName = Literal["llamacpp", "openai_compatible", "litellm"]
 DEV_MASTER_KEY = "sk-switchyard-dev-master"
 
 
 class ConfigError(Exception):
     """A config that cannot be used; the message names the file, key path and reason."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ServerConfig(Strict):
@@ -40,73 +44,6 @@ class ServerConfig(Strict):
     reload_interval_s: float = Field(default=1.0, gt=0)  # how often the config file is checked
     graceful_shutdown_s: float = Field(default=30.0, ge=0)
     metrics_require_auth: bool = False  # /metrics needs a key (spend per project is visible there)
-
-
-class Timeouts(Strict):
-    """Seconds. ``first_byte`` bounds the wait for the response head (or the first stream event)."""
-
-    connect: float = Field(default=5.0, gt=0)
-    first_byte: float = Field(default=60.0, gt=0)
-    read: float = Field(default=600.0, gt=0)  # between two chunks of a response
-
-
-class Pricing(Strict):
-    """Either per-token prices (USD per million) or a GPU-hour cost with its throughput."""
-
-    input_per_mtok: Decimal | None = Field(default=None, ge=0)
-    output_per_mtok: Decimal | None = Field(default=None, ge=0)
-    cached_input_per_mtok: Decimal | None = Field(default=None, ge=0)
-    gpu_hour_usd: Decimal | None = Field(default=None, ge=0)
-    tokens_per_second: float | None = Field(default=None, gt=0)
-
-    @model_validator(mode="after")
-    def _gpu_needs_throughput(self) -> Pricing:
-        if self.gpu_hour_usd and self.gpu_hour_usd > 0 and self.tokens_per_second is None:
-            raise ValueError("gpu_hour_usd > 0 needs tokens_per_second to turn an hour into a token price")
-        return self
-
-
-class DeploymentConfig(Strict):
-    """One backend a request can land on."""
-
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
-    provider: ProviderName
-    model: str = Field(min_length=1)
-    locality: Literal["self_hosted", "hosted"]
-    base_url: str | None = None
-    api_key: SecretStr | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    context_window: int = Field(default=8192, ge=1)
-    capabilities: list[CapabilityName] = Field(default_factory=lambda: ["chat", "completions"])
-    quality: int = Field(default=3, ge=1, le=5)
-    latency_ms: float | None = Field(default=None, ge=0)  # hint for the "fastest" objective
-    pricing: Pricing = Pricing()
-    timeouts: Timeouts = Timeouts()
-    max_connections: int = Field(default=1024, ge=1)  # concurrent upstream requests (streams hold one each)
-    enabled: bool | None = None  # None: on, except a hosted deployment whose api_key is empty
-    # llamacpp only
-    n_ctx: int | None = Field(default=None, ge=256)
-    n_threads: int | None = Field(default=None, ge=1)
-    max_queue: int = Field(default=64, ge=1)  # requests waiting for the embedded model
-    parallel: int = Field(default=1, ge=1)  # model instances (each has its own worker thread)
-    # litellm only: extra keyword arguments passed to litellm.acompletion (e.g. api_version)
-    litellm_params: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _provider_fields(self) -> DeploymentConfig:
-        if self.provider == "openai_compatible" and not self.base_url:
-            raise ValueError("base_url: required for provider openai_compatible")
-        if self.provider != "llamacpp" and (self.n_ctx or self.n_threads):
-            raise ValueError("n_ctx / n_threads apply only to provider llamacpp")
-        return self
-
-    @property
-    def is_enabled(self) -> bool:
-        if self.enabled is not None:
-            return self.enabled
-        if self.provider == "litellm" and self.api_key is not None and not self.api_key.get_secret_value():
-            return False
-        return True
 
 
 class Budget(Strict):

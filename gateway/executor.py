@@ -15,8 +15,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from core.errors import (
+    AllDeploymentsFailed,
+    Attempt,
+    GatewayError,
+    UpstreamError,
+    UpstreamStatus,
+)
 from gateway.config import RetryConfig
-from gateway.errors import AllDeploymentsFailed, Attempt, GatewayError, UpstreamError, UpstreamStatus
 from gateway.health import CircuitBreakers
 from providers.base import Provider, Reply
 

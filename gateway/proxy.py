@@ -15,8 +15,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.auth import Caller
-from gateway.errors import (
+from core.errors import (
     AllDeploymentsFailed,
     Attempt,
     ContextLengthExceeded,
@@ -26,15 +25,36 @@ from gateway.errors import (
     NoPermittedDeployment,
     PermissionDenied,
 )
-from gateway.accounting import Admitted, choice_text, cost_usd, failed_attempt_rows, ledger_row, usage_or_count
+from gateway.accounting import (
+    Admitted,
+    choice_text,
+    cost_usd,
+    failed_attempt_rows,
+    ledger_row,
+    usage_or_count,
+)
+from gateway.auth import Caller
 from gateway.executor import Outcome
-from gateway.sse import EventStreamResponse
-from gateway.streaming import StreamMeter, relay
-from gateway.requests import caller_hints, check_chat, check_completions, check_embeddings, read_json_body, upstream_body
+from gateway.requests import (
+    caller_hints,
+    check_chat,
+    check_completions,
+    check_embeddings,
+    read_json_body,
+    upstream_body,
+)
 from gateway.runtime import Runtime
+from gateway.sse import EventStreamResponse
 from gateway.state import GatewayState
+from gateway.streaming import StreamMeter, relay
 from providers.base import Provider
-from routing.errors import NoCandidates, PolicyBlocked, RoutingError, UnknownModel, UnsupportedEndpoint
+from routing.errors import (
+    NoCandidates,
+    PolicyBlocked,
+    RoutingError,
+    UnknownModel,
+    UnsupportedEndpoint,
+)
 from routing.types import Plan, RoutingRequest, Sensitivity
 
 Endpoint = Literal["chat", "completions", "embeddings"]

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from gateway.errors import InvalidRequest, PayloadTooLarge
+from core.errors import InvalidRequest, PayloadTooLarge
 
 HINT_HEADERS = {
     "sensitivity": "x-switchyard-sensitivity",

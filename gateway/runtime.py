@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from gateway.config import DeploymentConfig, GatewayConfig
+from gateway.config import GatewayConfig
 from gateway.costmap import cost_entry
 from providers.base import Provider
 from providers.registry import build_provider
+from providers.settings import DeploymentConfig
 from routing.pricing import prices_from
 from routing.router import Router
 from routing.types import DeploymentProfile

@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
+from core.errors import GatewayError, error_body
 from gateway.accounting import choice_text
-from gateway.errors import GatewayError, error_body
 
 DONE = b"data: [DONE]\n\n"
 

@@ -1,6 +1,6 @@
 """The one interface every backend adapter implements.
 
-Bodies in and out are OpenAI wire format. Adapters raise only ``gateway.errors.Upstream*``
+Bodies in and out are OpenAI wire format. Adapters raise only ``core.errors.Upstream*``
 errors, so the executor can decide to retry or fall back without knowing the backend.
 
 A stream is an async iterator of JSON chunk payloads (``bytes``, one OpenAI

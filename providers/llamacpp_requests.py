@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.errors import InvalidRequest
+from core.errors import InvalidRequest
 from providers.llamacpp_worker import TokenRecord
 
 MAX_N = 16

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.errors import UpstreamConnectionError, UpstreamStatus
+from core.errors import UpstreamConnectionError, UpstreamStatus
 
 
 class GenerationCancelled(Exception):

@@ -12,10 +12,10 @@ from typing import Any
 
 import orjson
 
-from gateway.config import DeploymentConfig
-from gateway.errors import UpstreamProtocolError
+from core.errors import UpstreamProtocolError
 from providers.base import Reply
 from providers.http import HTTPTimeouts, UpstreamHTTP
+from providers.settings import DeploymentConfig
 
 
 class OpenAICompatibleProvider:

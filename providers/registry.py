@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.config import DeploymentConfig
 from providers.base import Provider
+from providers.settings import DeploymentConfig
 
 
 def build_provider(config: DeploymentConfig) -> Provider:

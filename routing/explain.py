@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from routing.errors import InvalidHint, NoCandidates, PolicyBlocked, UnknownModel, UnsupportedEndpoint
+from routing.errors import (
+    InvalidHint,
+    NoCandidates,
+    PolicyBlocked,
+    UnknownModel,
+    UnsupportedEndpoint,
+)
 from routing.types import Signals
 
 if TYPE_CHECKING:

@@ -6,11 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from core.literals import LEVELS, TASKS
 from routing.errors import InvalidHint
-from routing.types import TASKS, RoutingRequest, Sensitivity
-
-LEVELS = ("public", "internal", "confidential", "restricted")
-
+from routing.types import RoutingRequest, Sensitivity
 
 _KEYS = {name: (name, f"x-switchyard-{name}") for name in ("sensitivity", "task")}
 

@@ -15,7 +15,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from routing.errors import InvalidHint, NoCandidates, PolicyBlocked, RoutingError, UnknownModel, UnsupportedEndpoint
+from routing.errors import (
+    InvalidHint,
+    NoCandidates,
+    PolicyBlocked,
+    RoutingError,
+    UnknownModel,
+    UnsupportedEndpoint,
+)
 from routing.explain import explain_decision
 from routing.policy import (
     INVARIANT,
@@ -29,9 +36,17 @@ from routing.policy import (
     soft_capabilities,
 )
 from routing.signals import RequestView, SignalExtractor
-from routing.spec import Route, Rule, RoutingDefaults, SensitivityPolicy
+from routing.spec import Route, RoutingDefaults, Rule, SensitivityPolicy
 from routing.task import TaskClassifier
-from routing.types import Candidate, DeploymentProfile, Exclusion, Objective, Plan, RoutingRequest, Sensitivity
+from routing.types import (
+    Candidate,
+    DeploymentProfile,
+    Exclusion,
+    Objective,
+    Plan,
+    RoutingRequest,
+    Sensitivity,
+)
 
 
 @dataclass(frozen=True, slots=True)

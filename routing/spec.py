@@ -8,17 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from routing.types import TASKS, Sensitivity
-
-Level = Literal["public", "internal", "confidential", "restricted"]
-LocalityName = Literal["self_hosted", "hosted"]
-CapabilityName = Literal["chat", "completions", "embeddings", "tools", "vision", "json_schema"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from core.literals import TASKS, Capability, Level, Locality, Sensitivity
+from core.strict import Strict
 
 
 class TokenRange(Strict):
@@ -55,9 +48,9 @@ class Filter(Strict):
     the same in both: a deployment whose output price or estimated request cost is above is dropped.
     """
 
-    locality: list[LocalityName] | None = None
+    locality: list[Locality] | None = None
     deployments: list[str] | None = None
-    capabilities: list[CapabilityName] | None = None
+    capabilities: list[Capability] | None = None
     max_price_per_mtok: float | None = Field(default=None, ge=0)  # output price ceiling, USD / 1M tokens
     max_cost_usd: float | None = Field(default=None, ge=0)  # estimated cost ceiling for this request
 
@@ -127,7 +120,9 @@ class SensitivityPolicy(Strict):
 
     @model_validator(mode="after")
     def _known_names(self) -> SensitivityPolicy:
-        from routing.detectors.registry import BUILTIN_LEVELS  # the registry imports this module
+        from routing.detectors.registry import (
+            BUILTIN_LEVELS,  # the registry imports this module
+        )
 
         known = ", ".join(BUILTIN_LEVELS)
         errors = []

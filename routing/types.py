@@ -4,40 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum
-from typing import Any, Literal
+from typing import Any
 
-Locality = Literal["self_hosted", "hosted"]
-Capability = Literal["chat", "completions", "embeddings", "tools", "vision", "json_schema"]
-Endpoint = Literal["chat", "completions", "embeddings"]
-Objective = Literal["cheapest", "fastest", "best"]
-TASKS: tuple[str, ...] = (
-    "chat", "code", "reasoning", "summarize", "extract", "classify", "translate", "embed", "tool_use",
-)
+from core.literals import TASKS, Capability, Endpoint, Locality, Objective, Sensitivity
 
-
-class Sensitivity(IntEnum):
-    """How far a request's data may travel. Ordered: a higher level is never lowered."""
-
-    PUBLIC = 0
-    INTERNAL = 1
-    CONFIDENTIAL = 2
-    RESTRICTED = 3
-
-    @classmethod
-    def parse(cls, value: str | Sensitivity) -> Sensitivity:
-        if isinstance(value, Sensitivity):
-            return value
-        try:
-            return cls[value.strip().upper()]
-        except KeyError:
-            raise ValueError(
-                f"unknown sensitivity {value!r}; expected one of public, internal, confidential, restricted"
-            ) from None
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
+__all__ = [
+    "TASKS", "Candidate", "Capability", "DeploymentProfile", "DetectorHit", "Endpoint", "Exclusion", "Locality",
+    "Objective", "Plan", "Prices", "RoutingRequest", "Sensitivity", "Signals",
+]
 
 
 @dataclass(frozen=True, slots=True)

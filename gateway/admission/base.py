@@ -30,10 +30,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Literal, Protocol
 
-from gateway.errors import BudgetExceeded, RateLimited
+from core.errors import BudgetExceeded, RateLimited
 
 Kind = Literal["key", "project"]
-Period = Literal["daily", "weekly", "monthly", "total"]
+from core.literals import Period
+
 NANOS = Decimal(1_000_000_000)
 RATE_WINDOW_S = 60
 

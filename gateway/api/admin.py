@@ -9,7 +9,7 @@
     POST /admin/keys/{id}/rotate         the new secret in "key"
     GET  /admin/usage?project=&key=&since=&until=&group_by=day,model&format=json|csv|table
 
-Bodies are parsed here (not by FastAPI) so every bad input is a :mod:`gateway.errors` error in
+Bodies are parsed here (not by FastAPI) so every bad input is a :mod:`core.errors` error in
 OpenAI's shape. Services come from ``request.app.state.gateway`` (``config``, ``db``, ``keys``).
 """
 
@@ -17,23 +17,28 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.errors import AuthenticationFailed, InvalidRequest
+from core.literals import Level, Period
 from gateway.auth import bearer_token, is_master_key
 from gateway.db.models import ApiKey, Project, ProjectCreate
-from gateway.db.projects import ProjectExists, ProjectNotFound, create_project, get_project, list_projects
+from gateway.db.projects import (
+    ProjectExists,
+    ProjectNotFound,
+    create_project,
+    get_project,
+    list_projects,
+)
 from gateway.db.types import decimal_str
-from gateway.errors import AuthenticationFailed, InvalidRequest
 from gateway.keys import KeyNotFound, KeyRevoked, UnknownProject
 from gateway.ledger.usage import GROUP_BY_FIELDS, render_report, usage_report
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$"
-Period = Literal["daily", "weekly", "monthly", "total"]
-Level = Literal["public", "internal", "confidential", "restricted"]
 
 
 class _Body(BaseModel):

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.errors import ModelNotFound
+from core.errors import ModelNotFound
 from gateway.proxy import json_response, model_card, models_listing, serve
 
 router = APIRouter()

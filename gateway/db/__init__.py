@@ -11,7 +11,14 @@ from gateway.db.models import (
     UsageRecord,
     UsageRecordCreate,
 )
-from gateway.db.projects import ProjectExists, ProjectNotFound, create_project, get_project, list_projects, sync_projects
+from gateway.db.projects import (
+    ProjectExists,
+    ProjectNotFound,
+    create_project,
+    get_project,
+    list_projects,
+    sync_projects,
+)
 
 __all__ = [
     "ApiKey",

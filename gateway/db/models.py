@@ -16,10 +16,10 @@ from typing import Literal
 from sqlalchemy import JSON, Index, String
 from sqlmodel import Field, SQLModel
 
+from core.literals import Level
+from core.literals import Period as BudgetPeriod
 from gateway.db.types import Money, UTCDateTime, utcnow
 
-BudgetPeriod = Literal["daily", "weekly", "monthly", "total"]
-Level = Literal["public", "internal", "confidential", "restricted"]
 ProjectSource = Literal["config", "api"]
 
 

@@ -2,6 +2,11 @@
 admin-defined ones, compiled once per config into a :class:`DetectorSet`."""
 
 from routing.detectors.base import EntityDetector, Scan
-from routing.detectors.registry import BUILTIN_DETECTORS, BUILTIN_LEVELS, DetectorSet, compile_detectors
+from routing.detectors.registry import (
+    BUILTIN_DETECTORS,
+    BUILTIN_LEVELS,
+    DetectorSet,
+    compile_detectors,
+)
 
 __all__ = ["BUILTIN_DETECTORS", "BUILTIN_LEVELS", "DetectorSet", "EntityDetector", "Scan", "compile_detectors"]

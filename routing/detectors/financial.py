@@ -9,7 +9,13 @@ from __future__ import annotations
 import re
 
 from routing.detectors.base import Scan, word_byte_before
-from routing.detectors.checks import IBAN_LENGTHS, card_network_valid, iban_valid, luhn_valid, ssn_valid
+from routing.detectors.checks import (
+    IBAN_LENGTHS,
+    card_network_valid,
+    iban_valid,
+    luhn_valid,
+    ssn_valid,
+)
 
 # 13-19 digits: contiguous, in groups of four (Visa/Mastercard/...), or 4-6-5 (Amex, Diners).
 CARD_PATTERN = (

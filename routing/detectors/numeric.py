@@ -20,7 +20,12 @@ from routing.detectors.contact import (
     international_phone_valid,
     ipv4_valid,
 )
-from routing.detectors.financial import CARD_PATTERN, SSN_PATTERN, card_valid, ssn_valid_match
+from routing.detectors.financial import (
+    CARD_PATTERN,
+    SSN_PATTERN,
+    card_valid,
+    ssn_valid_match,
+)
 
 # (alternative name, entity it counts as, pattern, validator); earlier alternatives win a position
 _FAMILIES = (

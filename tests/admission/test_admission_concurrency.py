@@ -9,9 +9,9 @@ from decimal import Decimal
 
 from redis.asyncio import Redis
 
+from core.errors import BudgetExceeded, RateLimited
 from gateway.admission import MemoryAdmission, RedisAdmission, Subject
 from gateway.admission.base import Admission
-from gateway.errors import BudgetExceeded, RateLimited
 from tests.db.fixtures import REDIS_URL
 
 D = Decimal

@@ -7,10 +7,16 @@ from decimal import Decimal
 
 import pytest
 
-from gateway.admission import MemoryAdmission, RedisAdmission, Subject, budget_subjects, seed_from_ledger
+from core.errors import BudgetExceeded
+from gateway.admission import (
+    MemoryAdmission,
+    RedisAdmission,
+    Subject,
+    budget_subjects,
+    seed_from_ledger,
+)
 from gateway.config import Budget, ProjectConfig
 from gateway.db import Database, UsageRecord, sync_projects
-from gateway.errors import BudgetExceeded
 from gateway.keys import KeyStore
 from tests.db.fixtures import REDIS_URL
 

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
+from core.errors import BudgetExceeded, RateLimited
 from gateway.admission import Subject
 from gateway.admission.base import Admission
-from gateway.errors import BudgetExceeded, RateLimited
 from tests.admission.helpers import Clock, build
 
 T0 = datetime(2026, 11, 4, 10, 0, 15, tzinfo=UTC)  # a Wednesday

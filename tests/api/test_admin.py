@@ -21,10 +21,10 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from core.errors import GatewayError
 from gateway.api.admin import router
 from gateway.config import Budget, GatewayConfig, ProjectConfig
 from gateway.db import Database, UsageRecord, sync_projects
-from gateway.errors import GatewayError
 from gateway.keys import KeyStore
 from tests.db.fixtures import database, fresh_sqlite, pg_url  # noqa: F401 - fixtures
 from tests.helpers import MASTER_KEY, fake_deployment, free_port, make_config

@@ -11,7 +11,14 @@ from sqlalchemy import event
 
 from gateway.config import Budget, Limits, ProjectConfig
 from gateway.db import ApiKey, Database, sync_projects
-from gateway.keys import KEY_PREFIX, KeyNotFound, KeyRevoked, KeyStore, UnknownProject, hash_key
+from gateway.keys import (
+    KEY_PREFIX,
+    KeyNotFound,
+    KeyRevoked,
+    KeyStore,
+    UnknownProject,
+    hash_key,
+)
 
 
 class FakeClock:

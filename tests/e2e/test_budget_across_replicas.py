@@ -25,7 +25,15 @@ from redis.asyncio import Redis
 from gateway.db.testing import postgres_available, scratch_postgres
 from gateway.tokens import count_prompt
 from tests.fakes.openai_upstream import FakeUpstream
-from tests.helpers import AUTH, GatewayProcess, fake_deployment, postgres_ledger, start_gateways, stop_gateways, write_config
+from tests.helpers import (
+    AUTH,
+    GatewayProcess,
+    fake_deployment,
+    postgres_ledger,
+    start_gateways,
+    stop_gateways,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,15 @@ import pytest
 
 from gateway.db.testing import postgres_available, scratch_postgres
 from tests.fakes.openai_upstream import FakeUpstream
-from tests.helpers import AUTH, GatewayProcess, fake_deployment, postgres_ledger, start_gateways, stop_gateways, write_config
+from tests.helpers import (
+    AUTH,
+    GatewayProcess,
+    fake_deployment,
+    postgres_ledger,
+    start_gateways,
+    stop_gateways,
+    write_config,
+)
 from tests.ledger.proxy import TcpProxy
 
 pytestmark = pytest.mark.slow

@@ -26,7 +26,14 @@ import pytest
 from gateway.db.types import MONEY_SCALE
 from gateway.tokens import count_prompt, count_text
 from tests.fakes.openai_upstream import FakeUpstream, _prompt_tokens, _words
-from tests.helpers import AUTH, GatewayProcess, fake_deployment, start_gateways, stop_gateways, write_config
+from tests.helpers import (
+    AUTH,
+    GatewayProcess,
+    fake_deployment,
+    start_gateways,
+    stop_gateways,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 

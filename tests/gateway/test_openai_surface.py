@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import orjson
 import openai
+import orjson
 import pytest
 
 from tests.fakes.openai_upstream import FakeUpstream

@@ -25,7 +25,13 @@ from gateway.ledger.spool import Spool, encode_row
 from tests.db.fixtures import fresh_postgres
 from tests.helpers import ROOT
 from tests.ledger.proxy import TcpProxy
-from tests.ledger.test_ledger_writer import insert_log, ledger_ids, row, wait_for, writer_factory  # noqa: F401
+from tests.ledger.test_ledger_writer import (  # noqa: F401
+    insert_log,
+    ledger_ids,
+    row,
+    wait_for,
+    writer_factory,
+)
 
 DOWN = "postgresql://postgres@127.0.0.1:1/down"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import event, func
-from sqlmodel import select
 from sqlalchemy.engine import make_url
+from sqlmodel import select
 
 from gateway.db import Database, UsageRecord
 from gateway.ledger import LedgerWriter

@@ -11,10 +11,10 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from gateway.config import DeploymentConfig
-from gateway.errors import UpstreamConnectionError, UpstreamStatus, UpstreamTimeout
+from core.errors import UpstreamConnectionError, UpstreamStatus, UpstreamTimeout
 from providers.base import Provider
 from providers.hosted_litellm import LiteLLMProvider
+from providers.settings import DeploymentConfig
 from tests.helpers import free_port
 from tests.providers.fake_anthropic import INPUT_TOKENS, REPLY_TEXT, FakeAnthropic
 

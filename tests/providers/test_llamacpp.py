@@ -14,10 +14,10 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from gateway.config import DeploymentConfig
-from gateway.errors import InvalidRequest, UpstreamStatus
+from core.errors import InvalidRequest, UpstreamStatus
 from providers.base import Provider
 from providers.llamacpp import LlamaCppProvider, ProviderSetupError
+from providers.settings import DeploymentConfig
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
