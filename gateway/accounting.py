@@ -22,7 +22,7 @@ from gateway.auth import Caller
 from gateway.config import GatewayConfig
 from gateway.runtime import Runtime
 from gateway.settler import Settler
-from gateway.tokens import (
+from providers.tokens import (
     count_prompt,
     count_text,
     max_output_tokens,

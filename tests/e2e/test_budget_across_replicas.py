@@ -23,7 +23,7 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.db.testing import postgres_available, scratch_postgres
-from gateway.tokens import count_prompt
+from providers.tokens import count_prompt
 from tests.fakes.openai_upstream import FakeUpstream
 from tests.helpers import (
     AUTH,

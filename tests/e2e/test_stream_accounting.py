@@ -24,7 +24,7 @@ import openai
 import pytest
 
 from gateway.db.types import MONEY_SCALE
-from gateway.tokens import count_prompt, count_text
+from providers.tokens import count_prompt, count_text
 from tests.fakes.openai_upstream import FakeUpstream, _prompt_tokens, _words
 from tests.helpers import (
     AUTH,

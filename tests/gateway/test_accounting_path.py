@@ -11,7 +11,7 @@ import pytest
 from sqlmodel import select
 
 from gateway.db.models import UsageRecord
-from gateway.tokens import count_text
+from providers.tokens import count_text
 from tests.fakes.openai_upstream import FakeUpstream
 from tests.helpers import app_client, fake_deployment, make_config
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.admission import RedisAdmission, Subject
-from gateway.tokens import count_prompt, prompt_token_bound
+from providers.tokens import count_prompt, prompt_token_bound
 from tests.fakes.openai_upstream import FakeUpstream
 from tests.helpers import app_client, fake_deployment, make_config
 

@@ -1,7 +1,10 @@
-"""Token counting with tiktoken, offline: the encodings bundled inside the litellm wheel.
+"""Token counting and token-id decoding with tiktoken, offline: the encodings bundled inside the
+litellm wheel.
 
-Used where a backend reports no usage (a stream cut short, an upstream without
-``include_usage``) and for admission's worst-case estimate before a request is sent.
+Counting is used where a backend reports no usage (a stream cut short, an upstream without
+``include_usage``) and for admission's worst-case estimate before a request is sent. Decoding
+turns token-id inputs (LangChain sends ``input: [[9906, 1917]]`` by default) back into the text
+they stand for, so that it can be scanned and, for backends with another vocabulary, embedded.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,29 @@ def _encoding(name: str):  # noqa: ANN202 - tiktoken.Encoding
     import tiktoken
 
     return tiktoken.get_encoding(name)
+
+
+DECODING_ENCODINGS = ("cl100k_base", "o200k_base")
+"""The vocabularies OpenAI-format clients tokenize with (text-embedding-3/ada-002 and gpt-4-era
+models use cl100k; gpt-4o and later use o200k)."""
+
+
+def decode_token_ids(ids: Sequence[int], encodings: Sequence[str] = DECODING_ENCODINGS) -> list[str]:
+    """The text ``ids`` stand for in each encoding whose vocabulary holds them all.
+
+    A client does not say which tokenizer made its ids, so every plausible reading is returned:
+    whoever needs to be safe (the sensitivity scan) reads them all; whoever needs one text takes
+    the first. An id that is out of range (or negative) for an encoding leaves that encoding out.
+    """
+    texts: list[str] = []
+    for name in encodings:
+        encoding = _encoding(name)
+        if all(type(i) is int and 0 <= i < encoding.n_vocab for i in ids):
+            try:
+                texts.append(encoding.decode(list(ids), errors="replace"))
+            except (KeyError, ValueError):  # a hole in the vocabulary (reserved ids)
+                continue
+    return texts
 
 
 def encoding_name_for(model: str) -> str:
