@@ -8,6 +8,11 @@ Semantics (identical in :class:`~gateway.admission.memory.MemoryAdmission` and
 * Budget: admit only if ``spent + reserved + reservation <= budget`` for the subject's current
   calendar window (UTC day, ISO week from Monday, month; ``total`` never resets). A zero
   reservation is never blocked by a budget. Money is integer nano-dollars inside the backends.
+* A reservation is a fixed part (``reserve_usd``: the prompt) plus, optionally, an output part
+  (:class:`OutputClaim`): ``units`` of output at ``unit_usd`` each, as many as every budget still
+  affords up to ``max_units`` and never fewer than ``min_units`` (else the budget refuses). The
+  units granted come back on the ticket; the gateway sends them upstream as ``max_tokens``, so the
+  reservation and the cap on what the backend may produce are the same number.
 * Rate limits are **fixed 60-second windows** aligned to the epoch minute: a request counts 1
   towards RPM and its token estimate towards TPM in the minute it was admitted. ``Retry-After``
   is the time left in that minute (a burst can reach 2x the limit across one boundary; that is
@@ -53,6 +58,20 @@ class Subject:
     @property
     def key(self) -> str:
         return f"{self.kind}:{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class OutputClaim:
+    """The scalable part of a reservation: output tokens, granted as far as the budgets allow.
+
+    ``unit_usd`` is the price of one unit (one token of ``max_tokens``, times the number of
+    choices, at the priciest candidate); ``tokens_per_unit`` counts a unit towards TPM.
+    """
+
+    unit_usd: Decimal
+    max_units: int
+    min_units: int = 1
+    tokens_per_unit: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,13 +153,23 @@ class Ticket:
     windows: tuple[str | None, ...]  # budget window per subject at admit time (None: no budget)
     rate_window: int  # epoch minute the request was counted in
     limits: RateLimitInfo = field(default_factory=RateLimitInfo)
+    output_units: int | None = None  # granted by an OutputClaim (None: the claim had none)
+    budget_remaining_nanos: int | None = None  # tightest budget after this reservation (None: no budget)
 
     @property
     def reserve_usd(self) -> Decimal:
         return nanos_to_usd(self.reserve_nanos)
 
+    @property
+    def budget_remaining_usd(self) -> Decimal | None:
+        return None if self.budget_remaining_nanos is None else nanos_to_usd(max(0, self.budget_remaining_nanos))
+
     def headers(self) -> dict[str, str]:
-        return self.limits.headers()
+        headers = self.limits.headers()
+        remaining = self.budget_remaining_usd
+        if remaining is not None:
+            headers["x-switchyard-budget-remaining-usd"] = _money(remaining)
+        return headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +195,17 @@ class Admission(Protocol):
     """Rate limits and budget reservations, checked and taken atomically for all subjects."""
 
     async def admit(
-        self, subjects: Sequence[Subject], *, tokens: int, reserve_usd: Decimal, now: datetime | None = None
+        self,
+        subjects: Sequence[Subject],
+        *,
+        tokens: int,
+        reserve_usd: Decimal,
+        output: OutputClaim | None = None,
+        now: datetime | None = None,
     ) -> Ticket:
-        """Reserve, or raise :class:`RateLimited` / :class:`BudgetExceeded` having changed nothing."""
+        """Reserve ``reserve_usd`` plus as much of ``output`` as the budgets afford, counting
+        ``tokens`` (plus the granted output) towards TPM; or raise :class:`RateLimited` /
+        :class:`BudgetExceeded` having changed nothing."""
         ...
 
     async def settle(self, ticket: Ticket, *, actual_usd: Decimal, actual_tokens: int) -> bool:
@@ -243,6 +280,26 @@ def rate_info(
         remaining_tokens=best_t[0] if best_t else None,
         reset_tokens_s=reset_s if best_t else None,
     )
+
+
+def unit_price(output: OutputClaim | None) -> int:
+    """An output unit's price as integer nano-dollars per million units (rounded up), so that
+    prices far below a nano-dollar a token stay exact integers in both backends."""
+    if output is None:
+        return 0
+    return int((output.unit_usd * NANOS * 1_000_000).to_integral_value(ROUND_CEILING))
+
+
+def output_reserve_nanos(units: int, per_million_units_nanos: int) -> int:
+    """What ``units`` cost in nano-dollars, rounded up."""
+    return -(-units * per_million_units_nanos // 1_000_000)
+
+
+def affordable_units(room_nanos: int, per_million_units_nanos: int) -> int:
+    """How many units ``room_nanos`` pays for (rounded down); ``room`` may be negative."""
+    if room_nanos <= 0:
+        return 0
+    return room_nanos * 1_000_000 // per_million_units_nanos
 
 
 REASON_BUDGET, REASON_RPM, REASON_TPM = 1, 2, 3
