@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import sys
 from pathlib import Path
 
 from gateway import __version__
-from gateway.config import ConfigError, load_config
+from gateway.config import ConfigError, insecure_master_key, load_config
 
 CONFIG_ENV = "SWITCHYARD_CONFIG"
 
@@ -35,6 +36,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
+    if insecure_master_key(config) and not _loopback(host) and not config.server.allow_dev_master_key:
+        print(
+            f"{args.config}: refusing to serve on {host} with the published development master key; set "
+            "SWITCHYARD_MASTER_KEY (server.master_key), or server.allow_dev_master_key: true if that is meant",
+            file=sys.stderr,
+        )
+        return 2
     workers = args.workers or config.server.workers
     if workers > 1 and not config.redis_url:
         # Each worker would enforce every budget and rate limit on its own (projects and virtual
@@ -62,13 +70,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    from gateway.runtime import compile_policy
+    from gateway.runtime import Runtime, compile_policy
 
     router, profiles = compile_policy(config)
     if args.explain:
@@ -79,7 +94,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             print(f"{args.explain}: cannot read the request: {exc}", file=sys.stderr)
             return 1
-        print(json.dumps(explain_offline(config, router, request), indent=2))
+        if not isinstance(request, dict):
+            print(f"{args.explain}: the request must be a JSON object", file=sys.stderr)
+            return 1
+        runtime = Runtime(config=config, router=router, profiles=profiles, providers={})
+        print(json.dumps(explain_offline(runtime, request), indent=2))
         return 0
     disabled = [d.name for d in config.deployments if not d.is_enabled]
     print(f"{args.config}: OK")

@@ -328,13 +328,24 @@ def rejection(
             f"${_money(subject.budget_usd or Decimal(0))} is spent or reserved, and this request may cost up to "
             f"${_money(nanos_to_usd(reserve_nanos))}."
         )
+        left_s = None
         if window.end is not None:
-            headers["retry-after"] = str(max(1, math.ceil((window.end - as_utc(now)).total_seconds())))
+            left_s = (window.end - as_utc(now)).total_seconds()
+            headers["retry-after"] = str(max(1, math.ceil(left_s)))
             message += f" The budget resets at {window.end:%Y-%m-%dT%H:%M:%SZ}."
-        return BudgetExceeded(message, headers=headers)
+        # Retrying before the period ends cannot help: tell SDKs not to.
+        headers["x-should-retry"] = "false"
+        budget_error = BudgetExceeded(message, headers=headers)
+        if spent_nanos >= usd_to_nanos(subject.budget_usd or Decimal(0), round_up=False):
+            # spent, not merely reserved: nothing but the period's end frees it
+            budget_error.subject_key, budget_error.stays_for_s = subject.key, left_s if left_s is not None else math.inf
+        return budget_error
     headers["retry-after"] = str(max(1, math.ceil(reset_s)))
     if reason == REASON_RPM:
         message = f"Rate limit reached for {who}: {subject.rpm} requests per minute. Retry in {headers['retry-after']}s."
+        rpm_error = RateLimited(message, headers=headers)
+        rpm_error.subject_key, rpm_error.stays_for_s = subject.key, reset_s
+        return rpm_error
     elif subject.tpm is not None and tokens > subject.tpm:
         message = (
             f"Request too large for {who}: it may use {tokens} tokens but the limit is {subject.tpm} tokens per "

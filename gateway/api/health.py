@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
-
-from gateway.proxy import json_response
 
 router = APIRouter()
 
@@ -47,8 +46,13 @@ async def readyz(request: Request) -> Response:
 
 @router.get("/metrics", tags=["health"])
 async def metrics(request: Request) -> Response:
-    """Prometheus text format: attempts, tokens, spend, latency, refusals, queues, breakers."""
+    """Prometheus text format: attempts, tokens, spend, latency, refusals, queues, breakers.
+
+    Needs the master key unless ``server.metrics_require_auth`` is off or the scraper is in
+    ``server.trusted_networks`` (checked by the app before this runs)."""
     state = request.app.state.gateway
-    if state.config.server.metrics_require_auth:
-        await state.authenticate(request)
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def json_response(data: object, status: int = 200) -> Response:
+    return Response(content=orjson.dumps(data), status_code=status, media_type="application/json")
