@@ -333,7 +333,8 @@ def choice_text(choice: Any) -> str:
         part = choice.get(key)
         if isinstance(part, dict):
             parts.append(part.get("content"))
-            for call in part.get("tool_calls") or ():
+            calls = part.get("tool_calls")
+            for call in calls if isinstance(calls, list) else ():
                 function = call.get("function") if isinstance(call, dict) else None
                 if isinstance(function, dict):
                     parts += [function.get("name"), function.get("arguments")]

@@ -159,11 +159,14 @@ class Accountant:
             return Admitted(None, cap)
         priced = any(p.prices.input_per_mtok or p.prices.output_per_mtok for p in profiles)
         budgeted = any(s.budget_usd is not None for s in subjects)
-        # When money is at stake the reservation must not undercount: tiktoken's count for small
-        # prompts, and for large ones a bound that costs nothing (a BPE token is at least one
-        # byte). The router's estimate is enough for TPM alone; settle corrects both.
+        # When money is at stake the reservation must not undercount, whatever tokenizer the
+        # backend uses (see prompt_token_bound). The router's estimate is enough for TPM alone;
+        # settle corrects both.
         if priced and budgeted:
-            prompt = prompt_token_bound(body, profiles[0].model, plan.signals.prompt_tokens)
+            prompt = max(
+                prompt_token_bound(body, p.model, plan.signals.prompt_tokens, plan.signals.images)
+                for p in profiles if p.prices.input_per_mtok
+            ) if any(p.prices.input_per_mtok for p in profiles) else plan.signals.prompt_tokens
         else:
             prompt = plan.signals.prompt_tokens
         fixed = max((cost_usd(p.prices, TokenUsage(prompt, 0)) for p in profiles), default=Decimal(0))

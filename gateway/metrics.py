@@ -16,7 +16,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -116,3 +116,8 @@ class _StateCollector(Collector):
             pending = GaugeMetricFamily("switchyard_settlements_pending", "Admission tickets waiting to be settled")
             pending.add_metric([], settler.pending)
             yield pending
+            dropped = CounterMetricFamily(
+                "switchyard_settlements_dropped", "Admission tickets dropped after failing to settle repeatedly"
+            )
+            dropped.add_metric([], settler.dropped)
+            yield dropped

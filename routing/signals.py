@@ -73,6 +73,7 @@ class SignalExtractor:
             task_reason=task.reason,
             prompt_tokens=prompt_tokens,
             max_output_tokens=output.per_choice,
+            images=content.images,
         )
         # Without an explicit max_tokens only the prompt must fit: the upstream stops at the window.
         needs = Needs(

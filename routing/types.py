@@ -73,6 +73,7 @@ class Signals:
     task_reason: str
     prompt_tokens: int
     max_output_tokens: int
+    images: int = 0  # image parts, which the prompt's text does not account for
 
 
 @dataclass(frozen=True, slots=True)
