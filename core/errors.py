@@ -29,6 +29,7 @@ becomes a 500 ``internal_error`` with a request id, never a stack trace.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -131,7 +132,10 @@ class RateLimited(GatewayError):
 
 
 class BudgetExceeded(RateLimited):
-    """The key's or project's budget for the current period is spent."""
+    """The key's or project's budget for the current period is spent (``unspent_usd`` is what is
+    left of it once open reservations settle)."""
+
+    unspent_usd: Decimal | None = None
 
     type = "insufficient_quota"
     code = "budget_exceeded"

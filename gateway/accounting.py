@@ -122,8 +122,8 @@ class Accountant:
 
     def precheck(self, caller: Caller, runtime: Runtime) -> None:
         """Refuse at once, with no I/O, a caller whose key or project was refused moments ago
-        for a reason that cannot have cleared yet: its RPM window is full, or its budget is spent
-        and every deployment costs money (a free one is still open to a spent budget)."""
+        for a reason that cannot have cleared yet: its RPM window is full, or what is left of its
+        budget pays for no request at any priced deployment and no deployment is free."""
         if not self._refused:
             return
         now = time.monotonic()
@@ -135,7 +135,7 @@ class Accountant:
             if now >= until:
                 del self._refused[subject.key]
                 continue
-            if isinstance(refusal, BudgetExceeded) and runtime.has_free_deployment:
+            if isinstance(refusal, BudgetExceeded) and (runtime.has_free_deployment or not self._spent(refusal, runtime)):
                 continue
             retry = max(1, int(until - now + 0.999))
             raise type(refusal)(refusal.message, code=refusal.code, headers={**refusal.headers, "retry-after": str(retry)})
@@ -144,6 +144,11 @@ class Accountant:
         if refusal.subject_key is None or refusal.stays_for_s is None:
             return
         self._refused[refusal.subject_key] = (time.monotonic() + min(refusal.stays_for_s, PRECHECK_MEMORY_S), refusal)
+
+    @staticmethod
+    def _spent(refusal: BudgetExceeded, runtime: Runtime) -> bool:
+        """Nothing is left of the budget that the cheapest possible request could be paid with."""
+        return refusal.unspent_usd is not None and refusal.unspent_usd < runtime.cheapest_request_usd
 
     async def admit(self, caller: Caller, runtime: Runtime, plan: Plan, body: dict[str, Any], endpoint: Endpoint) -> Admitted:
         """Check limits and reserve the worst case; raises RateLimited / BudgetExceeded."""

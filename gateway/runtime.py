@@ -44,6 +44,7 @@ class Runtime:
     default_project: str = field(init=False)  # the master key's project
     body_limits: BodyLimits = field(init=False)
     has_free_deployment: bool = field(init=False)  # a spent budget still reaches a free deployment
+    cheapest_request_usd: Decimal = field(init=False)  # one prompt token and one output token, at the cheapest prices
 
     def __post_init__(self) -> None:
         config = self.config
@@ -53,6 +54,10 @@ class Runtime:
         self.body_limits = BodyLimits(server.max_body_bytes, server.body_idle_timeout_s, server.body_timeout_s)
         self.has_free_deployment = any(
             not (p.prices.input_per_mtok or p.prices.output_per_mtok) for p in self.profiles.values()
+        )
+        self.cheapest_request_usd = min(
+            (Decimal(str(p.prices.input_per_mtok + p.prices.output_per_mtok)) / 1_000_000 for p in self.profiles.values()),
+            default=Decimal(0),
         )
 
 

@@ -336,9 +336,11 @@ def rejection(
         # Retrying before the period ends cannot help: tell SDKs not to.
         headers["x-should-retry"] = "false"
         budget_error = BudgetExceeded(message, headers=headers)
-        if spent_nanos >= usd_to_nanos(subject.budget_usd or Decimal(0), round_up=False):
-            # spent, not merely reserved: nothing but the period's end frees it
-            budget_error.subject_key, budget_error.stays_for_s = subject.key, left_s if left_s is not None else math.inf
+        # What is left once reservations settle; when no request can cost that little, nothing
+        # but the period's end frees this budget (the gateway decides, knowing its prices).
+        budget_error.subject_key = subject.key
+        budget_error.stays_for_s = left_s if left_s is not None else math.inf
+        budget_error.unspent_usd = nanos_to_usd(usd_to_nanos(subject.budget_usd or Decimal(0), round_up=False) - spent_nanos)
         return budget_error
     headers["retry-after"] = str(max(1, math.ceil(reset_s)))
     if reason == REASON_RPM:
