@@ -200,8 +200,10 @@ class UpstreamStatus(UpstreamError):
         self.upstream_status = upstream_status
         self.retry_after = retry_after
         # 429, 5xx and context-length errors can succeed elsewhere; other 4xx are the caller's fault.
-        self.retryable = upstream_status == 429 or upstream_status >= 500 or code == "context_length_exceeded"
-        self.backend_fault = upstream_status >= 500
+        # The backend refusing the gateway's own credentials (401/403) is that deployment's fault
+        # too: another may serve, and its breaker should take it out of plans.
+        self.retryable = upstream_status in (401, 403, 429) or upstream_status >= 500 or code == "context_length_exceeded"
+        self.backend_fault = upstream_status >= 500 or upstream_status in (401, 403)
         if retry_after is not None and status == 429:
             self.headers["retry-after"] = str(max(1, int(retry_after + 0.999)))
 

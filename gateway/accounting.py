@@ -26,6 +26,7 @@ from core.errors import AdmissionUnavailable, BudgetExceeded, GatewayError, Rate
 from core.literals import Endpoint
 from core.wire import TokenUsage, read_usage
 from gateway.admission import Admission, OutputClaim, Subject, Ticket
+from gateway.admission.base import rpm_refusal
 from gateway.auth import Caller
 from gateway.config import GatewayConfig
 from gateway.settler import Settler
@@ -197,6 +198,8 @@ class Accountant:
             ) from None
         if cap is not None and ticket.output_units is not None:
             cap = ticket.output_units
+        for subject in ticket.rpm_full:  # the next request this minute would be refused: know it now
+            self._remember(rpm_refusal(subject, ticket.rate_reset_s))
         return Admitted(ticket, cap, prompt)
 
     # ------------------------------------------------------------ after

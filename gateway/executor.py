@@ -153,8 +153,8 @@ class Executor:
         if try_number + 1 >= self.retries.max_attempts_per_deployment:
             return False
         if isinstance(exc, UpstreamStatus):
-            if exc.is_context_length:
-                return False  # the same deployment will refuse the same prompt again
+            if exc.is_context_length or exc.upstream_status in (401, 403):
+                return False  # the same deployment will refuse the same request again
             if exc.retry_after is not None and exc.retry_after > self.retries.backoff_max_s:
                 return False  # better to fall back than to wait
         return True

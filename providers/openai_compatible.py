@@ -38,7 +38,8 @@ class OpenAICompatibleProvider:
             deployment=config.name,
             headers=headers,
             timeouts=HTTPTimeouts(
-                connect=config.timeouts.connect, first_byte=config.timeouts.first_byte, read=config.timeouts.read
+                connect=config.timeouts.connect, first_byte=config.timeouts.first_byte, read=config.timeouts.read,
+                total=config.timeouts.total,
             ),
             max_connections=config.max_connections,
         )

@@ -18,11 +18,14 @@ ProviderName = Literal["llamacpp", "openai_compatible", "litellm"]
 
 
 class Timeouts(Strict):
-    """Seconds. ``first_byte`` bounds the wait for the response head (or the first stream event)."""
+    """Seconds. ``first_byte`` bounds the wait for the response head (or the first stream event);
+    ``read`` the gap between two chunks; ``total`` a whole non-streamed answer, so that a backend
+    dripping its body a byte at a time cannot hold a request (and its caller) indefinitely."""
 
     connect: float = Field(default=5.0, gt=0)
     first_byte: float = Field(default=60.0, gt=0)
     read: float = Field(default=600.0, gt=0)  # between two chunks of a response
+    total: float = Field(default=900.0, gt=0)  # a whole non-streamed answer
 
 
 class Pricing(Strict):

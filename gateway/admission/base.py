@@ -154,6 +154,8 @@ class Ticket:
     rate_window: int  # epoch minute the request was counted in
     limits: RateLimitInfo = field(default_factory=RateLimitInfo)
     output_units: int | None = None  # granted by an OutputClaim (None: the claim had none)
+    rpm_full: tuple[Subject, ...] = ()  # subjects this request filled to their RPM for the rest of the minute
+    rate_reset_s: float = 0.0  # seconds left in the rate window
     budget_remaining_nanos: int | None = None  # tightest budget after this reservation (None: no budget)
 
     @property
@@ -356,6 +358,17 @@ def rejection(
     else:
         message = f"Rate limit reached for {who}: {subject.tpm} tokens per minute. Retry in {headers['retry-after']}s."
     return RateLimited(message, headers=headers)
+
+
+def rpm_refusal(subject: Subject, reset_s: float) -> RateLimited:
+    """The refusal of a request that finds ``subject``'s RPM window full for ``reset_s`` more seconds."""
+    retry = str(max(1, math.ceil(reset_s)))
+    error = RateLimited(
+        f"Rate limit reached for {subject.kind} '{subject.id}': {subject.rpm} requests per minute. Retry in {retry}s.",
+        headers={"retry-after": retry},
+    )
+    error.subject_key, error.stays_for_s = subject.key, reset_s
+    return error
 
 
 def format_duration(seconds: float) -> str:

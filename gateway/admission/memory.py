@@ -108,6 +108,7 @@ class MemoryAdmission:
                 rate[1] += tokens
             self._open.add(ticket_id)
             rates = [self._rates[(s.key, minute)] for s in subs]
+            full = tuple(s for s, r in zip(subs, rates, strict=True) if s.rpm is not None and r[0] >= s.rpm)
             return Ticket(
                 id=ticket_id,
                 subjects=subs,
@@ -118,6 +119,8 @@ class MemoryAdmission:
                 limits=rate_info(subs, [r[0] for r in rates], [r[1] for r in rates], reset_s),
                 output_units=units if output is not None else None,
                 budget_remaining_nanos=_remaining(subs, counters),
+                rpm_full=full,
+                rate_reset_s=reset_s,
             )
 
     async def settle(self, ticket: Ticket, *, actual_usd: Decimal, actual_tokens: int) -> bool:

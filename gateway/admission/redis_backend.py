@@ -263,6 +263,8 @@ class RedisAdmission:
             windows=tuple(windows), rate_window=minute, limits=info,
             output_units=units if output is not None else None,
             budget_remaining_nanos=min(rooms) if rooms else None,
+            rpm_full=tuple(s for s, c in zip(subs, counts, strict=True) if s.rpm is not None and c[2] >= s.rpm),
+            rate_reset_s=reset_s,
         )
 
     async def settle(self, ticket: Ticket, *, actual_usd: Decimal, actual_tokens: int) -> bool:
