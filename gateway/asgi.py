@@ -147,12 +147,15 @@ async def send_json(send: Send, status: int, body: bytes, headers: Mapping[str, 
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, error: GatewayError, request_id: str, extra: Mapping[str, str] | None = None) -> None:
-    """An error in OpenAI's shape, with its own headers (Retry-After, ...) and the request id."""
+async def send_error(
+    send: Send, error: GatewayError, request_id: str, extra: Mapping[str, str] | None = None, body: bytes | None = None
+) -> None:
+    """An error with its own headers (Retry-After, ...) and the request id; in OpenAI's shape
+    unless ``body`` is given (another dialect's shape)."""
     headers = {"x-request-id": request_id, **error.headers, **(extra or {})}
     if isinstance(error, (RequestTimeout, PayloadTooLarge)):
         headers["connection"] = "close"  # the rest of the body may still be on the wire
-    await send_json(send, error.status, error_body(error), headers)
+    await send_json(send, error.status, body if body is not None else error_body(error), headers)
 
 
 class DisconnectWatch:

@@ -32,6 +32,7 @@ from gateway.asgi import (
     send_json,
 )
 from gateway.auth import Caller
+from gateway.dialects import OPENAI, Dialect
 from gateway.exchange import Ending, Exchange
 from gateway.refusals import NO_RETRY, refusal_for
 from gateway.runtime import Runtime
@@ -56,28 +57,30 @@ _STREAMS: dict[str, Callable[[dict[str, Any]], Callable[[Provider], AsyncIterato
 }
 
 
-async def serve(state: GatewayState, incoming: Incoming, send: Send, endpoint: Endpoint) -> None:
-    """Serve one OpenAI request end to end; every outcome is answered in OpenAI's shape."""
+async def serve(
+    state: GatewayState, incoming: Incoming, send: Send, endpoint: Endpoint, dialect: Dialect = OPENAI
+) -> None:
+    """Serve one request end to end; every outcome is answered in the client's ``dialect``."""
     try:
-        exchange = await open_exchange(state, incoming, endpoint)
+        exchange = await open_exchange(state, incoming, endpoint, dialect)
     except ClientGone:
         return
     except GatewayError as exc:
         state.metrics.observe_refusal(exc.status, exc.code)
-        await send_error(send, exc, incoming.request_id)
+        await send_error(send, exc, incoming.request_id, body=dialect.error(exc))
         return
     if exchange.sent.get("stream") and endpoint != "embeddings":
-        await _answer_stream(exchange, incoming, send)
+        await _answer_stream(exchange, incoming, send, dialect)
     else:
-        await _answer_json(exchange, incoming, send)
+        await _answer_json(exchange, incoming, send, dialect)
 
 
-async def open_exchange(state: GatewayState, incoming: Incoming, endpoint: Endpoint) -> Exchange:
+async def open_exchange(state: GatewayState, incoming: Incoming, endpoint: Endpoint, dialect: Dialect = OPENAI) -> Exchange:
     """Everything before a backend is called; raises the GatewayError a refusal is."""
     caller = await state.authenticate(incoming.headers, incoming.client_host)
     runtime = state.runtime
     state.accountant.precheck(caller, runtime)
-    body = await incoming.json(runtime.body_limits)
+    body = dialect.to_openai(await incoming.json(runtime.body_limits))
     CHECKS[endpoint](body)
     if caller.allowed_models and body["model"] not in caller.allowed_models:
         raise ModelNotFound(f"The model '{body['model']}' does not exist or you do not have access to it.", param="model")
@@ -168,7 +171,7 @@ def exhausted(exchange: Exchange, exc: AllDeploymentsFailed) -> GatewayError:
     return error
 
 
-async def _answer_json(exchange: Exchange, incoming: Incoming, send: Send) -> None:
+async def _answer_json(exchange: Exchange, incoming: Incoming, send: Send, dialect: Dialect) -> None:
     state, runtime = exchange.state, exchange.runtime
     task = asyncio.current_task()
     assert task is not None
@@ -188,20 +191,20 @@ async def _answer_json(exchange: Exchange, incoming: Incoming, send: Send) -> No
         watch.stop()
         await exchange.finish(Ending())
         if isinstance(exc, AllDeploymentsFailed):
-            await _refuse(exchange, send, exhausted(exchange, exc))
+            await _refuse(exchange, send, exhausted(exchange, exc), dialect)
             return
         if isinstance(exc, GatewayError):  # refused by an adapter before any backend saw it
-            await _refuse(exchange, send, exc)
+            await _refuse(exchange, send, exc, dialect)
             return
         raise
     watch.stop()
     cost = await exchange.finish(Ending(reported_usage=reply.usage, text=reply_text(reply.data)))
     headers = response_headers(exchange)
     headers["x-switchyard-cost-usd"] = format_usd(cost)
-    await send_json(send, 200, reply.body, headers)
+    await send_json(send, 200, dialect.reply(reply.data, reply.body), headers)
 
 
-async def _answer_stream(exchange: Exchange, incoming: Incoming, send: Send) -> None:
+async def _answer_stream(exchange: Exchange, incoming: Incoming, send: Send, dialect: Dialect) -> None:
     state, runtime = exchange.state, exchange.runtime
     task = asyncio.current_task()
     assert task is not None
@@ -221,10 +224,10 @@ async def _answer_stream(exchange: Exchange, incoming: Incoming, send: Send) -> 
         watch.stop()
         await exchange.finish(Ending(streamed=True))
         if isinstance(exc, AllDeploymentsFailed):
-            await _refuse(exchange, send, exhausted(exchange, exc))
+            await _refuse(exchange, send, exhausted(exchange, exc), dialect)
             return
         if isinstance(exc, GatewayError):
-            await _refuse(exchange, send, exc)
+            await _refuse(exchange, send, exc, dialect)
             return
         raise
     watch.stop()
@@ -240,15 +243,16 @@ async def _answer_stream(exchange: Exchange, incoming: Incoming, send: Send) -> 
             ttft_ms=meter.ttft_ms, streamed=True,
         ))
 
-    response = EventStreamResponse(relay(opened.first, opened.rest, meter), headers=response_headers(exchange), on_close=finish)
+    events = relay(dialect, opened.first, opened.rest, meter)
+    response = EventStreamResponse(events, headers=response_headers(exchange), on_close=finish)
     await response(incoming.scope, incoming.receive, send)
 
 
-async def _refuse(exchange: Exchange, send: Send, error: GatewayError) -> None:
+async def _refuse(exchange: Exchange, send: Send, error: GatewayError, dialect: Dialect) -> None:
     exchange.state.metrics.observe_refusal(error.status, error.code)
     headers = response_headers(exchange)
     headers.update(error.headers)
-    await send_json(send, error.status, error_body(error), headers)
+    await send_json(send, error.status, dialect.error(error), headers)
 
 
 def format_usd(cost: Decimal) -> str:

@@ -14,10 +14,9 @@ from typing import Any
 
 import orjson
 
-from core.errors import GatewayError, error_body
+from core.errors import GatewayError
 from core.wire import reply_text
-
-DONE = b"data: [DONE]\n\n"
+from gateway.dialects import Dialect
 
 
 class StreamMeter:
@@ -65,16 +64,21 @@ class StreamMeter:
         return None if self.first_chunk_at is None else (self.first_chunk_at - self.started) * 1000
 
 
-async def relay(first: bytes, rest: AsyncIterator[bytes], meter: StreamMeter) -> AsyncGenerator[bytes, None]:
-    """SSE-framed events; a failure mid-stream becomes one OpenAI error event (no [DONE])."""
+async def metered(first: bytes, rest: AsyncIterator[bytes], meter: StreamMeter) -> AsyncIterator[bytes]:
+    """The upstream's chunk payloads, each seen by the meter on the way."""
+    meter.see(first)
+    yield first
+    async for chunk in rest:
+        meter.see(chunk)
+        yield chunk
+    meter.completed = True
+
+
+async def relay(dialect: Dialect, first: bytes, rest: AsyncIterator[bytes], meter: StreamMeter) -> AsyncGenerator[bytes, None]:
+    """The client's framed events; a failure mid-stream becomes one error event in its format."""
     try:
-        meter.see(first)
-        yield b"data: " + first + b"\n\n"
-        async for chunk in rest:
-            meter.see(chunk)
-            yield b"data: " + chunk + b"\n\n"
-        meter.completed = True
-        yield DONE
+        async for event in dialect.stream(metered(first, rest, meter)):
+            yield event
     except GatewayError as exc:
         meter.error = exc
-        yield b"data: " + error_body(exc) + b"\n\n"
+        yield dialect.stream_error(exc)
