@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -51,15 +52,18 @@ def _price(per_mtok: float | None) -> Decimal:
     return Decimal(f"{per_mtok or 0.0:.9f}")
 
 
+@functools.lru_cache(maxsize=256)
+def exact_prices(prices: Prices) -> tuple[Decimal, Decimal, Decimal]:
+    """``(input, cached input, output)`` per million tokens as exact decimals, made once per price list."""
+    cached = prices.input_per_mtok if prices.cached_input_per_mtok is None else prices.cached_input_per_mtok
+    return _price(prices.input_per_mtok), _price(cached), _price(prices.output_per_mtok)
+
+
 def cost_usd(prices: Prices, usage: TokenUsage) -> Decimal:
     """Exact cost of ``usage`` at ``prices`` (cached input at its own price when given)."""
-    cached_price = prices.input_per_mtok if prices.cached_input_per_mtok is None else prices.cached_input_per_mtok
+    input_price, cached_price, output_price = exact_prices(prices)
     uncached = max(0, usage.prompt_tokens - usage.cached_tokens)
-    total = (
-        uncached * _price(prices.input_per_mtok)
-        + usage.cached_tokens * _price(cached_price)
-        + usage.completion_tokens * _price(prices.output_per_mtok)
-    ) / _MTOK
+    total = (uncached * input_price + usage.cached_tokens * cached_price + usage.completion_tokens * output_price) / _MTOK
     return total.quantize(_QUANTUM)
 
 

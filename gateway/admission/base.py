@@ -27,6 +27,7 @@ Semantics (identical in :class:`~gateway.admission.memory.MemoryAdmission` and
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from collections.abc import Sequence
@@ -86,7 +87,13 @@ class Window:
 def budget_window(period: Period, now: datetime) -> Window:
     """The calendar window (UTC) that ``now`` falls in."""
     now = as_utc(now)
-    day = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    return _window(period, now.year, now.month, now.day)
+
+
+@functools.lru_cache(maxsize=64)
+def _window(period: Period, year: int, month: int, day_of_month: int) -> Window:
+    # windows are whole UTC days or longer: one computation per period per day
+    day = datetime(year, month, day_of_month, tzinfo=UTC)
     if period == "daily":
         return Window(f"d{day:%Y%m%d}", day, day + timedelta(days=1))
     if period == "weekly":
