@@ -24,6 +24,7 @@ from core.errors import (
 from gateway import __version__, explain
 from gateway.api import admin, health, openai
 from gateway.config import GatewayConfig, insecure_master_key, load_config
+from gateway.drain import Drain, DrainMiddleware
 from gateway.executor import Executor
 from gateway.health import CircuitBreakers
 from gateway.middleware import RequestIdMiddleware
@@ -42,6 +43,7 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
             raise ValueError("create_app needs a config or a config_path")
         config = load_config(config_path)
     path = Path(config_path) if config_path is not None else None
+    drain = Drain(config.server.drain_timeout_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -99,6 +101,8 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
     app.include_router(explain.router)
     app.include_router(admin.router)
     _install_error_handlers(app)
+    app.state.drain = drain
+    app.add_middleware(DrainMiddleware, drain=drain)  # inside RequestIdMiddleware: what it ends keeps its id
     app.add_middleware(RequestIdMiddleware)
     return app
 

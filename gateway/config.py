@@ -42,8 +42,19 @@ class ServerConfig(Strict):
     workers: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     reload_interval_s: float = Field(default=1.0, gt=0)  # how often the config file is checked
+    # After SIGTERM, in-flight requests and streams get this long to finish; the rest are ended
+    # with an OpenAI-shaped error (gateway.drain). Read at start. ``graceful_shutdown_s`` is the
+    # older name of the same setting and is honoured when ``drain_timeout_s`` is not given.
+    drain_timeout_s: float = Field(default=30.0, ge=0)
     graceful_shutdown_s: float = Field(default=30.0, ge=0)
     metrics_require_auth: bool = False  # /metrics needs a key (spend per project is visible there)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_drain_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "graceful_shutdown_s" in data and "drain_timeout_s" not in data:
+            return {**data, "drain_timeout_s": data["graceful_shutdown_s"]}
+        return data
 
 
 class Budget(Strict):
@@ -150,6 +161,7 @@ class GatewayConfig(Strict):
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+ENV_REFERENCE = _ENV_REF  # ``${NAME}`` / ``${NAME:-default}``; group 1 is the variable's name
 
 
 def interpolate_env(text: str, environ: Mapping[str, str] | None = None, *, source: str = "<config>") -> str:
