@@ -26,7 +26,7 @@ from gateway.api import admin, health, openai
 from gateway.config import GatewayConfig, insecure_master_key, load_config
 from gateway.drain import Drain, DrainMiddleware
 from gateway.executor import Executor
-from gateway.health import CircuitBreakers
+from gateway.health import make_breakers
 from gateway.middleware import RequestIdMiddleware
 from gateway.reload import ConfigWatcher
 from gateway.runtime import build_runtime, close_all, warm_up
@@ -49,7 +49,7 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if insecure_master_key(config):
             log.warning("running with the published development master key; set SWITCHYARD_MASTER_KEY in production")
-        breakers = CircuitBreakers(config.circuit_breaker.failure_threshold, config.circuit_breaker.cooldown_s)
+        breakers = make_breakers(config)
         state = GatewayState(
             runtime=build_runtime(config), breakers=breakers, executor=Executor(breakers, config.retries), config_path=path
         )
@@ -65,6 +65,7 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
         state.accountant = services.accountant
         state.extras["on_reload"] = services.on_reload
         state.metrics.watch(state)
+        await breakers.start()
         # Everything allocated so far (config, compiled detectors, SDK modules) lives as long as
         # the process: move it out of the collector's sight so full collections stay short.
         gc.collect()
@@ -84,6 +85,7 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
             try:
                 await close_all(state.runtime)
             finally:
+                await breakers.aclose()
                 await services.aclose()
 
     app = FastAPI(

@@ -85,6 +85,10 @@ class RetryConfig(Strict):
 class CircuitBreakerConfig(Strict):
     failure_threshold: int = Field(default=5, ge=1)  # consecutive failures that open the circuit
     cooldown_s: float = Field(default=30.0, gt=0)
+    # With redis_url set, breaker state is shared by every replica (gateway.health_sync); the
+    # request path never waits for Redis: it reads a local copy refreshed every sync_interval_s.
+    shared: bool = True
+    sync_interval_s: float = Field(default=0.5, gt=0, le=60)
 
 
 class LedgerConfig(Strict):
