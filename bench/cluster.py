@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from bench.procs import ensure_tools, free_port, http_ok
 
@@ -119,8 +120,9 @@ class LocalCluster:
             time.sleep(pause_s)
         return codes
 
-    def __enter__(self) -> LocalCluster:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -274,7 +276,7 @@ def _ensure_database(url: str) -> None:
         return
     import asyncio
 
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
     from sqlalchemy.engine import make_url
 
     target = make_url(url)

@@ -33,25 +33,27 @@ async def prefix() -> AsyncIterator[str]:
     await redis.aclose()
 
 
-def _replica(prefix: str, threshold: int = 3, cooldown_s: float = 30.0) -> CircuitBreakers:
-    return CircuitBreakers(threshold, cooldown_s, shared=RedisHealthSync(REDIS_URL, prefix=prefix))
+def _replica(prefix: str) -> tuple[CircuitBreakers, RedisHealthSync]:
+    """One replica's breakers (threshold 3, cooldown 30 s) and their Redis side."""
+    sync = RedisHealthSync(REDIS_URL, prefix=prefix)
+    return CircuitBreakers(3, 30.0, shared=sync), sync
 
 
 async def test_a_circuit_one_replica_opens_is_open_on_the_others(prefix: str) -> None:
-    a, b, c = (_replica(prefix) for _ in range(3))
+    (a, a_sync), (b, b_sync), (c, c_sync) = (_replica(prefix) for _ in range(3))
     try:
         for _ in range(3):
             a.record_failure("primary")
         assert not a.healthy("primary")  # locally at once, before any Redis round trip
         assert b.healthy("primary") and c.healthy("primary")
-        await a.shared.sync_once()
-        await b.shared.sync_once()
-        await c.shared.sync_once()
+        await a_sync.sync_once()
+        await b_sync.sync_once()
+        await c_sync.sync_once()
         assert not b.healthy("primary") and not c.healthy("primary")
         assert b.snapshot() == {"primary": False} == c.snapshot()
         assert b.healthy("backup")
         # The cooldown is Redis's: the others' deadline is about cooldown_s away, not more.
-        remaining = b.shared._open["primary"] - time.monotonic()
+        remaining = b_sync._open["primary"] - time.monotonic()
         assert 28 < remaining <= 30
     finally:
         for replica in (a, b, c):
@@ -59,21 +61,21 @@ async def test_a_circuit_one_replica_opens_is_open_on_the_others(prefix: str) ->
 
 
 async def test_failures_are_pooled_and_a_success_anywhere_closes_the_shared_circuit(prefix: str) -> None:
-    a, b = _replica(prefix), _replica(prefix)
+    (a, a_sync), (b, b_sync) = _replica(prefix), _replica(prefix)
     try:
         a.record_failure("flaky")
         a.record_failure("flaky")
         b.record_failure("flaky")
         assert a.healthy("flaky") and b.healthy("flaky")  # neither saw three on its own
-        await a.shared.sync_once()
-        await b.shared.sync_once()
-        await a.shared.sync_once()
+        await a_sync.sync_once()
+        await b_sync.sync_once()
+        await a_sync.sync_once()
         assert not a.healthy("flaky") and not b.healthy("flaky")  # three together did
         # A probe after the cooldown that succeeds on b closes it for a too.
         b.record_success("flaky")
-        await b.shared.sync_once()
-        await a.shared.sync_once()
-        assert not a.shared.is_open("flaky") and not b.shared.is_open("flaky")
+        await b_sync.sync_once()
+        await a_sync.sync_once()
+        assert not a_sync.is_open("flaky") and not b_sync.is_open("flaky")
         redis = Redis.from_url(REDIS_URL)
         try:
             assert await redis.hget(f"{{{prefix}}}:breakers", "flaky") is None
@@ -85,12 +87,12 @@ async def test_failures_are_pooled_and_a_success_anywhere_closes_the_shared_circ
 
 
 async def test_a_healthy_deployment_costs_redis_nothing(prefix: str) -> None:
-    a = _replica(prefix)
+    a, a_sync = _replica(prefix)
     try:
         for _ in range(100):
             a.record_success("steady")
-        assert not a.shared._outbox  # nothing to reset: nothing is sent
-        await a.shared.sync_once()
+        assert not a_sync._outbox  # nothing to reset: nothing is sent
+        await a_sync.sync_once()
     finally:
         await a.aclose()
 
@@ -126,7 +128,8 @@ async def silent_redis() -> AsyncIterator[str]:
 @pytest.mark.parametrize("kind", ["silent", "refused"])
 async def test_redis_slow_or_down_never_blocks_the_request_path(kind: str, silent_redis: str) -> None:
     url = silent_redis if kind == "silent" else f"redis://127.0.0.1:{free_port()}/0"
-    breakers = CircuitBreakers(3, 30.0, shared=RedisHealthSync(url, interval_s=0.1, timeout_s=0.2))
+    sync = RedisHealthSync(url, interval_s=0.1, timeout_s=0.2)
+    breakers = CircuitBreakers(3, 30.0, shared=sync)
     await breakers.start()
     try:
         started = time.perf_counter()
@@ -139,7 +142,6 @@ async def test_redis_slow_or_down_never_blocks_the_request_path(kind: str, silen
         assert elapsed < 0.5, f"3000 breaker calls took {elapsed:.3f}s: something waited"
         assert not breakers.healthy("primary")  # the local breaker works on its own
         await asyncio.sleep(1.5)
-        sync = breakers.shared
         assert sync.failed_rounds >= 1 and not sync.connected
         assert len(sync._outbox) == 0 and sync.dropped >= 1000  # outcomes from the outage are not hoarded
         # Meanwhile the loop stayed responsive: a 10 ms sleep takes about 10 ms.

@@ -20,7 +20,15 @@ from redis.asyncio import Redis
 
 from gateway.db.testing import postgres_available, scratch_postgres
 from tests.fakes.openai_upstream import FakeUpstream
-from tests.helpers import AUTH, GatewayProcess, fake_deployment, postgres_ledger, start_gateways, stop_gateways, write_config
+from tests.helpers import (
+    AUTH,
+    GatewayProcess,
+    fake_deployment,
+    postgres_ledger,
+    start_gateways,
+    stop_gateways,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +40,7 @@ TIMEOUTS = {"connect": 2, "first_byte": 10, "read": 10}
 
 async def _circuit_open(client: httpx.AsyncClient, base_url: str, deployment: str) -> bool:
     text = (await client.get(base_url + "/metrics")).text
-    match = re.search(rf'^switchyard_circuit_open\{{deployment="{re.escape(deployment)}"\}} (\S+)$', text, re.M)
+    match = re.search(rf'^switchyard_circuit_open\{{deployment="{re.escape(deployment)}"\}} (\S+)$', text, re.MULTILINE)
     return match is not None and float(match.group(1)) == 1.0
 
 
