@@ -14,6 +14,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from redis.asyncio import Redis
 
 from bench.cluster import LocalCluster
 from gateway.db.testing import postgres_available, scratch_postgres
@@ -98,6 +99,11 @@ async def test_rolling_restart_under_load_fails_no_request(tmp_path: Path) -> No
             rows = await postgres_ledger(pg_url)
     finally:
         await upstream.stop()
+        redis = Redis.from_url(REDIS_URL)
+        keys = [k async for k in redis.scan_iter(match=f"*:project:{project}:*", count=1000)]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
 
     print(f"\nrolling restart of 3 replicas took {took:.1f}s; {during} requests completed meanwhile, "
           f"{len(load.ok)} in all, {len(load.failures)} failed")
