@@ -5,6 +5,7 @@ process, a slow-streaming fake upstream, the OpenAI SDK as the client, the ledge
    ledger has exactly the 20 completed requests.
 2. Streams longer than ``drain_timeout_s``: each ends with an OpenAI error event instead of being
    cut off, the process still exits 0, and every stream is billed for what was sent.
+3. The same SIGTERM with ``--workers 2``.
 """
 
 from __future__ import annotations
@@ -169,3 +170,42 @@ async def test_streams_past_the_drain_timeout_end_with_an_error_event_and_are_bi
         assert outcome.code == "server_shutting_down", outcome.body
         assert s.text and s.finish_reason is None  # tokens arrived, the answer did not finish
     assert sorted(request_id for request_id, _, _ in rows) == sorted(s.request_id for s in streams)
+
+
+async def test_with_several_workers_each_worker_drains_its_streams(tmp_path: Path) -> None:
+    """``--workers 2`` (uvicorn's supervisor and stock workers, with the drain chained onto their
+    SIGTERM handler): every stream finishes and the supervisor exits 0."""
+    upstream = FakeUpstream("workers", token_delay_s=0.1)
+    upstream.repeat = 2
+    await upstream.start()
+    redis_url = "redis://127.0.0.1:6379/11"  # several workers need shared admission
+    try:
+        config = write_config(
+            tmp_path,
+            {
+                "server": {"master_key": MASTER_KEY, "drain_timeout_s": 20},
+                "database_url": f"sqlite:///{tmp_path}/ledger.db",
+                "redis_url": redis_url,
+                "deployments": [fake_deployment("local", upstream.base_url, model="m0", timeouts=TIMEOUTS)],
+                "routes": [{"name": "auto", "candidates": ["local"]}],
+                "projects": [{"name": f"workers-{tmp_path.name[-12:]}"}],
+                "ledger": {"spool_dir": str(tmp_path / "spool")},
+            },
+        )
+        gateway = GatewayProcess(config, workers=2)
+        await asyncio.to_thread(gateway.start)
+        try:
+            sdk = openai.AsyncOpenAI(base_url=gateway.base_url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=30)
+            streams = [OpenStream(sdk) for _ in range(8)]
+            tasks = [asyncio.create_task(s.run()) for s in streams]
+            await asyncio.wait_for(asyncio.gather(*(s.first.wait() for s in streams)), 20)
+            gateway.proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(asyncio.gather(*tasks), 30)
+            code = await _wait_exit(gateway, 30)
+            await sdk.close()
+        finally:
+            gateway.stop(kill=True)
+    finally:
+        await upstream.stop()
+    assert code == 0, gateway.logs()[-3000:]
+    assert all(s.finish_reason == "stop" for s in streams)
