@@ -88,10 +88,10 @@ class LocalCluster:
             with ThreadPoolExecutor(len(self.replicas)) as pool:
                 list(pool.map(self._start_replica, self.replicas))
             self._start_nginx()
+            self.save()
         except BaseException:
-            self.stop()
+            self.stop()  # never leave a process behind
             raise
-        self.save()
         return self
 
     def stop(self) -> list[int | None]:
@@ -101,7 +101,8 @@ class LocalCluster:
         if self.nginx_pid:
             _terminate(self.nginx_pid, self._nginx, signal.SIGQUIT, timeout_s=10)  # QUIT: graceful
             self.nginx_pid = 0
-        self.save()
+        if self.run_dir.is_dir():
+            self.save()
         return codes
 
     def restart(self, index: int) -> int | None:
