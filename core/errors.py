@@ -15,6 +15,7 @@ The tree::
     ├── NoPermittedDeployment         503 code=no_permitted_deployment
     ├── AdmissionUnavailable          503 code=admission_unavailable (Redis down: fail closed)
     ├── AuthUnavailable               503 code=auth_unavailable (key store unreachable, key not cached)
+    ├── ShuttingDown                  503 code=server_shutting_down (the drain deadline ended it)
     └── UpstreamError                 a backend failed; the gateway may fall back
         ├── UpstreamStatus            the backend answered 4xx/5xx (429 -> 429, 5xx -> 502)
         ├── UpstreamTimeout           504 timeout
@@ -165,6 +166,14 @@ class AuthUnavailable(GatewayError):
     code = "auth_unavailable"
 
 
+class ShuttingDown(GatewayError):
+    """The replica is shutting down and ended the request before it finished (retry it)."""
+
+    status = 503
+    type = "service_unavailable_error"
+    code = "server_shutting_down"
+
+
 class UpstreamError(GatewayError):
     """A backend failed. ``retryable`` says whether another attempt or candidate may help;
     ``backend_fault`` whether it says anything about the backend's health (circuit breakers
@@ -310,6 +319,7 @@ __all__ = [
     "PermissionDenied",
     "RateLimited",
     "RequestTimeout",
+    "ShuttingDown",
     "UpstreamConnectionError",
     "UpstreamError",
     "UpstreamProtocolError",
