@@ -161,10 +161,12 @@ class UpstreamStatus(UpstreamError):
         deployment: str | None = None,
         upstream_type: str | None = None,
         upstream_code: str | None = None,
+        upstream_param: str | None = None,
         retry_after: float | None = None,
     ) -> None:
         status, type_, code = _map_upstream_status(upstream_status, upstream_type, upstream_code, message)
-        super().__init__(message, deployment=deployment, code=code, status=status)
+        # The parameter the backend refused is the client's own: keep naming it.
+        super().__init__(message, deployment=deployment, code=code, status=status, param=upstream_param)
         self.type = type_
         self.upstream_status = upstream_status
         self.retry_after = retry_after

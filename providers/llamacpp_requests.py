@@ -43,7 +43,7 @@ PARAMETERS = ParameterPolicy(
             " audio or file part is a 400)"
         ),
         "metadata": ignored("nothing is stored; the gateway reads only its own `x-switchyard-*` keys"),
-        "modalities": refused("generates text only", harmless=lambda v: v == ["text"]),
+        "modalities": refused('generates text only (`["text"]` is accepted)', harmless=lambda v: v == ["text"]),
         "model": translated("routed by the gateway; the deployment's own model answers"),
         "moderation": refused("runs no moderation"),
         "n": translated(f"up to {MAX_N} choices, generated one after another"),
