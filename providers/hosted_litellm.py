@@ -34,7 +34,13 @@ from core.errors import (
 )
 from providers import openai_shapes as shapes
 from providers.base import Reply
-from providers.parameters import ParameterPolicy, forwarded, ignored, translated, unsupported
+from providers.parameters import (
+    ParameterPolicy,
+    forwarded,
+    ignored,
+    translated,
+    unsupported,
+)
 from providers.settings import DeploymentConfig
 from providers.upstream_errors import summarise
 

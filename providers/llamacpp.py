@@ -19,8 +19,17 @@ from typing import Any
 from core.errors import GatewayError, InvalidRequest, UpstreamStatus, UpstreamTimeout
 from providers import openai_shapes as shapes
 from providers.base import Reply
-from providers.llamacpp_generate import chat_choices, completion_choices, stream_chat, stream_completion
-from providers.llamacpp_requests import chat_request, completion_request, embedding_request
+from providers.llamacpp_generate import (
+    chat_choices,
+    completion_choices,
+    stream_chat,
+    stream_completion,
+)
+from providers.llamacpp_requests import (
+    chat_request,
+    completion_request,
+    embedding_request,
+)
 from providers.llamacpp_worker import Job, WorkerPool, default_threads, load_llama
 from providers.settings import DeploymentConfig
 

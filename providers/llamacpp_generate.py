@@ -13,7 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from providers import openai_shapes as shapes
-from providers.llamacpp_logprobs import LegacyLogprobs, chat_logprobs, generated_logprobs, prompt_logprobs
+from providers.llamacpp_logprobs import (
+    LegacyLogprobs,
+    chat_logprobs,
+    generated_logprobs,
+    prompt_logprobs,
+)
 from providers.llamacpp_requests import CompletionRequest, GenerationRequest
 from providers.llamacpp_tools import ToolPlan
 from providers.llamacpp_worker import Job

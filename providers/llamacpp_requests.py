@@ -16,7 +16,13 @@ from typing import Any
 
 from core.errors import InvalidRequest
 from providers.llamacpp_tools import ToolPlan, plan_tools
-from providers.parameters import ParameterPolicy, forwarded, ignored, refused, translated
+from providers.parameters import (
+    ParameterPolicy,
+    forwarded,
+    ignored,
+    refused,
+    translated,
+)
 from providers.tokens import DECODING_ENCODINGS, decode_token_ids
 
 MAX_N = 16

@@ -18,10 +18,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from providers.hosted_litellm import PARAMETERS as LITELLM  # noqa: E402
-from providers.llamacpp_requests import PARAMETERS as LLAMACPP  # noqa: E402
-from providers.openai_compatible import PARAMETERS as OPENAI_COMPATIBLE  # noqa: E402
-from providers.parameters import Handling, ParameterPolicy, Rule  # noqa: E402
+from providers.hosted_litellm import PARAMETERS as LITELLM
+from providers.llamacpp_requests import PARAMETERS as LLAMACPP
+from providers.openai_compatible import PARAMETERS as OPENAI_COMPATIBLE
+from providers.parameters import Handling, ParameterPolicy, Rule
 
 POLICIES: tuple[ParameterPolicy, ...] = (LLAMACPP, OPENAI_COMPATIBLE, LITELLM)
 SPEC = ROOT / "tests" / "conformance" / "openai_schemas.json"

@@ -15,7 +15,7 @@ def test_parameter_table_is_up_to_date() -> None:
 
 def test_table_has_one_row_per_spec_property_and_one_for_the_rest() -> None:
     text = DOC.read_text(encoding="utf-8")
-    rows = [line for line in text.splitlines() if line.startswith("| `") or line.startswith("| any other field")]
+    rows = [line for line in text.splitlines() if line.startswith(("| `", "| any other field"))]
     assert len(rows) == len(request_properties()) + 1
     for name in request_properties():
         assert any(row.startswith(f"| `{name}`") for row in rows), name

@@ -5,8 +5,13 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from tests.conformance.spec import SPEC_DEVIATIONS, raw_property_schema, sample_of, validator, vendored
-
+from tests.conformance.spec import (
+    SPEC_DEVIATIONS,
+    raw_property_schema,
+    sample_of,
+    validator,
+    vendored,
+)
 
 
 @pytest.mark.parametrize("deviation", SPEC_DEVIATIONS, ids=lambda d: f"{d.schema}.{'.'.join(d.path)}")
