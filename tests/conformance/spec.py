@@ -144,19 +144,3 @@ def _short(error: jsonschema.ValidationError) -> str:
 def assert_conforms(name: str, instance: Any) -> None:
     found = problems(name, instance)
     assert not found, "\n".join(found) + "\n\ninstance: " + json.dumps(instance)[:2000]
-
-
-def request_properties() -> dict[str, dict[str, Any]]:
-    """Every property of ``CreateChatCompletionRequest`` (through its ``allOf``), by name."""
-    schemas = _load()["components"]["schemas"]
-
-    def collect(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        if "$ref" in schema:
-            return collect(schemas[schema["$ref"].rsplit("/", 1)[-1]])
-        out: dict[str, dict[str, Any]] = {}
-        for part in schema.get("allOf", ()):
-            out.update(collect(part))
-        out.update(schema.get("properties", {}))
-        return out
-
-    return dict(sorted(collect(schemas["CreateChatCompletionRequest"]).items()))

@@ -190,20 +190,15 @@ async def test_upstream_param_reaches_the_sdk_once(rig: Rig) -> None:
 
 
 async def test_upstream_html_error_is_summarised(rig: Rig) -> None:
-    await _fake_mode(rig, "html-502")
+    rig.fake.mode = "html-502"
     try:
         with pytest.raises(openai.APIStatusError) as failed:
             await rig.sdk(max_retries=0).chat.completions.create(model="fake", messages=[QUESTION])
     finally:
-        await _fake_mode(rig, None)
+        rig.fake.mode = None
     assert failed.value.status_code == 502
     message = failed.value.response.json()["error"]["message"]
     assert "<" not in message and "nginx" not in message and "text/html" in message
-
-
-async def _fake_mode(rig: Rig, mode: str | None) -> None:
-    async with httpx.AsyncClient() as client:
-        await client.post(rig.fake.base_url.removesuffix("/v1") + "/_control", json={"mode": mode})
 
 
 async def test_out_of_vocabulary_logit_bias_is_a_400(rig: Rig) -> None:

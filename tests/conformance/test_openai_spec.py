@@ -44,9 +44,15 @@ CITY = {"type": "json_schema", "json_schema": {"name": "answer", "schema": WEATH
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def gateway() -> AsyncIterator[httpx.AsyncClient]:
-    fake = FakeUpstream("fake")
-    await fake.start()
+async def fake() -> AsyncIterator[FakeUpstream]:
+    upstream = FakeUpstream("fake")
+    await upstream.start()
+    yield upstream
+    await upstream.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def gateway(fake: FakeUpstream) -> AsyncIterator[httpx.AsyncClient]:
     local = {
         "name": "local",
         "provider": "llamacpp",
@@ -62,11 +68,8 @@ async def gateway() -> AsyncIterator[httpx.AsyncClient]:
             "retries": {"max_attempts_per_deployment": 1},
         }
     )
-    try:
-        async with app_client(config) as client:
-            yield client
-    finally:
-        await fake.stop()
+    async with app_client(config) as client:
+        yield client
 
 
 async def post_json(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> tuple[int, Any]:
@@ -206,16 +209,24 @@ ERROR_CASES: dict[str, tuple[str, dict[str, Any], int]] = {
 
 
 @pytest.mark.parametrize("case", list(ERROR_CASES))
-async def test_errors_conform(gateway: httpx.AsyncClient, case: str) -> None:
+async def test_errors_conform(gateway: httpx.AsyncClient, fake: FakeUpstream, case: str) -> None:
     path, body, status = ERROR_CASES[case]
-    app_fake = None
-    if case == "upstream-500":
-        app_fake = gateway.app.state.gateway.runtime.providers["fake"]  # type: ignore[attr-defined]
-        await app_fake.http._get_session().post(app_fake.config.base_url.removesuffix("/v1") + "/_control", json={"mode": "error-500"})
+    fake.mode = "error-500" if case == "upstream-500" else None
     try:
         got, data = await post_json(gateway, path, body)
     finally:
-        if app_fake is not None:
-            await app_fake.http._get_session().post(app_fake.config.base_url.removesuffix("/v1") + "/_control", json={"mode": None})
+        fake.mode = None
     assert got == status, data
     assert_conforms("ErrorResponse", data)
+
+
+async def test_error_event_mid_stream_conforms(gateway: httpx.AsyncClient, fake: FakeUpstream) -> None:
+    fake.mode = "cut-stream"
+    try:
+        events = await post_stream(gateway, "/v1/chat/completions", {"model": "fake", "messages": QUESTION})
+    finally:
+        fake.mode = None
+    assert "error" in events[-1]
+    assert_conforms("ErrorResponse", events[-1])
+    for event in events[:-1]:
+        assert_conforms("CreateChatCompletionStreamResponse", event)

@@ -20,7 +20,8 @@ from providers.openai_compatible import PARAMETERS as OPENAI_COMPATIBLE
 from providers.openai_compatible import OpenAICompatibleProvider
 from providers.parameters import Handling
 from providers.settings import DeploymentConfig
-from tests.conformance.spec import request_properties
+from scripts.parameter_table import request_properties as properties_of
+from tests.conformance.spec import vendored
 from tests.fakes.openai_upstream import FakeUpstream
 from tests.providers.fake_anthropic import FakeAnthropic
 
@@ -72,6 +73,10 @@ SAMPLES: dict[str, Any] = {
     "web_search_options": {"search_context_size": "low"},
 }
 """A plausible value for every property of the spec's chat request."""
+
+
+def request_properties() -> dict[str, Any]:
+    return properties_of(vendored())
 
 
 async def test_samples_cover_every_property_of_the_spec() -> None:
