@@ -201,10 +201,12 @@ class UpstreamStatus(UpstreamError):
         deployment: str | None = None,
         upstream_type: str | None = None,
         upstream_code: str | None = None,
+        upstream_param: str | None = None,
         retry_after: float | None = None,
     ) -> None:
         status, type_, code = _map_upstream_status(upstream_status, upstream_type, upstream_code, message)
-        super().__init__(message, deployment=deployment, code=code, status=status)
+        # The parameter the backend refused is the client's own: keep naming it.
+        super().__init__(message, deployment=deployment, code=code, status=status, param=upstream_param)
         self.type = type_
         self.upstream_status = upstream_status
         self.retry_after = retry_after
@@ -273,7 +275,7 @@ class AllDeploymentsFailed(GatewayError):
         self.attempts = attempts
         last = _most_telling(attempts)
         summary = "; ".join(a.error.message for a in attempts)
-        super().__init__(f"All permitted deployments failed ({summary})", code=last.code, status=last.status)
+        super().__init__(f"All permitted deployments failed ({summary})", code=last.code, status=last.status, param=last.param)
         self.type = last.type
         self.headers = dict(last.headers)
 
