@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from core.errors import AdmissionUnavailable, Attempt, GatewayError
 from gateway.admission import Admission, Subject, Ticket
 from gateway.auth import Caller
@@ -96,8 +98,9 @@ class Admitted:
 
     ticket: Ticket | None
 
-    def headers(self) -> dict[str, str]:
-        return self.ticket.headers() if self.ticket is not None else {}
+    def headers(self, cost: Decimal | None = None) -> dict[str, str]:
+        """Rate-limit and budget-remaining headers (``cost``: this request's, when known before the body)."""
+        return self.ticket.headers(cost) if self.ticket is not None else {}
 
 
 class Accountant:
@@ -214,9 +217,11 @@ def ledger_row(
     streamed: bool = False,
     fallbacks: int = 0,
     error: GatewayError | None = None,
+    project_tag: str | None = None,
 ) -> dict[str, Any]:
     profile = runtime.profiles.get(deployment)
     usage = usage or Usage()
+    user = body.get("user")
     return {
         "id": os.urandom(16).hex(),  # the idempotency key of journal replays
         "ts": datetime.now(UTC),
@@ -241,17 +246,28 @@ def ledger_row(
         "error_type": error.code if error is not None else None,
         "streamed": streamed,
         "fallbacks": fallbacks,
+        # attribution (reports group by each)
+        "end_user": user[:256] if isinstance(user, str) and user else None,
+        "key_tags": key_tags_text(caller.tags),
+        "project_tag": project_tag[:200] if project_tag else None,
     }
 
 
+def key_tags_text(tags: frozenset[str] | tuple[str, ...]) -> str | None:
+    """A key's tags as the ledger stores them: a sorted JSON array, or None for none."""
+    return orjson.dumps(sorted(tags)).decode() if tags else None
+
+
 def failed_attempt_rows(
-    attempts: list[Attempt], *, request_id: str, caller: Caller, body: dict[str, Any], plan: Plan, runtime: Runtime, streamed: bool
+    attempts: list[Attempt], *, request_id: str, caller: Caller, body: dict[str, Any], plan: Plan, runtime: Runtime, streamed: bool,
+    project_tag: str | None = None,
 ) -> list[dict[str, Any]]:
     """One zero-cost row per failed attempt, so the ledger shows every backend call."""
     return [
         ledger_row(
             request_id=request_id, caller=caller, body=body, plan=plan, runtime=runtime, deployment=a.deployment,
             usage=None, cost=Decimal(0), status=a.error.status, latency_ms=a.elapsed_ms, streamed=streamed, error=a.error,
+            project_tag=project_tag,
         )
         for a in attempts
     ]

@@ -22,12 +22,14 @@ from core.errors import (
     internal_error_body,
 )
 from gateway import __version__, explain
-from gateway.api import admin, health, openai
+from gateway.api import admin, health, key, openai, reports
 from gateway.config import GatewayConfig, insecure_master_key, load_config
+from gateway.dashboard import routes as dashboard
 from gateway.executor import Executor
 from gateway.health import CircuitBreakers
 from gateway.middleware import RequestIdMiddleware
 from gateway.reload import ConfigWatcher
+from gateway.roles import RoleGuard
 from gateway.runtime import build_runtime, close_all, warm_up
 from gateway.services import StartupError, start_services
 from gateway.state import GatewayState
@@ -62,6 +64,7 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
         state.db, state.keys, state.admission, state.ledger = services.db, services.keys, services.admission, services.ledger
         state.accountant = services.accountant
         state.extras["on_reload"] = services.on_reload
+        state.extras["alerts"] = services.alerts
         state.metrics.watch(state)
         # Everything allocated so far (config, compiled detectors, SDK modules) lives as long as
         # the process: move it out of the collector's sight so full collections stay short.
@@ -98,7 +101,11 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
     app.include_router(health.router)
     app.include_router(explain.router)
     app.include_router(admin.router)
+    app.include_router(reports.router)
+    app.include_router(key.router)
+    app.include_router(dashboard.router)
     _install_error_handlers(app)
+    app.add_middleware(RoleGuard, routes=app.router.routes)  # who may call what: gateway/roles.py
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -76,6 +76,7 @@ class Routed:
     endpoint: Endpoint
     runtime: Runtime
     plan: Plan
+    project_tag: str | None = None  # the x-switchyard-project-tag hint, recorded in the ledger
 
 
 def request_id_of(request: Request) -> str:
@@ -91,7 +92,8 @@ async def route_request(state: GatewayState, request: Request, endpoint: Endpoin
     if caller.allowed_models and body["model"] not in caller.allowed_models:
         raise ModelNotFound(f"The model '{body['model']}' does not exist or you do not have access to it.", param="model")
     plan = plan_for(state, runtime, request, caller, body, endpoint)
-    return Routed(request_id_of(request), caller, body, endpoint, runtime, plan)
+    project_tag = caller_hints(request, body).get("project_tag")
+    return Routed(request_id_of(request), caller, body, endpoint, runtime, plan, project_tag)
 
 
 def routing_request(
@@ -202,10 +204,11 @@ async def serve(state: GatewayState, request: Request, endpoint: Endpoint) -> Re
             request_id=routed.request_id, caller=routed.caller, body=routed.body, plan=routed.plan, runtime=runtime,
             deployment=outcome.deployment, usage=usage, cost=cost, status=200,
             latency_ms=(time.perf_counter() - started) * 1000, fallbacks=outcome.fallbacks,
+            project_tag=routed.project_tag,
         )
     )
     headers = routing_headers(routed, outcome)
-    headers.update(admitted.headers())
+    headers.update(admitted.headers(cost))
     headers["x-switchyard-cost-usd"] = _format_usd(cost)
     return Response(content=reply.body, media_type="application/json", headers=headers)
 
@@ -233,7 +236,7 @@ def _reply_text(data: dict[str, Any]) -> str:
 def _record_failures(state: GatewayState, routed: Routed, attempts: list[Attempt], *, streamed: bool) -> None:
     for row in failed_attempt_rows(
         attempts, request_id=routed.request_id, caller=routed.caller, body=routed.body,
-        plan=routed.plan, runtime=routed.runtime, streamed=streamed,
+        plan=routed.plan, runtime=routed.runtime, streamed=streamed, project_tag=routed.project_tag,
     ):
         state.accountant.record(row)
 
@@ -278,7 +281,7 @@ async def _serve_stream(state: GatewayState, routed: Routed, admitted: Admitted,
                     request_id=routed.request_id, caller=routed.caller, body=routed.body, plan=routed.plan,
                     runtime=runtime, deployment=opened.outcome.deployment, usage=usage, cost=cost, status=status,
                     latency_ms=(time.perf_counter() - meter.started) * 1000, ttft_ms=meter.ttft_ms, streamed=True,
-                    fallbacks=opened.outcome.fallbacks, error=meter.error,
+                    fallbacks=opened.outcome.fallbacks, error=meter.error, project_tag=routed.project_tag,
                 )
             )
         finally:

@@ -49,9 +49,12 @@ class GatewayState:
 
     async def authenticate(self, request: Request) -> Caller:
         """The caller behind the request's bearer token, or a 401."""
+        known = request.scope.get("state", {}).get("caller")  # authenticated once by gateway.roles.RoleGuard
+        if known is not None:
+            return known  # type: ignore[no-any-return]
         token = bearer_token(request)
         if is_master_key(token, self.config.server.master_key.get_secret_value()):
-            return Caller(project=self.config.projects[0].name if self.config.projects else "default", is_master=True)
+            return Caller(project=self.config.projects[0].name if self.config.projects else "default", is_master=True, role="admin")
         if self.keys is not None:
             info = await self.keys.authenticate(token)
             if info is not None:
@@ -62,5 +65,7 @@ class GatewayState:
                     tags=frozenset(info.tags or ()),
                     allowed_models=tuple(info.models or ()),
                     key_info=info,
+                    role=info.role,
+                    scope=info.projects,
                 )
         raise invalid_key(token)

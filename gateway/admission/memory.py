@@ -29,6 +29,7 @@ from gateway.admission.base import (
     rate_info,
     rate_minute,
     rejection,
+    tightest_remaining,
     unique_subjects,
     usd_to_nanos,
 )
@@ -84,7 +85,9 @@ class MemoryAdmission:
                 raise rejection(
                     reason, subs[i], now=now, info=info, reset_s=reset_s, tokens=tokens, reserve_nanos=reserve,
                     spent_nanos=counter.spent if counter else 0, reserved_nanos=counter.reserved if counter else 0,
+                    budget_remaining_nanos=_remaining(subs, counters),
                 )
+            remaining = _remaining(subs, counters)
             ticket_id = new_ticket_id()
             for subject, counter in zip(subs, counters, strict=True):
                 if counter is not None and reserve > 0:
@@ -103,6 +106,7 @@ class MemoryAdmission:
                 windows=tuple(w.id if w else None for w in windows),
                 rate_window=minute,
                 limits=rate_info(subs, [r[0] for r in rates], [r[1] for r in rates], reset_s),
+                budget_remaining_nanos=remaining,
             )
 
     async def settle(self, ticket: Ticket, *, actual_usd: Decimal, actual_tokens: int) -> bool:
@@ -193,3 +197,8 @@ class MemoryAdmission:
             del self._rates[key]
         for key in [k for k, c in self._budgets.items() if c.end_ts is not None and c.end_ts + 86_400 < now_ts]:
             del self._budgets[key]
+
+
+def _remaining(subs: Sequence[Subject], counters: Sequence[_BudgetCounter | None]) -> int | None:
+    """Budget left to the tightest subject, before this request's reservation."""
+    return tightest_remaining(subs, [c.spent if c else 0 for c in counters], [c.reserved if c else 0 for c in counters])

@@ -37,6 +37,7 @@ from gateway.admission.base import (
     rate_info,
     rate_minute,
     rejection,
+    tightest_remaining,
     unique_subjects,
     usd_to_nanos,
     window_ttl_s,
@@ -215,10 +216,14 @@ class RedisAdmission:
             raise rejection(
                 reason, subs[index - 1], now=now, info=info, reset_s=reset_s, tokens=tokens,
                 reserve_nanos=reserve, spent_nanos=spent, reserved_nanos=reserved,
+                budget_remaining_nanos=tightest_remaining(subs, [c[0] for c in counts], [c[1] for c in counts]),
             )
+        # The script's reserved counts include this request's own reservation on budgeted subjects.
+        others = [c[1] - (reserve if s.budget_usd is not None else 0) for s, c in zip(subs, counts, strict=True)]
         return Ticket(
             id=ticket_id, subjects=subs, tokens=tokens, reserve_nanos=reserve,
             windows=tuple(windows), rate_window=minute, limits=info,
+            budget_remaining_nanos=tightest_remaining(subs, [c[0] for c in counts], others),
         )
 
     async def settle(self, ticket: Ticket, *, actual_usd: Decimal, actual_tokens: int) -> bool:
