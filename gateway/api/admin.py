@@ -29,7 +29,6 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from core.errors import InvalidRequest, PermissionDenied
@@ -46,6 +45,7 @@ from gateway.db.projects import (
 from gateway.db.types import decimal_str
 from gateway.keys import KeyNotFound, KeyRevoked, UnknownProject
 from gateway.ledger.usage import GROUP_BY_FIELDS, render_report, usage_report
+from gateway.reports.projects import project_exists
 from gateway.roles import caller_of
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$"
@@ -97,11 +97,12 @@ class KeyIn(_Body):
     role: Role = "app"
     projects: list[str] = Field(default_factory=list)  # finance keys only: the projects it may see (empty: all)
 
-    @model_validator(mode="after")
-    def _projects_for_finance(self) -> KeyIn:
-        if self.projects and self.role != "finance":
-            raise ValueError("projects: narrows what a finance key sees; it applies to role 'finance' only")
-        return self
+    @field_validator("projects")
+    @classmethod
+    def _projects_for_finance(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if value and info.data.get("role") != "finance":
+            raise ValueError("narrows what a finance key sees; it applies to role 'finance' only")
+        return value
 
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -305,7 +306,8 @@ async def usage_route(
         raise InvalidRequest("format: expected json, csv or table", param="format")
     caller = await caller_of(request)
     if project is not None:
-        await _require_project(db, project)
+        if not await project_exists(db, project):  # a project removed from the config keeps its ledger rows
+            raise _no_project(project)
         _require_visible(caller, project)
     start, end = _moment(since, "since"), _moment(until, "until")
     if start is not None and end is not None and _as_time(start, end=False) >= _as_time(end, end=True):
