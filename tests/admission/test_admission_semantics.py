@@ -207,3 +207,21 @@ async def test_seed_spend_only_fills_an_absent_counter(backend: Callable[..., Ad
     with pytest.raises(BudgetExceeded):
         await adm.admit([subject], tokens=1, reserve_usd=D("0.51"))
     await adm.admit([subject], tokens=1, reserve_usd=D("0.5"))
+
+
+async def test_tickets_carry_the_budget_left_to_the_tightest_subject(backend: Callable[..., Admission]) -> None:
+    adm = backend()
+    tight, loose = key("1", "daily"), Subject("project", "p", D("10"), "monthly")
+    first = await adm.admit([tight, loose], tokens=10, reserve_usd=D("0.4"))
+    assert first.budget_remaining_nanos == 1_000_000_000  # before this request's own reservation
+    assert first.headers(D("0.25"))["x-switchyard-budget-remaining-usd"] == "0.75"
+    second = await adm.admit([tight, loose], tokens=10, reserve_usd=D("0.3"))
+    assert second.headers()["x-switchyard-budget-remaining-usd"] == "0.6"  # the first request's hold still counts
+    await adm.settle(first, actual_usd=D("0.25"), actual_tokens=10)
+    third = await adm.admit([tight, loose], tokens=10, reserve_usd=D("0.1"))
+    assert third.headers()["x-switchyard-budget-remaining-usd"] == "0.45"  # 1 - 0.25 spent - 0.3 held
+    with pytest.raises(BudgetExceeded) as refused:
+        await adm.admit([tight, loose], tokens=10, reserve_usd=D("0.5"))
+    assert refused.value.headers["x-switchyard-budget-remaining-usd"] == "0.35"
+    unbudgeted = await adm.admit([key(None, rpm=5)], tokens=1, reserve_usd=D(0))
+    assert unbudgeted.budget_remaining_nanos is None and "x-switchyard-budget-remaining-usd" not in unbudgeted.headers()
