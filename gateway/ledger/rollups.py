@@ -9,8 +9,9 @@ error rows (status >= 400), the token sums and the exact cost sum of its group.
 on the row id, asks the database which ids it actually inserted (``RETURNING``), and adds only
 those rows to the rollups, by upsert, before the transaction commits. A replayed row (journal
 replay, spool replay, a second replica replaying the same segment) is ignored by the insert
-and so never counted twice. Rollup upserts are sorted by key, so concurrent writers take row
-locks in one order and cannot deadlock each other.
+and so never counted twice. Rows are inserted in id order and rollups upserted in key order, so
+concurrent writers take their locks in one global order (row ids, then rollup keys) and cannot
+deadlock each other (shown by a test with four writers racing on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ class RollupWriter:
         unique: dict[str, Mapping[str, Any]] = {}
         for row in rows:
             unique.setdefault(row["id"], row)  # the same id twice in one batch counts once
-        result = await conn.execute(self.insert_rows, list(unique.values()))
+        # Sorted by id: two writers inserting overlapping rows wait for each other in one order.
+        result = await conn.execute(self.insert_rows, [unique[i] for i in sorted(unique)])
         inserted = {row_id for (row_id,) in result.all()}
         fresh = [row for row_id, row in unique.items() if row_id in inserted]
         if fresh:

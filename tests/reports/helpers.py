@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import text
 
 from gateway.db import Database
+from gateway.ledger.rollups import MEASURES
 
 LEDGER_TABLES = ("usage_records", "usage_daily", "usage_daily_attribution", "budget_alerts")
 
@@ -35,3 +36,28 @@ async def table_counts(db: Database) -> dict[str, int]:
     """Rows per ledger table (to show a request changed nothing)."""
     async with db.engine.connect() as conn:
         return {t: (await conn.execute(text(f"SELECT COUNT(*) FROM {t}"))).scalar_one() for t in LEDGER_TABLES}
+
+
+async def raw_groups(db: Database, dims: tuple[str, ...]) -> dict[tuple[str, ...], tuple[Any, ...]]:
+    """A rollup table's contents as a GROUP BY over the raw ledger rows would make it."""
+    day = "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')" if db.dialect == "postgresql" else "substr(ts, 1, 10)"
+    source = {"model": "requested_model"}
+    keys = [day] + [f"COALESCE({source.get(d, d)}, '')" for d in dims[1:]]
+    sql = (f"SELECT {', '.join(keys)}, COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), SUM(prompt_tokens), "
+           f"SUM(cached_tokens), SUM(completion_tokens), SUM(cost_usd) FROM usage_records GROUP BY {', '.join(keys)}")
+    async with db.engine.connect() as conn:
+        result = (await conn.execute(text(sql))).all()
+    return {tuple(r[: len(dims)]): measures(db, r[len(dims):]) for r in result}
+
+
+async def rollup_groups(db: Database, table: str, dims: tuple[str, ...]) -> dict[tuple[str, ...], tuple[Any, ...]]:
+    """A rollup table's contents: group -> (requests, errors, prompt, cached, completion, cost)."""
+    async with db.engine.connect() as conn:
+        result = (await conn.execute(text(f"SELECT {', '.join(dims)}, {', '.join(MEASURES)} FROM {table}"))).all()
+    return {tuple(r[: len(dims)]): measures(db, r[len(dims):]) for r in result}
+
+
+def measures(db: Database, values: Any) -> tuple[Any, ...]:
+    *counts, cost = values
+    cost = Decimal(int(cost)).scaleb(-10) if db.dialect == "sqlite" else Decimal(cost)
+    return (*(int(c) for c in counts), cost)

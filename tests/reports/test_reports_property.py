@@ -20,21 +20,19 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
 
 from gateway.db import Database
 from gateway.ledger import usage_report
 from gateway.ledger.rollups import (
     ATTRIBUTION_DIMENSIONS,
     DAILY_DIMENSIONS,
-    MEASURES,
     RollupWriter,
 )
 from gateway.ledger.writer import normalize
 from gateway.reports import DayRange, breakdown_report, daily_report, projects_report
 from gateway.reports.savings import ReferencePrices
 from tests.helpers import fake_deployment, make_config
-from tests.reports.helpers import clear_ledger
+from tests.reports.helpers import clear_ledger, raw_groups, rollup_groups
 
 START = datetime(2026, 10, 28, tzinfo=UTC)
 SPAN_S = 10 * 86400  # 28 Oct .. 6 Nov: a month boundary inside
@@ -92,29 +90,6 @@ def _examples(count: int) -> list[tuple[list[dict[str, Any]], list[int], list[in
     return examples
 
 
-async def _raw_groups(db: Database, dims: tuple[str, ...]) -> dict[tuple[str, ...], tuple[Any, ...]]:
-    day = "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')" if db.dialect == "postgresql" else "substr(ts, 1, 10)"
-    source = {"model": "requested_model"}
-    keys = [day] + [f"COALESCE({source.get(d, d)}, '')" for d in dims[1:]]
-    sql = (f"SELECT {', '.join(keys)}, COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), SUM(prompt_tokens), "
-           f"SUM(cached_tokens), SUM(completion_tokens), SUM(cost_usd) FROM usage_records GROUP BY {', '.join(keys)}")
-    async with db.engine.connect() as conn:
-        result = (await conn.execute(text(sql))).all()
-    return {tuple(r[: len(dims)]): _measures(db, r[len(dims):]) for r in result}
-
-
-async def _rollup_groups(db: Database, table: str, dims: tuple[str, ...]) -> dict[tuple[str, ...], tuple[Any, ...]]:
-    async with db.engine.connect() as conn:
-        result = (await conn.execute(text(f"SELECT {', '.join(dims)}, {', '.join(MEASURES)} FROM {table}"))).all()
-    return {tuple(r[: len(dims)]): _measures(db, r[len(dims):]) for r in result}
-
-
-def _measures(db: Database, values: Any) -> tuple[Any, ...]:
-    *counts, cost = values
-    cost = Decimal(int(cost)).scaleb(-10) if db.dialect == "sqlite" else Decimal(cost)
-    return (*(int(c) for c in counts), cost)
-
-
 def _expected(rows: list[dict[str, Any]], days: DayRange) -> dict[str, tuple[Decimal, int]]:
     """Per project: the exact Decimal sum of cost and the number of rows, computed in Python."""
     out: dict[str, list[Any]] = defaultdict(lambda: [Decimal(0), 0])
@@ -140,9 +115,9 @@ async def test_rollups_equal_raw_rows_and_reports_equal_the_exact_sums(database:
                 async with database.engine.begin() as conn:
                     await writer.write_rows(conn, batch)
 
-        assert await _rollup_groups(database, "usage_daily", DAILY_DIMENSIONS) == await _raw_groups(database, DAILY_DIMENSIONS)
-        assert await _rollup_groups(database, "usage_daily_attribution", ATTRIBUTION_DIMENSIONS) == \
-            await _raw_groups(database, ATTRIBUTION_DIMENSIONS)
+        assert await rollup_groups(database, "usage_daily", DAILY_DIMENSIONS) == await raw_groups(database, DAILY_DIMENSIONS)
+        assert await rollup_groups(database, "usage_daily_attribution", ATTRIBUTION_DIMENSIONS) == \
+            await raw_groups(database, ATTRIBUTION_DIMENSIONS)
 
         for a, b in ranges:
             days = DayRange(date(2026, 10, 28) + timedelta(days=min(a, b)), date(2026, 10, 28) + timedelta(days=max(a, b)))
