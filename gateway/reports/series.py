@@ -65,8 +65,10 @@ async def daily_report(
     for (day, value), sums in groups.items():
         per_group.setdefault(value, {})[day] = sums
     total = Sums()
-    for sums in (await grouped_sums(db, days, ["day"], projects=projects)).values():
-        total.add(sums)  # from the daily table: tag groups may overlap, the total never does
+    # Tag groups overlap, so their total is summed apart; every other grouping partitions the rows.
+    totals = (await grouped_sums(db, days, ["day"], projects=projects)).values() if group_by == "tag" else groups.values()
+    for sums in totals:
+        total.add(sums)
     series = []
     for value, by_day in per_group.items():
         group_total = Sums()
@@ -101,7 +103,9 @@ async def breakdown_report(
     groups = await _groups(db, days, [group_by], [project])
     labels = await _labels(db, group_by, {k[0] for k in groups})
     total = Sums()
-    for sums in (await grouped_sums(db, days, [], projects=[project])).values():
+    # Every grouping but tags partitions the rows: its groups add up to the total. Tag groups overlap.
+    totals = (await grouped_sums(db, days, [], projects=[project])).values() if group_by == "tag" else groups.values()
+    for sums in totals:
         total.add(sums)
     rows = []
     for (value,), sums in groups.items():
