@@ -121,6 +121,11 @@ class AlertsConfig(Strict):
     def _thresholds(cls, value: list[int]) -> list[int]:
         return check_thresholds(value) or []
 
+    @field_validator("webhook_url", "secret", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
 
 class DashboardConfig(Strict):
     """The finance dashboard at /dashboard."""

@@ -64,7 +64,7 @@ TEMPLATES.filters.update(
 )
 CHART_DIMENSIONS = {"deployment": "Deployment", "model": "Model", "task": "Task", "sensitivity": "Sensitivity", "key": "Key"}
 TABLES = {
-    "model": ("By model", "Model"), "deployment": ("By deployment", "Deployment"), "key": ("By key", "Key"),
+    "model": ("By model", "Requested model"), "deployment": ("By deployment", "Deployment"), "key": ("By key", "Key"),
     "task": ("By task", "Task"), "sensitivity": ("By sensitivity", "Sensitivity"), "user": ("By user", "User"),
     "tag": ("By key tag", "Tag"), "project_tag": ("By project tag", "Project tag"),
 }

@@ -180,7 +180,7 @@ class LedgerSeeder:
         for row in sample.generate():
             per_project[row["project"]] = per_project.get(row["project"], Decimal(0)) + row["cost_usd"]
         scale = Decimal(self.rows) / sample.rows / self.days  # sample spend -> spend per day
-        multipliers = (Decimal("1.6"), Decimal("0.8"), Decimal("2.5"), Decimal("1.15"), Decimal(4), None, Decimal("0.95"))
+        multipliers = (Decimal("1.6"), Decimal("0.7"), Decimal("2.5"), Decimal("1.15"), Decimal(4), None, Decimal("0.85"))
         out = []
         for i, p in enumerate(self.projects):
             multiplier = multipliers[i % len(multipliers)]
@@ -249,15 +249,15 @@ class LedgerSeeder:
             }
 
 
+_ROUND = tuple(Decimal(f) for f in ("1", "1.2", "1.5", "2", "2.5", "3", "4", "5", "6", "8", "10"))
+
+
 def _nice(amount: Decimal) -> Decimal:
-    """The next round budget at or above ``amount``: 1, 2, 2.5, 5 x 10^k dollars (at least $1)."""
+    """The next round budget at or above ``amount`` (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 x 10^k dollars; at least $1)."""
     if amount <= 1:
         return Decimal(1)
     magnitude = Decimal(10) ** (len(str(int(amount))) - 1)
-    for factor in (1, 2, Decimal("2.5"), 5, 10):
-        if factor * magnitude >= amount:
-            return (factor * magnitude).normalize()
-    return 10 * magnitude
+    return next(f * magnitude for f in _ROUND if f * magnitude >= amount).normalize()
 
 
 def _chunks(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

@@ -128,7 +128,8 @@ async def _shot(page: Page, name: str, *, docs: str | None = None) -> None:
     await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     if FOR_DOCS and docs:
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(DOCS_IMAGES / docs), full_page=False)
+        height = min(1500, await page.evaluate("document.documentElement.scrollHeight"))
+        await page.screenshot(path=str(DOCS_IMAGES / docs), full_page=True, clip={"x": 0, "y": 0, "width": LAPTOP["width"], "height": height})
 
 
 async def _download_csv(page: Page, selector: str) -> list[dict[str, str]]:
@@ -181,8 +182,8 @@ async def test_the_finance_dashboard_in_chromium(gateway: GatewayProcess, keys: 
     await page.wait_for_url(f"{base}/dashboard")
     cookie = next(c for c in await context.cookies() if c["name"] == "switchyard_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and keys["finance"] not in cookie["value"]
+    await _shot(page, "overview-laptop", docs="dashboard-overview.png")  # this month, the default
     await page.goto(f"{base}/dashboard?since={since}&until={until}")
-    await _shot(page, "overview-laptop", docs="dashboard-overview.png")
     rows = await page.eval_on_selector_all("tr[data-project]", "rs => rs.map(r => [r.dataset.project, r.dataset.spendUsd])")
     assert len(rows) == 8
     finance = {"authorization": f"Bearer {keys['finance']}"}
@@ -236,7 +237,7 @@ async def test_the_finance_dashboard_in_chromium(gateway: GatewayProcess, keys: 
         assert [r["label"] for r in downloaded][: len(table)] == [c["label"] for c in table]
         for line, cells in zip(downloaded, table, strict=False):
             assert all(line[column] == value for column, value in cells.items()), (breakdown, line, cells)
-    await page.goto(f"{base}/dashboard/projects/checkout?since={since}&until={until}")
+    await page.goto(f"{base}/dashboard/projects/checkout")
     await _shot(page, "project-laptop", docs="dashboard-project.png")
 
     # ---- a phone: no sideways page scroll, the chart fits, the tables scroll in place
