@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-_SECTION = re.compile(r"<!-- (?P<name>[\w.-]+):start -->.*?<!-- (?P=name):end -->\n?", re.S)
+_SECTION = re.compile(r"<!-- (?P<name>[\w.-]+):start -->.*?<!-- (?P=name):end -->\n?", re.DOTALL)
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -22,7 +22,7 @@ def write_section(path: Path, name: str, body: str) -> None:
     start, end = markers(name)
     block = f"{start}\n{body.rstrip()}\n{end}\n"
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.S)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text, count=1)
     else:

@@ -125,7 +125,7 @@ class BudgetAlerts:
         self._check_all = True
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._deliveries: set[asyncio.Task[None]] = set()
+        self._deliveries: set[asyncio.Task[bool]] = set()
         self._closing = False
         self._busy = False
         self.delivered = 0
@@ -274,7 +274,7 @@ class BudgetAlerts:
         self._deliveries.add(task)
         task.add_done_callback(self._delivery_done)
 
-    def _delivery_done(self, task: asyncio.Task[None]) -> None:
+    def _delivery_done(self, task: asyncio.Task[bool]) -> None:
         self._deliveries.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("budget alert delivery crashed", exc_info=task.exception())

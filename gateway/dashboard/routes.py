@@ -309,7 +309,7 @@ async def project_page(request: Request, name: str) -> Response:
     daily = await daily_report(gw.db, days, by, project=name)
     chart, series = _chart(daily, "project-spend-by-day", f"{name}: spend per day by {by}, {fmt.range_label(days.first, days.last)}")
     reference = reference_prices(gw.config)
-    tables = []
+    tables: list[dict[str, Any]] = []
     for dimension, (title, heading) in TABLES.items():
         data = await breakdown_report(gw.db, days, dimension, project=name, reference=reference)
         tables.append({"id": dimension, "title": title, "heading": heading, "report": data})

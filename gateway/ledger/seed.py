@@ -26,7 +26,7 @@ import random
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -93,7 +93,7 @@ class SeedResult:
     seconds: float
 
 
-def _cumulative(pairs: list[tuple[Any, float]]) -> tuple[list[Any], list[float]]:
+def _cumulative(pairs: Sequence[tuple[Any, float]]) -> tuple[list[Any], list[float]]:
     """Values and a cumulative distribution over them (ends at 1.0), for :func:`_draw`."""
     total = sum(w for _, w in pairs)
     return [v for v, _ in pairs], [acc / total for acc in itertools.accumulate(w for _, w in pairs)]

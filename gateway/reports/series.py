@@ -66,10 +66,9 @@ async def daily_report(
         per_group.setdefault(value, {})[day] = sums
     total = Sums()
     # Tag groups overlap, so their total is summed apart; every other grouping partitions the rows.
-    totals = (await grouped_sums(db, days, ["day"], projects=projects)).values() if group_by == "tag" else groups.values()
-    for sums in totals:
+    for sums in (await grouped_sums(db, days, ["day"], projects=projects)).values() if group_by == "tag" else groups.values():
         total.add(sums)
-    series = []
+    series: list[dict[str, Any]] = []
     for value, by_day in per_group.items():
         group_total = Sums()
         for sums in by_day.values():
@@ -104,8 +103,7 @@ async def breakdown_report(
     labels = await _labels(db, group_by, {k[0] for k in groups})
     total = Sums()
     # Every grouping but tags partitions the rows: its groups add up to the total. Tag groups overlap.
-    totals = (await grouped_sums(db, days, [], projects=[project])).values() if group_by == "tag" else groups.values()
-    for sums in totals:
+    for sums in (await grouped_sums(db, days, [], projects=[project])).values() if group_by == "tag" else groups.values():
         total.add(sums)
     rows = []
     for (value,), sums in groups.items():

@@ -259,7 +259,8 @@ async def test_the_finance_dashboard_in_chromium(gateway: GatewayProcess, keys: 
     assert "/dashboard/login" in page.url
     await _login(page, base, keys["finance"])
     await page.wait_for_url(f"{base}/dashboard")
-    httpx.post(f"{base}/admin/keys/{keys['finance_id']}/revoke", headers=MASTER, timeout=10)
+    async with httpx.AsyncClient(base_url=base, headers=MASTER) as admin:
+        await admin.post(f"/admin/keys/{keys['finance_id']}/revoke")
     await page.reload()
     assert "/dashboard/login" in page.url
     await context.close()

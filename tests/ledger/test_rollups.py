@@ -16,9 +16,14 @@ from sqlalchemy import text
 from gateway.db import Database
 from gateway.db.testing import scratch_postgres
 from gateway.ledger import LedgerWriter, usage_report
-from gateway.ledger.rollups import ATTRIBUTION_DIMENSIONS, DAILY_DIMENSIONS, RollupWriter, rollup
+from gateway.ledger.rollups import (
+    ATTRIBUTION_DIMENSIONS,
+    DAILY_DIMENSIONS,
+    RollupWriter,
+    rollup,
+)
 from gateway.ledger.writer import normalize
-from tests.ledger.test_ledger_writer import wait_for, writer_factory  # noqa: F401 - fixture
+from tests.ledger.test_ledger_writer import writer_factory  # noqa: F401 - fixture
 from tests.reports.helpers import ledger_row, raw_groups, rollup_groups
 
 T0 = datetime(2026, 11, 30, 23, 59, 58, tzinfo=UTC)  # rows fall on both sides of a month boundary

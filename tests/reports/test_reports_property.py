@@ -12,6 +12,7 @@ written again as a journal replay would. Then, on SQLite and on PostgreSQL:
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -107,7 +108,7 @@ async def test_rollups_equal_raw_rows_and_reports_equal_the_exact_sums(database:
     for rows, cuts, replays, ranges in examples:
         await clear_ledger(database)
         bounds = sorted({0, len(rows), *(c for c in cuts if c <= len(rows))})
-        batches = [rows[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        batches = [rows[a:b] for a, b in itertools.pairwise(bounds)]
         replayed = [rows[i] for i in replays if i < len(rows)]
         random.Random(len(rows)).shuffle(batches)
         for batch in [*batches, replayed, replayed[:2]]:  # replays: insert-or-ignore, never counted twice
