@@ -104,9 +104,10 @@ assert all(role in ROLES for access in ROUTE_ROLES.values() for role in access.r
 
 
 def permission_denied(role: str, method: str, path: str, admitted: frozenset[Role]) -> PermissionDenied:
-    allowed = " or ".join(r for r in ROLES if r in admitted) or "no key"
+    allowed = " or ".join(r for r in ROLES if r in admitted) or "different"
+    article = "an" if allowed[0] in "aeiou" else "a"
     return PermissionDenied(
-        f"This key's role is '{role}'; {method} {path} needs a {allowed} key.", code="permission_denied"
+        f"This key's role is '{role}'; {method} {path} needs {article} {allowed} key.", code="permission_denied"
     )
 
 
