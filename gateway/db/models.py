@@ -6,7 +6,7 @@ set, Create validates input, Public is what the admin API shows, and the table a
 the gateway writes (ids, hashes, timestamps). ``usage_records`` has no foreign keys on purpose:
 a ledger row must be insertable whatever happened to its key or project since.
 
-The two rollup tables (``usage_daily``, ``usage_daily_attribution``) are kept by the ledger
+The three rollup tables (``usage_daily``, ``usage_project_daily``, ``usage_daily_attribution``) are kept by the ledger
 writer in the same transaction as the rows they count (:mod:`gateway.ledger.rollups`); their
 dimensions are NOT NULL with ``''`` for "none", so that one upsert key matches one group.
 """
@@ -216,6 +216,16 @@ class UsageDaily(_Measures, table=True):
     locality: str = _dim()
     task: str = _dim()
     sensitivity: str = _dim()
+
+
+class UsageProjectDaily(_Measures, table=True):
+    """Ledger rows summed per UTC day x project x locality: the few rows the overview and budgets read."""
+
+    __tablename__ = "usage_project_daily"  # type: ignore[assignment]
+
+    day: str = _dim(10)
+    project: str = _dim()
+    locality: str = _dim()
 
 
 class UsageDailyAttribution(_Measures, table=True):

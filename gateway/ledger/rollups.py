@@ -1,9 +1,11 @@
 """Daily rollups of the ledger, written in the same transaction as the rows they count.
 
-Two tables (see :mod:`gateway.db.models`): ``usage_daily`` (UTC day x project x key x model x
-route x deployment x provider x locality x task x sensitivity) and ``usage_daily_attribution``
-(UTC day x project x end user x project tag x key tags). Each holds the number of rows, of
-error rows (status >= 400), the token sums and the exact cost sum of its group.
+Three tables (see :mod:`gateway.db.models`): ``usage_daily`` (UTC day x project x key x model x
+route x deployment x provider x locality x task x sensitivity), ``usage_project_daily`` (UTC day
+x project x locality: a coarsening of the first, a few rows per project and day, for the overview
+and budget figures) and ``usage_daily_attribution`` (UTC day x project x end user x project tag
+x key tags). Each holds the number of rows, of error rows (status >= 400), the token sums and
+the exact cost sum of its group.
 
 :func:`write_rows` is the one way rows enter the ledger: it inserts them with insert-or-ignore
 on the row id, asks the database which ids it actually inserted (``RETURNING``), and adds only
@@ -19,23 +21,37 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.db.models import UsageDaily, UsageDailyAttribution, UsageRecord
+from gateway.db.models import UsageDaily, UsageDailyAttribution, UsageProjectDaily, UsageRecord
 
 MEASURES = ("requests", "errors", "prompt_tokens", "cached_tokens", "completion_tokens", "cost_usd")
 DAILY_DIMENSIONS = ("day", "project", "key_id", "model", "route", "deployment", "provider", "locality", "task", "sensitivity")
+PROJECT_DIMENSIONS = ("day", "project", "locality")
 ATTRIBUTION_DIMENSIONS = ("day", "project", "end_user", "project_tag", "key_tags")
 
 DAILY_TABLE: Table = UsageDaily.__table__  # type: ignore[attr-defined]
+PROJECT_TABLE: Table = UsageProjectDaily.__table__  # type: ignore[attr-defined]
 ATTRIBUTION_TABLE: Table = UsageDailyAttribution.__table__  # type: ignore[attr-defined]
 LEDGER_TABLE: Table = UsageRecord.__table__  # type: ignore[attr-defined]
 
 Groups = dict[tuple[str, ...], list[Any]]
+
+
+class Rollups(NamedTuple):
+    """A batch's groups for each rollup table: key tuple -> [requests, errors, p, c, o, cost]."""
+
+    daily: Groups
+    projects: Groups
+    attribution: Groups
+
+    def tables(self) -> list[tuple[Table, tuple[str, ...], Groups]]:
+        return [(DAILY_TABLE, DAILY_DIMENSIONS, self.daily), (PROJECT_TABLE, PROJECT_DIMENSIONS, self.projects),
+                (ATTRIBUTION_TABLE, ATTRIBUTION_DIMENSIONS, self.attribution)]
 
 
 def utc_day(ts: datetime) -> str:
@@ -49,10 +65,11 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def rollup(rows: Iterable[Mapping[str, Any]]) -> tuple[Groups, Groups]:
-    """Sum ledger rows into (daily, attribution) groups: key tuple -> [requests, errors, p, c, o, cost].
+def rollup(rows: Iterable[Mapping[str, Any]]) -> Rollups:
+    """Sum ledger rows into the groups of each rollup table.
 
-    The keys follow :data:`DAILY_DIMENSIONS` and :data:`ATTRIBUTION_DIMENSIONS` (None becomes "").
+    The keys follow :data:`DAILY_DIMENSIONS`, :data:`PROJECT_DIMENSIONS` and
+    :data:`ATTRIBUTION_DIMENSIONS` (None becomes "").
     """
     daily: Groups = {}
     attribution: Groups = {}
@@ -88,7 +105,16 @@ def rollup(rows: Iterable[Mapping[str, Any]]) -> tuple[Groups, Groups]:
                 acc[3] += cached
                 acc[4] += completion
                 acc[5] += cost
-    return daily, attribution
+    projects: Groups = {}
+    for key, measures in daily.items():  # a coarsening of the daily groups
+        short = (key[0], key[1], key[7])
+        acc = projects.get(short)
+        if acc is None:
+            projects[short] = list(measures)
+        else:
+            for i, value in enumerate(measures):
+                acc[i] += value
+    return Rollups(daily, projects, attribution)
 
 
 def rollup_params(groups: Groups, dims: Sequence[str]) -> list[dict[str, Any]]:
@@ -116,8 +142,7 @@ class RollupWriter:
         self.insert_rows = (
             _insert(dialect)(LEDGER_TABLE).on_conflict_do_nothing(index_elements=["id"]).returning(LEDGER_TABLE.c.id)
         )
-        self.upsert_daily = upsert_statement(DAILY_TABLE, DAILY_DIMENSIONS, dialect)
-        self.upsert_attribution = upsert_statement(ATTRIBUTION_TABLE, ATTRIBUTION_DIMENSIONS, dialect)
+        self.upserts = {table.name: upsert_statement(table, dims, dialect) for table, dims, _ in Rollups({}, {}, {}).tables()}
 
     async def write_rows(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """Insert-or-ignore ``rows`` and roll up the ones inserted; returns those. The caller commits."""
@@ -133,12 +158,10 @@ class RollupWriter:
         return fresh
 
     async def add(self, conn: AsyncConnection, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Add rows (already in the ledger, never counted before) to both rollups."""
-        daily, attribution = rollup(rows)
-        if daily:
-            await conn.execute(self.upsert_daily, rollup_params(daily, DAILY_DIMENSIONS))
-        if attribution:
-            await conn.execute(self.upsert_attribution, rollup_params(attribution, ATTRIBUTION_DIMENSIONS))
+        """Add rows (already in the ledger, never counted before) to every rollup table, each in key order."""
+        for table, dims, groups in rollup(rows).tables():
+            if groups:
+                await conn.execute(self.upserts[table.name], rollup_params(groups, dims))
 
 
 async def write_ledger(db: Any, records: Iterable[Any]) -> int:

@@ -35,13 +35,7 @@ from typing import Any
 from gateway.config import GatewayConfig
 from gateway.db.engine import Database
 from gateway.db.types import MONEY_SCALE
-from gateway.ledger.rollups import (
-    ATTRIBUTION_DIMENSIONS,
-    DAILY_DIMENSIONS,
-    MEASURES,
-    rollup,
-    rollup_params,
-)
+from gateway.ledger.rollups import MEASURES, Rollups, rollup, rollup_params
 from gateway.reports.savings import ReferencePrices
 from gateway.runtime import deployment_profile
 from routing.types import DeploymentProfile
@@ -344,8 +338,7 @@ class _SqliteBulk:
         self.conn.execute("PRAGMA synchronous=OFF")  # a seed can simply be run again; the final commit is checkpointed
         self.conn.execute("PRAGMA cache_size=-200000")
         self.insert = f"INSERT OR IGNORE INTO usage_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-        self.daily = _rollup_sql("usage_daily", DAILY_DIMENSIONS, lambda i: "?")
-        self.attribution = _rollup_sql("usage_daily_attribution", ATTRIBUTION_DIMENSIONS, lambda i: "?")
+        self.upserts = {table.name: _rollup_sql(table.name, dims, lambda i: "?") for table, dims, _ in Rollups({}, {}, {}).tables()}
 
     async def write(self, rows: list[dict[str, Any]]) -> int:
         def units(value: Decimal) -> int:
@@ -359,7 +352,7 @@ class _SqliteBulk:
             )
             for r in rows
         ]
-        daily, attribution = rollup(rows)
+        rollups = rollup(rows).tables()
         cur = self.conn.cursor()
         cur.execute("BEGIN")
         try:
@@ -367,13 +360,13 @@ class _SqliteBulk:
             cur.executemany(self.insert, records)
             if self.conn.total_changes - before != len(records):
                 raise RuntimeError("seed rows collided with existing ledger rows; use another --seed")
-            cur.executemany(self.daily, _rollup_tuples(daily, DAILY_DIMENSIONS, units))
-            cur.executemany(self.attribution, _rollup_tuples(attribution, ATTRIBUTION_DIMENSIONS, units))
+            for table, dims, groups in rollups:
+                cur.executemany(self.upserts[table.name], _rollup_tuples(groups, dims, units))
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        return len(daily) + len(attribution)
+        return sum(len(groups) for _, _, groups in rollups)
 
     async def close(self) -> None:
         self.conn.close()
@@ -385,8 +378,7 @@ class _PostgresBulk:
     def __init__(self, db: Database) -> None:
         self.url = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self.conn: Any = None
-        self.daily = _rollup_sql("usage_daily", DAILY_DIMENSIONS, lambda i: f"${i}")
-        self.attribution = _rollup_sql("usage_daily_attribution", ATTRIBUTION_DIMENSIONS, lambda i: f"${i}")
+        self.upserts = {table.name: _rollup_sql(table.name, dims, lambda i: f"${i}") for table, dims, _ in Rollups({}, {}, {}).tables()}
 
     async def write(self, rows: list[dict[str, Any]]) -> int:
         import asyncpg
@@ -394,12 +386,12 @@ class _PostgresBulk:
         if self.conn is None:
             self.conn = await asyncpg.connect(self.url)
         records = [tuple(r[c] for c in COLUMNS) for r in rows]
-        daily, attribution = rollup(rows)
+        rollups = rollup(rows).tables()
         async with self.conn.transaction():
             await self.conn.copy_records_to_table("usage_records", records=records, columns=list(COLUMNS))
-            await self.conn.executemany(self.daily, _rollup_tuples(daily, DAILY_DIMENSIONS, lambda v: v))
-            await self.conn.executemany(self.attribution, _rollup_tuples(attribution, ATTRIBUTION_DIMENSIONS, lambda v: v))
-        return len(daily) + len(attribution)
+            for table, dims, groups in rollups:
+                await self.conn.executemany(self.upserts[table.name], _rollup_tuples(groups, dims, lambda v: v))
+        return sum(len(groups) for _, _, groups in rollups)
 
     async def close(self) -> None:
         if self.conn is not None:

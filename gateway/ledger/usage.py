@@ -24,7 +24,7 @@ from sqlalchemy import case, func, select
 from gateway.db.engine import Database
 from gateway.db.models import UsageRecord
 from gateway.db.types import decimal_str, utc_day
-from gateway.ledger.rollups import ATTRIBUTION_TABLE, DAILY_TABLE
+from gateway.ledger.rollups import ATTRIBUTION_TABLE, DAILY_TABLE, PROJECT_TABLE
 
 GROUP_BY_FIELDS: dict[str, Any] = {
     "day": utc_day(UsageRecord.ts),
@@ -144,7 +144,9 @@ def _rollup_query(
 ) -> Any:
     """The same sums from a rollup table that has every group (None when neither has them all)."""
     needed = set(groups) | ({"key"} if key is not None else set())
-    if needed <= set(_DAILY_COLUMNS):
+    if needed <= {"day", "project"}:
+        table, names = PROJECT_TABLE, {"day": "day", "project": "project"}
+    elif needed <= set(_DAILY_COLUMNS):
         table, names = DAILY_TABLE, _DAILY_COLUMNS
     elif needed <= set(_ATTRIBUTION_COLUMNS):
         table, names = ATTRIBUTION_TABLE, _ATTRIBUTION_COLUMNS

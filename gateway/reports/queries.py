@@ -2,8 +2,9 @@
 
 A dimension is a column of ``usage_daily`` (day, project, key, model, route, deployment,
 provider, locality, task, sensitivity) or of ``usage_daily_attribution`` (day, project, user,
-project_tag, tag); one query reads one table, so its dimensions must all live in it. ``tag``
-groups by the key's tag set; :func:`explode_tags` turns that into one group per tag.
+project_tag, tag); one query reads one table, so its dimensions must all live in it. Grouping by
+nothing finer than day, project and locality reads ``usage_project_daily``, a few rows per project
+and day. ``tag`` groups by the key's tag set; :func:`explode_tags` turns that into one group per tag.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import orjson
 from sqlalchemy import Table, func, select
 
 from gateway.db.engine import Database
-from gateway.ledger.rollups import ATTRIBUTION_TABLE, DAILY_TABLE
+from gateway.ledger.rollups import ATTRIBUTION_TABLE, DAILY_TABLE, PROJECT_TABLE
 from gateway.reports.dates import DayRange
 
 # report dimension -> (table, column)
@@ -36,7 +37,8 @@ DIMENSIONS: dict[str, tuple[Table, str]] = {
     "project_tag": (ATTRIBUTION_TABLE, "project_tag"),
     "tag": (ATTRIBUTION_TABLE, "key_tags"),
 }
-SHARED = {"day", "project"}  # in both tables
+SHARED = {"day", "project"}  # in every table
+COARSE = {"day", "project", "locality"}  # usage_project_daily's dimensions
 
 
 @dataclass(slots=True)
@@ -70,7 +72,9 @@ class Sums:
 
 
 def table_for(dims: Sequence[str]) -> Table:
-    """The rollup table that has every dimension in ``dims``; ValueError if none has them all."""
+    """The smallest rollup table that has every dimension in ``dims``; ValueError if none has them all."""
+    if set(dims) <= COARSE:
+        return PROJECT_TABLE
     tables = {DIMENSIONS[d][0].name for d in dims if d not in SHARED}
     if len(tables) > 1:
         raise ValueError(f"cannot group by {', '.join(dims)} together")
@@ -91,7 +95,8 @@ async def grouped_sums(
     """
     table = table_for([*dims, "key"] if key is not None else dims)
     cols = [table.c[DIMENSIONS[d][1]] for d in dims]
-    split = table is DAILY_TABLE and "locality" not in dims
+    has_locality = table is not ATTRIBUTION_TABLE
+    split = has_locality and "locality" not in dims
     group = [*cols, table.c.locality] if split else cols
     c = table.c
     stmt = select(
@@ -116,7 +121,7 @@ async def grouped_sums(
             requests=int(rec[len(group)]), errors=int(rec[len(group) + 1]), input_tokens=int(rec[len(group) + 2]),
             cached_tokens=int(rec[len(group) + 3]), output_tokens=int(rec[len(group) + 4]),
             cost=rec[len(group) + 5] if rec[len(group) + 5] is not None else Decimal(0),
-            has_locality=table is DAILY_TABLE,
+            has_locality=has_locality,
         )
         locality = rec[n] if split else (rec[dims.index("locality")] if "locality" in dims else None)
         if locality == "self_hosted":

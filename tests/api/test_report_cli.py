@@ -17,9 +17,8 @@ import uvicorn
 
 from gateway.cli import main
 from gateway.db import Database
-from gateway.ledger.rollups import ATTRIBUTION_DIMENSIONS, DAILY_DIMENSIONS
 from tests.helpers import MASTER_KEY, free_port, write_config
-from tests.reports.helpers import raw_groups, rollup_groups
+from tests.reports.helpers import assert_rollups_equal_rows
 
 
 class Gateway:
@@ -66,8 +65,7 @@ def test_seed_then_report_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFix
 
     async def check_seeded() -> None:
         db = Database(f"sqlite:///{tmp_path}/ledger.db")
-        assert await rollup_groups(db, "usage_daily", DAILY_DIMENSIONS) == await raw_groups(db, DAILY_DIMENSIONS)
-        assert await rollup_groups(db, "usage_daily_attribution", ATTRIBUTION_DIMENSIONS) == await raw_groups(db, ATTRIBUTION_DIMENSIONS)
+        await assert_rollups_equal_rows(db)
         await db.aclose()
 
     asyncio.run(check_seeded())

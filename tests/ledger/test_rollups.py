@@ -17,14 +17,12 @@ from gateway.db import Database
 from gateway.db.testing import scratch_postgres
 from gateway.ledger import LedgerWriter, usage_report
 from gateway.ledger.rollups import (
-    ATTRIBUTION_DIMENSIONS,
-    DAILY_DIMENSIONS,
     RollupWriter,
     rollup,
 )
 from gateway.ledger.writer import normalize
 from tests.ledger.test_ledger_writer import writer_factory  # noqa: F401 - fixture
-from tests.reports.helpers import ledger_row, raw_groups, rollup_groups
+from tests.reports.helpers import assert_rollups_equal_rows, ledger_row
 
 T0 = datetime(2026, 11, 30, 23, 59, 58, tzinfo=UTC)  # rows fall on both sides of a month boundary
 
@@ -33,11 +31,6 @@ def _rows(n: int, prefix: str = "r") -> list[dict[str, Any]]:
     return [normalize(ledger_row(i, T0 + timedelta(seconds=i), project=f"p{i % 3}", cost=f"0.000000{i % 9 + 1}",
                                  key_id=f"k{i % 4}", status=502 if i % 7 == 0 else 200, end_user=f"u{i % 5}") | {"id": f"{prefix}-{i}"})
             for i in range(n)]
-
-
-async def _assert_rollups_equal_rows(db: Database) -> None:
-    assert await rollup_groups(db, "usage_daily", DAILY_DIMENSIONS) == await raw_groups(db, DAILY_DIMENSIONS)
-    assert await rollup_groups(db, "usage_daily_attribution", ATTRIBUTION_DIMENSIONS) == await raw_groups(db, ATTRIBUTION_DIMENSIONS)
 
 
 async def test_the_ledger_writer_keeps_rollups_and_tells_listeners_about_new_rows_only(
@@ -52,7 +45,7 @@ async def test_the_ledger_writer_keeps_rollups_and_tells_listeners_about_new_row
         writer.submit(row)
     await writer.flush()
     assert sorted(committed) == sorted(r["id"] for r in rows)
-    await _assert_rollups_equal_rows(database)
+    await assert_rollups_equal_rows(database)
     report = await usage_report(database, source="rollup")
     assert report["total_requests"] == 40 and Decimal(report["total_cost_usd"]) == sum((r["cost_usd"] for r in rows), Decimal(0))
 
@@ -61,7 +54,7 @@ async def test_two_writers_racing_on_the_same_rows_count_each_once(pg_url: str) 
     """Two replicas replaying overlapping journals at once: no double count, no deadlock."""
     first, second = Database(pg_url, pool_size=4), Database(pg_url, pool_size=4)
     async with first.engine.begin() as conn:
-        await conn.execute(text("TRUNCATE usage_records, usage_daily, usage_daily_attribution"))
+        await conn.execute(text("TRUNCATE usage_records, usage_daily, usage_project_daily, usage_daily_attribution"))
     rows = _rows(300)
     rng = random.Random(5)
 
@@ -75,9 +68,8 @@ async def test_two_writers_racing_on_the_same_rows_count_each_once(pg_url: str) 
     await asyncio.gather(replica(first), replica(second), replica(first), replica(second))
     async with first.engine.begin() as conn:
         await RollupWriter(first.dialect).write_rows(conn, rows)  # whatever the samples missed
-    await _assert_rollups_equal_rows(first)
-    daily, _ = rollup(rows)
-    assert sum(v[0] for v in daily.values()) == 300
+    await assert_rollups_equal_rows(first)
+    assert all(sum(v[0] for v in groups.values()) == 300 for _, _, groups in rollup(rows).tables())
     await first.aclose()
     await second.aclose()
 
@@ -106,7 +98,7 @@ async def test_migration_0002_rolls_up_the_rows_already_in_the_ledger(tmp_path: 
             await _old_rows(db)
             await db.migrate()
             assert await db.schema_revision() == "0002_finance"
-            await _assert_rollups_equal_rows(db)
+            await assert_rollups_equal_rows(db)
             assert (await usage_report(db, source="rollup"))["total_requests"] == 25
             assert await usage_report(db, group_by=["day", "model"], source="rollup") == \
                 await usage_report(db, group_by=["day", "model"], source="raw")

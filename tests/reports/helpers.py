@@ -9,9 +9,22 @@ from typing import Any
 from sqlalchemy import text
 
 from gateway.db import Database
-from gateway.ledger.rollups import MEASURES
+from gateway.ledger.rollups import (
+    ATTRIBUTION_DIMENSIONS,
+    DAILY_DIMENSIONS,
+    MEASURES,
+    PROJECT_DIMENSIONS,
+)
 
-LEDGER_TABLES = ("usage_records", "usage_daily", "usage_daily_attribution", "budget_alerts")
+ROLLUPS = (("usage_daily", DAILY_DIMENSIONS), ("usage_project_daily", PROJECT_DIMENSIONS),
+           ("usage_daily_attribution", ATTRIBUTION_DIMENSIONS))
+LEDGER_TABLES = ("usage_records", "usage_daily", "usage_project_daily", "usage_daily_attribution", "budget_alerts")
+
+
+async def assert_rollups_equal_rows(db: Database) -> None:
+    """Every rollup table equals a GROUP BY over the raw ledger rows, group for group, to the last digit."""
+    for table, dims in ROLLUPS:
+        assert await rollup_groups(db, table, dims) == await raw_groups(db, dims), table
 
 
 async def clear_ledger(db: Database) -> None:

@@ -1,4 +1,4 @@
-"""Finance: key roles and project scopes, ledger attribution, daily rollups, budget alerts, dashboard sessions.
+"""Finance: key roles and project scopes, ledger attribution, daily rollups (three), budget alerts, dashboard sessions.
 
 Existing ledger rows are rolled up here, in the migration's transaction, so that from the first
 start on this revision the rollups equal the rows (the ledger writer keeps them so afterwards).
@@ -24,6 +24,7 @@ MONEY = sa.Numeric(18, 10).with_variant(sa.BigInteger(), "sqlite")
 TS = sa.DateTime(timezone=True)
 MEASURES = ("requests", "errors", "prompt_tokens", "cached_tokens", "completion_tokens", "cost_usd")
 DAILY = ("project", "key_id", "model", "route", "deployment", "provider", "locality", "task", "sensitivity")
+PROJECT_DAILY = ("project", "locality")
 ATTRIBUTION = ("project", "end_user", "project_tag", "key_tags")
 # rollup column -> ledger column
 SOURCE = {"model": "requested_model"}
@@ -54,6 +55,7 @@ def upgrade() -> None:
 
     op.create_table("usage_daily", *_measure_columns(), *_dims(DAILY))
     op.create_index("ix_usage_daily_project_day", "usage_daily", ["project", "day"])
+    op.create_table("usage_project_daily", *_measure_columns(), *_dims(PROJECT_DAILY))
     op.create_table("usage_daily_attribution", *_measure_columns(), *_dims(ATTRIBUTION))
     op.create_table(
         "budget_alerts",
@@ -83,6 +85,7 @@ def upgrade() -> None:
         sa.Column("ended_at", TS, nullable=True),
     )
     _backfill("usage_daily", DAILY)
+    _backfill("usage_project_daily", PROJECT_DAILY)
     _backfill("usage_daily_attribution", ATTRIBUTION)
 
 
@@ -105,6 +108,7 @@ def downgrade() -> None:
     op.drop_table("dashboard_sessions")
     op.drop_table("budget_alerts")
     op.drop_table("usage_daily_attribution")
+    op.drop_table("usage_project_daily")
     op.drop_index("ix_usage_daily_project_day", table_name="usage_daily")
     op.drop_table("usage_daily")
     with op.batch_alter_table("usage_records") as batch:
