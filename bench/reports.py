@@ -192,7 +192,7 @@ async def rollup_sizes(url: str) -> dict[str, int]:
     try:
         async with db.engine.connect() as conn:
             return {t: int((await conn.execute(text(f"SELECT COUNT(*) FROM {t}"))).scalar_one())
-                    for t in ("usage_records", "usage_daily", "usage_daily_attribution")}
+                    for t in ("usage_records", "usage_daily", "usage_project_daily", "usage_daily_attribution")}
     finally:
         await db.aclose()
 
@@ -254,6 +254,8 @@ def render(runs: list[Run], meta: dict[str, Any]) -> str:
         "| ledger rows | " + " | ".join(f"{r.rollup_rows.get('usage_records', 0):,}" for r in runs) + " |",
         "| `usage_daily` rollup rows | " + " | ".join(f"{r.rollup_rows.get('usage_daily', 0):,}" for r in runs) + " |",
         "| `usage_daily_attribution` rollup rows | " + " | ".join(f"{r.rollup_rows.get('usage_daily_attribution', 0):,}" for r in runs) + " |",
+        *(["| `usage_project_daily` rollup rows | " + " | ".join(f"{r.rollup_rows['usage_project_daily']:,}" for r in runs) + " |"]
+          if all("usage_project_daily" in r.rollup_rows for r in runs) else []),
         "",
         "Median and slowest of the timed calls, in milliseconds (✅ slowest under 300 ms):",
         "",
