@@ -23,13 +23,15 @@ import json
 import os
 import re
 import resource
+import secrets
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -197,13 +199,32 @@ async def rollup_sizes(url: str) -> dict[str, int]:
         await db.aclose()
 
 
-async def bench_backend(backend: str, args: argparse.Namespace, workdir: Path) -> Run:
-    from gateway.db.testing import scratch_postgres
+@asynccontextmanager
+async def scratch_postgres(admin_dsn: str) -> AsyncIterator[str]:
+    """A database of its own for the run, dropped afterwards."""
+    import asyncpg
 
+    name = f"switchyard_bench_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(admin_dsn, timeout=5)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield f"{admin_dsn.rsplit('/', 1)[0]}/{name}"
+    finally:
+        admin = await asyncpg.connect(admin_dsn, timeout=5)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def bench_backend(backend: str, args: argparse.Namespace, workdir: Path) -> Run:
     run = Run(backend, args.rows)
     async with AsyncExitStack() as stack:
         if backend == "postgres":
-            url = await stack.enter_async_context(scratch_postgres(prefix="switchyard_bench"))
+            url = await stack.enter_async_context(scratch_postgres(args.postgres))
         else:
             url = f"sqlite:///{workdir}/ledger.db"
         config_path = workdir / f"{backend}.yaml"
@@ -280,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--projects", type=int, default=12)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--postgres", default=os.environ.get("SWITCHYARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"),
+                        help="an admin DSN: the run creates a database of its own there and drops it afterwards")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     meta = {
