@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render_only:
-        args.out.write_text(render(json.loads((RESULTS / "last-run.json").read_text())) + "\n")
+        args.out.write_text(_keep_sections(args.out, render(json.loads((RESULTS / "last-run.json").read_text())) + "\n"))
         print(f"re-rendered {args.out} from {RESULTS / 'last-run.json'}")
         return 0
     started = time.monotonic()
@@ -166,9 +166,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(results) + "\n")
+    args.out.write_text(_keep_sections(args.out, render(results) + "\n"))
     log(f"wrote {args.out} ({meta['wall_s'] / 60:.1f} min)")
     return 0
+
+
+def _keep_sections(path: Path, text: str) -> str:
+    """Sections other benchmarks keep in the same file (e.g. bench.reports') survive a re-render."""
+    from bench.sections import keep_sections
+
+    return keep_sections(path.read_text(encoding="utf-8"), text) if path.exists() else text
 
 
 def run_profile(bench: Bench, target: Target, seconds: float) -> dict:
