@@ -6,7 +6,11 @@ from routing.types import Exclusion, Signals
 
 
 class RoutingError(Exception):
-    """Base for every routing refusal."""
+    """Base for every routing refusal. ``status`` and ``code`` say how the gateway answers it when
+    the refusal is not one it maps by type."""
+
+    status: int = 400
+    code: str = "routing_error"
 
 
 class UnknownModel(RoutingError):
@@ -51,6 +55,20 @@ class NoCandidates(RoutingError):
         self.rule = rule
         self.signals = signals
         self.excluded = excluded
+
+
+class RequestTooLarge(RoutingError):
+    """More text than ``sensitivity.max_scan_bytes`` to scan, and ``over_limit: refuse``: a 413."""
+
+    status = 413
+    code = "request_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The request carries more than {limit} bytes of text to scan for sensitive data, and this gateway "
+            "refuses larger requests (sensitivity.over_limit: refuse). Send less text per request."
+        )
+        self.limit = limit
 
 
 class InvalidHint(ValueError):

@@ -110,6 +110,14 @@ class Detector(Strict):
         return self
 
 
+DEFAULT_MAX_SCAN_BYTES = 1024 * 1024
+"""1 MiB of text: about 250k tokens, more than any deployment's context window today, so no
+request that a model could take is refused or forced home by the bound alone. Ordinary text scans
+at a few microseconds per KB (a few ms for 1 MiB); the most hostile input measured scans at well
+under a millisecond per KB (docs/benchmarks.md, "Detectors"), so one request can hold the event
+loop for a bounded, sub-second time at worst."""
+
+
 class SensitivityPolicy(Strict):
     """Tuning of the sensitivity signal."""
 
@@ -117,6 +125,11 @@ class SensitivityPolicy(Strict):
     disable: list[str] = Field(default_factory=list)  # built-in detector names to switch off
     levels: dict[str, Level] = Field(default_factory=dict)  # override a built-in's level
     default_level: Level = "public"
+    # Bounded scanning work: text beyond this many bytes (UTF-8) is not scanned. Such a request is
+    # classified at least confidential (``over_limit: confidential``), or refused with a 413
+    # ``request_too_large`` (``over_limit: refuse``).
+    max_scan_bytes: int = Field(default=DEFAULT_MAX_SCAN_BYTES, ge=1024)
+    over_limit: Literal["confidential", "refuse"] = "confidential"
 
     @model_validator(mode="after")
     def _known_names(self) -> SensitivityPolicy:

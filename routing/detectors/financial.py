@@ -15,11 +15,19 @@ from routing.detectors.base import Scan
 from routing.detectors.checks import IBAN_LENGTHS, iban_valid
 
 _SEPARATOR = rb"[ \t\n\r\x0b\x0c.\-_/]"
-_CONTIGUOUS = re.compile(rb"[A-Za-z]{2}[0-9]{2}[A-Za-z0-9]{8,30}(?![A-Za-z0-9])")
-# groups of four, the last one shorter; classes of separators and characters never overlap
-_GROUPED = re.compile(
-    rb"[A-Za-z]{2}[0-9]{2}(?:" + _SEPARATOR + rb"{1,4}[A-Za-z0-9]{4}){2,8}(?:" + _SEPARATOR + rb"{1,4}[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])"
-)
+
+
+def _shapes(length: int) -> re.Pattern[bytes]:
+    """An IBAN of ``length`` characters, contiguous or in groups of four (the last one shorter);
+    the classes of separators and of characters never overlap, so each is read one way."""
+    full, tail = divmod(length - 4, 4)
+    grouped = rb"(?:" + _SEPARATOR + rb"{1,4}[A-Za-z0-9]{4}){%d}" % full
+    if tail:
+        grouped += _SEPARATOR + rb"{1,4}[A-Za-z0-9]{%d}" % tail
+    return re.compile(rb"[A-Za-z]{2}[0-9]{2}(?:[A-Za-z0-9]{%d}|%s)(?![A-Za-z0-9])" % (length - 4, grouped))
+
+
+_BY_LENGTH = {length: _shapes(length) for length in set(IBAN_LENGTHS.values())}
 _SEPARATORS = re.compile(_SEPARATOR + b"+")
 _WORD_SKELETON = b"a0_"
 
@@ -30,8 +38,9 @@ def count_ibans(scan: Scan) -> int:
     found = 0
     hit = skeleton.find(b"aa00")
     while hit >= 0:
-        if (hit == 0 or skeleton[hit - 1] not in _WORD_SKELETON) and data[hit : hit + 2].upper().decode() in IBAN_LENGTHS:
-            match = _CONTIGUOUS.match(data, hit) or _GROUPED.match(data, hit)
+        length = IBAN_LENGTHS.get(data[hit : hit + 2].upper().decode())
+        if length is not None and (hit == 0 or skeleton[hit - 1] not in _WORD_SKELETON):
+            match = _BY_LENGTH[length].match(data, hit)
             if match is not None and iban_valid(_SEPARATORS.sub(b"", match.group()).upper().decode()):
                 found += 1
                 hit = skeleton.find(b"aa00", match.end())

@@ -6,8 +6,8 @@ or JSON-escaped (``4111\\u00a01111``, ``\\n``) inside a tool argument. The detec
 that: :func:`normalize` maps
 
 - JSON / C escapes: ``\\uXXXX`` to the character, ``\\n`` ``\\r`` ``\\t`` to the control
-  character, ``\\"`` and ``\\/`` to the character (``\\\\`` is left alone, so that normalising
-  twice changes nothing);
+  character, ``\\"``, ``\\/`` and ``\\\\`` to the character -- repeatedly, because a tool
+  call's ``arguments`` is JSON inside JSON, and each layer escapes the one inside it once more;
 - every Unicode decimal digit (category Nd) to its ASCII digit;
 - format characters (Cf: zero-width space and joiners, bidi marks, soft hyphen, tags) and the
   other default-ignorable code points (variation selectors, fillers) to nothing;
@@ -29,23 +29,28 @@ import re
 import sys
 import unicodedata
 
-# \\\\ is matched (and kept) so that an escaped backslash never starts a new escape
 _ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|[nrt\"/bf\\])")
-_SIMPLE_ESCAPES = {"\\n": "\n", "\\r": "\r", "\\t": "\t", '\\"': '"', "\\/": "/", "\\b": " ", "\\f": " ", "\\\\": "\\\\"}
+_SIMPLE_ESCAPES = {"\\n": "\n", "\\r": "\r", "\\t": "\t", '\\"': '"', "\\/": "/", "\\b": " ", "\\f": " ", "\\\\": "\\"}
 
 
 def _unescape(match: re.Match[str]) -> str:
     escape = match.group()
     simple = _SIMPLE_ESCAPES.get(escape)
-    if simple is not None:
-        return simple
-    char = chr(int(escape[2:], 16))
-    return escape if char == "\\" else char
+    return simple if simple is not None else chr(int(escape[2:], 16))
 
 
 def decode_escapes(text: str) -> str:
-    """``\\uXXXX``, ``\\n``, ``\\t`` ... as the characters they stand for (linear: one regex pass)."""
-    return _ESCAPE.sub(_unescape, text)
+    """``\\uXXXX``, ``\\n``, ``\\t`` ... as the characters they stand for, layer after layer.
+
+    Every decoded escape is shorter than the escape, so a pass that changes nothing is the last
+    one; a new escape can only come from a decoded backslash, which halves a run of backslashes per
+    pass: at most about log2(len) passes, each one linear.
+    """
+    while True:
+        decoded = _ESCAPE.sub(_unescape, text)
+        if len(decoded) == len(text):
+            return decoded
+        text = decoded
 
 
 # Separators that NFKC leaves alone but writers use between digit groups.
