@@ -23,6 +23,7 @@ from core.errors import (
     InvalidRequest,
     ModelNotFound,
     NoPermittedDeployment,
+    PayloadTooLarge,
     PermissionDenied,
 )
 from gateway.accounting import (
@@ -134,6 +135,8 @@ def routing_refusal(exc: RoutingError) -> GatewayError:
             # Nothing is down: the prompt is simply too long for every permitted deployment.
             return ContextLengthExceeded(str(exc), param="messages")
         return NoPermittedDeployment(str(exc))
+    if exc.status == 413:  # routing.errors.RequestTooLarge: more text than the scan budget
+        return PayloadTooLarge(str(exc), code=exc.code)
     return InvalidRequest(str(exc))
 
 
