@@ -31,7 +31,7 @@ import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote_plus, unquote_to_bytes
 
 import orjson
 
@@ -231,7 +231,8 @@ class _Collector:
                 self.data_url(url, "image")
             else:
                 self.chars += len(url)
-                self._keep(url)  # the URL itself is text the upstream sees
+                # the URL itself is text the upstream sees (and fetches): read its query decoded
+                self._keep(unquote_plus(url) if "%" in url or "+" in url else url)
                 self.unreadable("image")
         else:
             self.unreadable("image")

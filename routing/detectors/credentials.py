@@ -121,7 +121,7 @@ _PREFIX_LITERALS = (
 # The DER start of every private-key encoding, as base64 (a body's first bytes): PKCS#1 RSA and
 # DSA, PKCS#8 (plain, EC, Ed25519, encrypted), SEC1 EC (P-256/384/521), and OpenSSH's own format.
 _KEY_BODY = re.compile(
-    rb"(?:MII[A-Za-z0-9+/]{2}(?:AIBAAK|AIBADA|DB[A-Za-z0-9+/]BgkqhkiG9w0BBQ)|MIG[A-Za-z0-9+/]AgEAM|MHcCAQEE|MIGkAgEBBD"
+    rb"(?:MII[A-Za-z0-9+/]{3}(?:IBA(?:AK|DA)|BOBgkqhkiG9w0BBQ)|MIG[A-Za-z0-9+/]AgEAM|MHcCAQEE|MIGkAgEBBD"
     rb"|MIHcAgEBBE|MC4CAQAw|MFECAQEw|b3BlbnNzaC1rZXktdjE)[A-Za-z0-9+/=\s]{40}"
 )
 _SLACK_WEBHOOK = re.compile(rb"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]{20,}")

@@ -77,12 +77,14 @@ class DetectorSet:
     text is kept in memory after its request.
     """
 
-    __slots__ = ("detectors", "_cache", "cache_entries")
+    __slots__ = ("detectors", "_cache", "cache_entries", "chunks_scanned", "chars_scanned")
 
     def __init__(self, detectors: tuple[EntityDetector, ...], cache_entries: int = CACHE_ENTRIES) -> None:
         self.detectors = detectors
         self.cache_entries = cache_entries
         self._cache: dict[tuple[int, int], tuple[tuple[int, int], ...]] = {}
+        self.chunks_scanned = 0  # cache misses, and the characters they held: what scanning cost
+        self.chars_scanned = 0
 
     def _counts(self, normalised: str) -> tuple[tuple[int, int], ...]:
         """``(detector index, count)`` for every detector that fires on ``normalised`` text."""
@@ -101,6 +103,8 @@ class DetectorSet:
         found = cache.pop(key, None)
         if found is None:
             found = self._counts(BOUNDARY.join(map(normalize, chunk)))
+            self.chunks_scanned += 1
+            self.chars_scanned += len(raw)
             if len(cache) >= self.cache_entries:
                 del cache[next(iter(cache))]  # the least recently used: hits are re-inserted at the end
         cache[key] = found
@@ -123,6 +127,10 @@ class DetectorSet:
 
     def clear_cache(self) -> None:
         self._cache.clear()
+
+    @property
+    def cached_chunks(self) -> int:
+        return len(self._cache)
 
     @property
     def names(self) -> tuple[str, ...]:
