@@ -96,12 +96,7 @@ def _table() -> tuple[dict[int, str | None], re.Pattern[str]]:
     return table, re.compile(f"[{''.join(ranges)}]")
 
 
-def normalize(text: str) -> str:
-    """``text`` in the one spelling the detectors read (see the module docstring)."""
-    if "\\" in text:
-        text = decode_escapes(text)
-    if text.isascii():
-        return text.replace("\x00", " ") if "\x00" in text else text
+def _unicode_steps(text: str) -> str:
     table, mapped = _table()
     if mapped.search(text) is not None:
         text = text.translate(table)
@@ -110,4 +105,18 @@ def normalize(text: str) -> str:
         if mapped.search(text) is None:
             break
         text = unicodedata.normalize("NFKC", text.translate(table))
+    return text
+
+
+def normalize(text: str) -> str:
+    """``text`` in the one spelling the detectors read (see the module docstring)."""
+    for _ in range(8):
+        if "\\" in text:
+            text = decode_escapes(text)
+        if text.isascii():
+            return text.replace("\x00", " ") if "\x00" in text else text
+        text = _unicode_steps(text)
+        # removing a zero-width character, or NFKC of a full-width quote, can complete an escape
+        if "\\" not in text or _ESCAPE.search(text) is None:
+            return text
     return text

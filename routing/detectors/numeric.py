@@ -8,10 +8,10 @@ normalisation every space and dash of any script is one of these), and each fami
 shapes among a chain's groups, confirmed by a validator (issuer prefix + Luhn, SSA rules, NANP
 area codes) or, where the digits alone are ambiguous, by a nearby word ("SSN", "phone").
 
-Linear by construction: seeds (four digits in a row, ``+`` before a digit) are found with plain
-substring searches in the skeleton; each seed's chain is delimited with one C-level match forward
-and a bounded ``rstrip`` backward, and chains never overlap, so every byte is parsed once. Within a
-chain every shape has a fixed number of groups, so the work per group is bounded.
+Linear by construction: seeds (the start of a shape some family looks for, ``+`` before a digit)
+are found by one C-level pass over the skeleton; each seed's region is delimited with one C-level
+match forward and a bounded ``rstrip`` backward, and regions never overlap, so every byte is parsed
+once. Within a chain every shape has a fixed number of groups, so the work per group is bounded.
 
 Dotted quads (IPv4) are found separately, by a pattern with a two-byte literal prefix.
 """
@@ -283,6 +283,23 @@ def _plus_before(skeleton: bytes, start: int) -> bool:
     return at == 0 or skeleton[at - 1] not in b"0+a"
 
 
+_SEP = rb"[ .,\-_/()\"']"
+# C-level checks on a short chain before any Python work on its groups: an SSN or a NANP number
+# somewhere in it (the Python pass then decides which groups and whether they are valid)
+_MAYBE_SSN = re.compile(rb"(?<!0)000" + _SEP + rb"{1,4}00" + _SEP + rb"{1,4}0000(?!0)")
+_MAYBE_NANP = re.compile(rb"(?<!0)000[ .\-()]{1,3}000[ .\-()]{1,3}0000(?!0)")
+
+
+def _worth_reading(scan: Scan, start: int, end: int, total: int) -> bool:
+    """Whether a chain of 9-12 digits (too few for a card) may hold an SSN or a phone number."""
+    skeleton = scan.skeleton
+    if _MAYBE_SSN.search(skeleton, start, end) or _MAYBE_NANP.search(skeleton, start, end):
+        return True
+    if total == 9 and has_context(scan, SSN_CONTEXT, start, end):
+        return True
+    return _PHONE_CHAIN.match(skeleton, start, end) is not None and has_context(scan, PHONE_CONTEXT, start, end)
+
+
 def _count_region(scan: Scan, start: int, end: int, open_left: bool, counts: dict[str, int]) -> None:
     skeleton = scan.skeleton
     for match in _CHAIN.finditer(skeleton, start, end):
@@ -290,10 +307,13 @@ def _count_region(scan: Scan, start: int, end: int, open_left: bool, counts: dic
         total = skeleton.count(b"0", chain_start, chain_end)
         if total < 8:
             continue  # too few digits for any entity: the groups are never even listed
+        plus = _plus_before(skeleton, chain_start)
+        if not plus and total < 13 and not (total >= 9 and _worth_reading(scan, chain_start, chain_end, total)):
+            continue
         chain = _Chain(scan, chain_start, chain_end, total, open_left and chain_start == start)
         if not chain.spans:
             continue
-        if _plus_before(skeleton, chain.spans[0][0]) and _phone_after_plus(chain):
+        if plus and _phone_after_plus(chain):
             counts["phone"] += 1
         if chain.total < 9:
             continue
@@ -328,6 +348,26 @@ def _count_ipv4(scan: Scan, counts: dict[str, int]) -> None:
 _MEMO_KEY = "numeric"
 
 
+# Where a number worth reading starts, found in C before any Python runs: every shape a family
+# looks for begins with three digits -- a run of 13-19 (a card), of 9-10 (an SSN or phone next to
+# its name), groups of four (a card), 4-6-4/5 (Amex, Diners), 3-2-4 (an SSN) or 3-3-4 (a NANP
+# number). Dates, times, prices and versions match none, so most of the digits in ordinary text
+# are never looked at from Python. Separator runs and digits never overlap, so each alternative is
+# read one way; the literal prefix "000" lets the engine skip ahead between candidates.
+# National phone formats start with a trunk "0" (020 7946 0958, 030 12345678, 0151 23456789): a
+# second pattern over the text itself, from each "0" digit.
+_S = rb"[ .,\-_/()\"']"
+_SCREEN = re.compile(
+    rb"000(?:0{6,16}"
+    rb"|0" + _S + rb"{1,4}0000" + _S + rb"{1,4}0000" + _S + rb"{1,4}0"
+    rb"|0" + _S + rb"{1,4}000000" + _S + rb"{1,4}0000"
+    rb"|" + _S + rb"{1,4}00" + _S + rb"{1,4}0000"
+    rb"|[ .\-()]{1,3}000[ .\-()]{1,3}0000)"
+)
+_NATIONAL = re.compile(rb"0[0-9]{1,4}\)?[ .\-/()]{1,3}[0-9]{3,8}")
+_NOT_BEFORE_NATIONAL = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_.-")
+
+
 def numeric_counts(scan: Scan) -> dict[str, int]:
     """Counts for every numeric entity, computed once per scan and shared by their detectors."""
     cached = scan.memo.get(_MEMO_KEY)
@@ -335,25 +375,28 @@ def numeric_counts(scan: Scan) -> dict[str, int]:
         return cached
     counts = dict.fromkeys(ENTITIES, 0)
     skeleton = scan.skeleton
-    length = len(skeleton)
+    seeds = [m.start() for m in _SCREEN.finditer(skeleton)]
+    data = scan.data
+    national = [m.start() for m in _NATIONAL.finditer(data) if not m.start() or data[m.start() - 1] not in _NOT_BEFORE_NATIONAL]
+    if national:
+        seeds.extend(national)
+        seeds.sort()
+    if b"+" in skeleton:
+        plus = _next_plus(skeleton, 0)
+        while plus >= 0:
+            seeds.append(plus)
+            plus = _next_plus(skeleton, plus + 1)
+        seeds.sort()
     position = 0
-    four = skeleton.find(b"0000")
-    plus = _next_plus(skeleton, 0) if b"+" in skeleton else -1
-    while four >= 0 or plus >= 0:
-        seed = four if plus < 0 or (0 <= four < plus) else plus
+    for seed in seeds:
+        if seed < position:
+            continue  # inside a region already read: every region is read once
         low = max(position, seed - LOOKBACK)
         back = skeleton[low:seed]
         start = seed - (len(back) - len(back.rstrip(_CHAIN_BYTES)))
         end = _REGION_REST.match(skeleton, seed).end()  # type: ignore[union-attr]  # always matches
-        if skeleton.count(b"0", start, end) >= 8:
-            _count_region(scan, start, end, start == low and low > position, counts)
+        _count_region(scan, start, end, start == low and low > position, counts)
         position = max(end, seed + 1)
-        if position >= length:
-            break
-        if four >= 0 and four < position:
-            four = skeleton.find(b"0000", position)
-        if plus >= 0 and plus < position:
-            plus = _next_plus(skeleton, position)
     if b"." in skeleton:
         _count_ipv4(scan, counts)
     scan.memo[_MEMO_KEY] = counts
