@@ -22,7 +22,7 @@ from pathlib import Path
 from bench.adversarial import UNITS, adversarial
 from bench.routing_bench import machine, realistic_text
 from routing.detectors import compile_detectors
-from routing.detectors.base import Scan
+from routing.detectors.base import EntityDetector, Scan
 from routing.detectors.normalize import normalize
 from routing.spec import SensitivityPolicy
 
@@ -48,7 +48,7 @@ def _subjects() -> list[tuple[str, Callable[[str], Callable[[], object]]]]:
     detectors = compile_detectors(SensitivityPolicy())
     subjects: list[tuple[str, Callable[[str], Callable[[], object]]]] = [("normalisation", lambda raw: lambda: normalize(raw))]
     for detector in detectors.detectors:
-        def prepare(raw: str, detector=detector) -> Callable[[], object]:  # noqa: ANN001
+        def prepare(raw: str, detector: EntityDetector = detector) -> Callable[[], object]:
             text = normalize(raw)
             return lambda: detector.count(Scan(text))
         subjects.append((detector.name, prepare))

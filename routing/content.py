@@ -122,7 +122,7 @@ def _walk_strings(value: Any, out: list[str]) -> None:
 
 
 class _Collector:
-    __slots__ = ("texts", "images", "token_ids", "chars", "budget", "over_limit", "unscannable", "decoder")
+    __slots__ = ("budget", "chars", "decoder", "images", "over_limit", "texts", "token_ids", "unscannable")
 
     def __init__(self, max_bytes: int, decoder: TokenDecoder | None) -> None:
         self.texts: list[str] = []
@@ -362,14 +362,17 @@ def extract_content(
     last_user, messages = "", 0
     if endpoint == "chat":
         last_user, messages = _chat(body, collector)
+        consumed: tuple[str, ...] = ("messages",)
     else:
         first = len(collector.texts)
         collector.add_prompt(body.get("prompt" if endpoint == "completions" else "input"))
         last_user = "\n".join(collector.texts[first:])
         if endpoint == "completions":
             collector.add(body.get("suffix"))
-        if body.get("messages") is not None:
-            collector.add(body.get("messages"))
+        consumed = ("prompt", "suffix") if endpoint == "completions" else ("input",)
+    for key in ("messages", "prompt", "input", "suffix"):  # another endpoint's fields, sent along all the same
+        if key not in consumed and body.get(key) is not None:
+            collector.add(body.get(key))
     documents = body.get("documents")  # vLLM: rendered into the prompt by the chat template
     if documents is not None:
         collector.add(documents)
@@ -385,8 +388,6 @@ def extract_content(
     rest = {k: v for k, v in body.items() if k not in _SPECIAL_KEYS}
     if rest:
         collector.add(rest)
-    if endpoint == "chat" and "prompt" in body:
-        collector.add(body.get("prompt"))
     texts = tuple(collector.texts)
     if not last_user and texts:
         last_user = texts[-1]

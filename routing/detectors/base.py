@@ -61,7 +61,7 @@ class Scan:
     """One normalised text (or several joined by :data:`BOUNDARY`), with derived views computed at
     most once and shared by the detectors."""
 
-    __slots__ = ("text", "data", "_skeleton", "_lower", "_lower_text", "_long_tokens", "memo")
+    __slots__ = ("_long_tokens", "_lower", "_lower_text", "_skeleton", "data", "memo", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text

@@ -27,6 +27,7 @@ from routing.detectors.contact import ipv4_valid
 ENTITIES = ("credit_card", "us_ssn", "phone", "ip_address")
 MAX_SEPARATOR_RUN = 4
 LOOKBACK = 160  # a chain read backwards further than this is too long to be any one entity
+ENOUGH = 256  # restricted numbers in one scan after which the rest are not counted (the level is final)
 
 _CHAIN_BYTES = b"0" + CHAIN_SEPARATORS
 _REGION_REST = re.compile(rb"[0 .,\-_/()+\"']*")
@@ -90,7 +91,7 @@ class _Chain:
     """The digit groups of one chain, read lazily: sizes as a string for shape searches, offsets,
     and digits or separators only for the few windows a shape search proposes."""
 
-    __slots__ = ("scan", "spans", "sizes", "used", "open_left", "total")
+    __slots__ = ("open_left", "scan", "sizes", "spans", "total", "used")
 
     def __init__(self, scan: Scan, start: int, end: int, total: int, open_left: bool) -> None:
         skeleton = scan.skeleton
@@ -391,6 +392,8 @@ def numeric_counts(scan: Scan) -> dict[str, int]:
     for seed in seeds:
         if seed < position:
             continue  # inside a region already read: every region is read once
+        if counts["credit_card"] + counts["us_ssn"] >= ENOUGH:
+            break  # restricted already, and counts past this say nothing more
         low = max(position, seed - LOOKBACK)
         back = skeleton[low:seed]
         start = seed - (len(back) - len(back.rstrip(_CHAIN_BYTES)))

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from routing.detectors.base import BOUNDARY, EntityDetector, FunctionDetector, Scan, with_level
+from routing.detectors.base import (
+    BOUNDARY,
+    EntityDetector,
+    FunctionDetector,
+    Scan,
+    with_level,
+)
 from routing.detectors.contact import count_emails, count_ipv6
 from routing.detectors.credentials import DETECTORS as CREDENTIAL_DETECTORS
 from routing.detectors.custom import compile_admin_detector
 from routing.detectors.financial import count_ibans
-from routing.detectors.normalize import normalize
+from routing.detectors.normalize import normalize, prepare_tables
 from routing.detectors.numeric import numeric_counts
 from routing.detectors.passwords import DETECTORS as PASSWORD_DETECTORS
 from routing.spec import SensitivityPolicy
@@ -77,7 +83,7 @@ class DetectorSet:
     text is kept in memory after its request.
     """
 
-    __slots__ = ("detectors", "_cache", "cache_entries", "chunks_scanned", "chars_scanned")
+    __slots__ = ("_cache", "cache_entries", "chars_scanned", "chunks_scanned", "detectors")
 
     def __init__(self, detectors: tuple[EntityDetector, ...], cache_entries: int = CACHE_ENTRIES) -> None:
         self.detectors = detectors
@@ -139,7 +145,11 @@ class DetectorSet:
 
 
 def compile_detectors(policy: SensitivityPolicy, builtins: Sequence[EntityDetector] = BUILTIN_DETECTORS) -> DetectorSet:
-    """Built-ins minus ``policy.disable``, with ``policy.levels`` applied, then the admin's own."""
+    """Built-ins minus ``policy.disable``, with ``policy.levels`` applied, then the admin's own.
+
+    Also builds the normaliser's Unicode tables (once per process), so that the first request with
+    non-ASCII text does not pay for them."""
+    prepare_tables()
     disabled = set(policy.disable)
     detectors: list[EntityDetector] = []
     for detector in builtins:

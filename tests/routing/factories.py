@@ -10,7 +10,13 @@ from routing.detectors import compile_detectors
 from routing.detectors.checks import IBAN_LENGTHS
 from routing.router import Router
 from routing.spec import Route, RoutingDefaults, SensitivityPolicy
-from routing.types import DeploymentProfile, Endpoint, Prices, RoutingRequest, Sensitivity
+from routing.types import (
+    DeploymentProfile,
+    Endpoint,
+    Prices,
+    RoutingRequest,
+    Sensitivity,
+)
 
 DETECTORS = compile_detectors(SensitivityPolicy())
 

@@ -15,7 +15,7 @@ from routing.errors import RequestTooLarge
 from routing.sensitivity import SensitivityClassifier
 from routing.spec import SensitivityPolicy
 from routing.types import RoutingRequest, Sensitivity
-from tests.routing.factories import catalogue, chat, route, router
+from tests.routing.factories import chat, router
 
 CARD = "4111 1111 1111 1111"
 

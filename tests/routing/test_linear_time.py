@@ -45,8 +45,8 @@ def best_of(runs: int, action: Callable[[], object]) -> float:
 def test_each_detector_scales_linearly_on_hostile_input(unit: str) -> None:
     small, large = normalize(adversarial(unit, SMALL)), normalize(adversarial(unit, LARGE))
     for detector in DETECTORS.detectors:
-        t_small = best_of(3, lambda: detector.count(Scan(small)))
-        t_large = best_of(2, lambda: detector.count(Scan(large)))
+        t_small = best_of(3, lambda d=detector: d.count(Scan(small)))
+        t_large = best_of(2, lambda d=detector: d.count(Scan(large)))
         assert t_large <= ALLOWED_GROWTH * t_small + NOISE_S, (detector.name, t_small, t_large)
         assert t_large / (LARGE / 1024) <= CEILING_S_PER_KB, (detector.name, t_large)
 
@@ -63,8 +63,8 @@ def test_a_megabyte_of_hostile_input_scans_under_5_ms_per_kb(unit: str) -> None:
 
 def test_normalisation_scales_linearly_on_escapes_and_unicode() -> None:
     for unit in ("escaped \\n", "escaped \\u00a0", "full-width digits", "mixed Unicode", "zero-width space"):
-        t_small = best_of(3, lambda: normalize(adversarial(unit, SMALL)))
-        t_large = best_of(2, lambda: normalize(adversarial(unit, LARGE)))
+        t_small = best_of(3, lambda u=unit: normalize(adversarial(u, SMALL)))
+        t_large = best_of(2, lambda u=unit: normalize(adversarial(u, LARGE)))
         assert t_large <= ALLOWED_GROWTH * t_small + NOISE_S, (unit, t_small, t_large)
 
 

@@ -198,6 +198,7 @@ SECRET = "card 4111 1111 1111 1111"
         {"messages": [ASK], "extra_body_field": {"deep": [[{"x": SECRET}]]}},
         {"messages": [ASK], "vendor_option": 4111111111111111},
         {"messages": [ASK], "stop": [SECRET]},
+        {"messages": [ASK], "input": SECRET},
         {"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "pay", "arguments": {"card": [4111, 1111, 1111, 1111]}}}]}]},
         {"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "pay", "arguments": json.dumps({"card": SECRET})}}]}]},
         {"messages": [{"role": "user", "content": "hi", "custom_field": SECRET}]},
