@@ -110,12 +110,12 @@ class Detector(Strict):
         return self
 
 
-DEFAULT_MAX_SCAN_BYTES = 1024 * 1024
-"""1 MiB of text: about 250k tokens, more than any deployment's context window today, so no
-request that a model could take is refused or forced home by the bound alone. Ordinary text scans
-at a few microseconds per KB (a few ms for 1 MiB); the most hostile input measured scans at well
-under a millisecond per KB (docs/benchmarks.md, "Detectors"), so one request can hold the event
-loop for a bounded, sub-second time at worst."""
+DEFAULT_MAX_SCAN_BYTES = 512 * 1024
+"""512 KiB of text, about 128k tokens: a whole context window of most hosted models, so ordinary
+long prompts are scanned in full (ordinary text costs tens of µs per KB: about 10 ms here). The
+bound is for hostile input: the costliest input measured (digit groups packed with valid-looking
+numbers) scans at 0.5-1.5 ms per KB on a busy 2-core machine (docs/benchmarks.md, "Detectors"),
+so one request holds a worker for well under a second at worst. Raise it for longer prompts."""
 
 
 class SensitivityPolicy(Strict):

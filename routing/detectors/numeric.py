@@ -27,7 +27,8 @@ from routing.detectors.contact import ipv4_valid
 ENTITIES = ("credit_card", "us_ssn", "phone", "ip_address")
 MAX_SEPARATOR_RUN = 4
 LOOKBACK = 160  # a chain read backwards further than this is too long to be any one entity
-ENOUGH = 256  # restricted numbers in one scan after which the rest are not counted (the level is final)
+ENOUGH = 256  # restricted numbers in one scan after which no more are counted (the level is final);
+# phones past this many are not looked for where that needs a nearby word (counts are "at least")
 
 _CHAIN_BYTES = b"0" + CHAIN_SEPARATORS
 _REGION_REST = re.compile(rb"[0 .,\-_/()+\"']*")
@@ -174,6 +175,8 @@ def _cards(chain: _Chain) -> int:
         chain.take(0, n)
         return 1
     sizes, used = chain.sizes, chain.used
+    spans = chain.spans
+    any_comma = chain.scan.skeleton.find(b",", spans[0][0], spans[-1][1]) >= 0
     found = 0
     i = 0
     while True:
@@ -191,14 +194,15 @@ def _cards(chain: _Chain) -> int:
                 found += 1
             i += 1
             continue
+        if found >= ENOUGH:
+            return found
+        # (only the groups of a phone at the chain's start can be taken already, and i is past them)
         for shape in _card_shapes_at(sizes, i):
             k = len(shape)
-            if used.find(1, i, i + k) >= 0 or not card_ok(chain.digits(i, k)):
-                continue
             # comma-separated groups are a card only as a whole array or row: [4111,1111,1111,1111]
-            if chain.commas(i, k) and not (i == 0 and i + k == n and not chain.open_left):
+            if any_comma and chain.commas(i, k) and not (i == 0 and i + k == n and not chain.open_left):
                 continue
-            if chain.delimited(i, k):
+            if card_ok(chain.digits(i, k)) and chain.delimited(i, k):
                 chain.take(i, k)
                 found += 1
                 i += k - 1
@@ -215,7 +219,7 @@ def _ssns(chain: _Chain) -> int:
     found = 0
     sizes, spans, scan = chain.sizes, chain.spans, chain.scan
     i = sizes.find("324")
-    while i >= 0:
+    while i >= 0 and found < ENOUGH:
         if chain.free(i, 3) and chain.delimited(i, 3) and _ssn_ok(chain.digits(i, 3)):
             # "512, 45, 1024" is a list of numbers unless someone says SSN
             if not chain.commas(i, 3) or has_context(scan, SSN_CONTEXT, spans[i][0], spans[i + 2][1]):
@@ -291,14 +295,15 @@ _MAYBE_SSN = re.compile(rb"(?<!0)000" + _SEP + rb"{1,4}00" + _SEP + rb"{1,4}0000
 _MAYBE_NANP = re.compile(rb"(?<!0)000[ .\-()]{1,3}000[ .\-()]{1,3}0000(?!0)")
 
 
-def _worth_reading(scan: Scan, start: int, end: int, total: int) -> bool:
-    """Whether a chain of 9-12 digits (too few for a card) may hold an SSN or a phone number."""
+def _worth_reading(scan: Scan, start: int, end: int, total: int, phones: int) -> bool:
+    """Whether a chain of 9-12 digits (too few for a card) may hold an SSN or a phone number; once
+    :data:`ENOUGH` phones are counted, a phone needing a nearby word is not looked for."""
     skeleton = scan.skeleton
     if _MAYBE_SSN.search(skeleton, start, end) or _MAYBE_NANP.search(skeleton, start, end):
         return True
     if total == 9 and has_context(scan, SSN_CONTEXT, start, end):
         return True
-    return _PHONE_CHAIN.match(skeleton, start, end) is not None and has_context(scan, PHONE_CONTEXT, start, end)
+    return phones < ENOUGH and _PHONE_CHAIN.match(skeleton, start, end) is not None and has_context(scan, PHONE_CONTEXT, start, end)
 
 
 def _count_region(scan: Scan, start: int, end: int, open_left: bool, counts: dict[str, int]) -> None:
@@ -309,7 +314,7 @@ def _count_region(scan: Scan, start: int, end: int, open_left: bool, counts: dic
         if total < 8:
             continue  # too few digits for any entity: the groups are never even listed
         plus = _plus_before(skeleton, chain_start)
-        if not plus and total < 13 and not (total >= 9 and _worth_reading(scan, chain_start, chain_end, total)):
+        if not plus and total < 13 and not (total >= 9 and _worth_reading(scan, chain_start, chain_end, total, counts["phone"])):
             continue
         chain = _Chain(scan, chain_start, chain_end, total, open_left and chain_start == start)
         if not chain.spans:
