@@ -136,7 +136,7 @@ def routing_refusal(exc: RoutingError) -> GatewayError:
             return ContextLengthExceeded(str(exc), param="messages")
         return NoPermittedDeployment(str(exc))
     if exc.status == 413:  # routing.errors.RequestTooLarge: more text than the scan budget
-        return PayloadTooLarge(str(exc), code=exc.code)
+        return PayloadTooLarge(str(exc), code=exc.code or "request_too_large")
     return InvalidRequest(str(exc))
 
 

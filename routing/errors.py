@@ -6,11 +6,11 @@ from routing.types import Exclusion, Signals
 
 
 class RoutingError(Exception):
-    """Base for every routing refusal. ``status`` and ``code`` say how the gateway answers it when
-    the refusal is not one it maps by type."""
+    """Base for every routing refusal. A refusal whose HTTP answer does not follow from its type
+    carries it in ``status`` and ``code`` (the gateway maps the others by type)."""
 
-    status: int = 400
-    code: str = "routing_error"
+    status: int | None = None
+    code: str | None = None
 
 
 class UnknownModel(RoutingError):

@@ -49,7 +49,7 @@ def signals_dict(signals: Signals) -> dict[str, Any]:
 def _error_dict(error: Exception) -> dict[str, Any]:
     code = next((c for kind, c in _CODES.items() if isinstance(error, kind)), "routing_error")
     found: dict[str, Any] = {"type": type(error).__name__, "code": code, "message": str(error)}
-    if isinstance(error, RoutingError):
+    if isinstance(error, RoutingError) and error.status is not None:
         found["status"] = error.status
     return found
 
