@@ -5,14 +5,17 @@ The tree::
     GatewayError                      status, OpenAI ``type``, ``code``, ``param``
     ├── InvalidRequest                400 invalid_request_error
     │   ├── ContextLengthExceeded     400 code=context_length_exceeded
-    │   └── PayloadTooLarge           413
+    │   ├── PayloadTooLarge           413 code=request_too_large
+    │   └── RequestTimeout            408 code=request_timeout (the body came too slowly, or short)
     ├── AuthenticationFailed          401 invalid_request_error / invalid_api_key
-    ├── PermissionDenied              403 permission_error (policy blocks a pinned model)
+    ├── PermissionDenied              403 permission_error (policy blocks a pinned model; a role)
     ├── ModelNotFound                 404 invalid_request_error / model_not_found
     ├── RateLimited                   429 rate_limit_exceeded (carries Retry-After)
     │   └── BudgetExceeded            429 code=budget_exceeded
     ├── NoPermittedDeployment         503 code=no_permitted_deployment
     ├── AdmissionUnavailable          503 code=admission_unavailable (Redis down: fail closed)
+    ├── AuthUnavailable               503 code=auth_unavailable (key store unreachable, key not cached)
+    ├── ShuttingDown                  503 code=server_shutting_down (the drain deadline ended it)
     └── UpstreamError                 a backend failed; the gateway may fall back
         ├── UpstreamStatus            the backend answered 4xx/5xx (429 -> 429, 5xx -> 502)
         ├── UpstreamTimeout           504 timeout
@@ -27,6 +30,7 @@ becomes a 500 ``internal_error`` with a request id, never a stack trace.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -82,6 +86,13 @@ class PayloadTooLarge(InvalidRequest):
     code = "request_too_large"
 
 
+class RequestTimeout(InvalidRequest):
+    """The request body did not arrive in time (a stalled client, or fewer bytes than declared)."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class AuthenticationFailed(GatewayError):
     """Missing, unknown, revoked or expired API key."""
 
@@ -107,15 +118,25 @@ class ModelNotFound(GatewayError):
 
 
 class RateLimited(GatewayError):
-    """A rate limit (RPM/TPM) was hit; ``Retry-After`` says when to come back."""
+    """A rate limit (RPM/TPM) was hit; ``Retry-After`` says when to come back.
+
+    ``subject_key`` and ``stays_for_s`` are set when the refusal cannot clear for a while
+    whatever the next request looks like (its RPM window is full, its budget is spent), so the
+    gateway may refuse that subject again without asking the shared store.
+    """
 
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+    subject_key: str | None = None
+    stays_for_s: float | None = None
 
 
 class BudgetExceeded(RateLimited):
-    """The key's or project's budget for the current period is spent."""
+    """The key's or project's budget for the current period is spent (``unspent_usd`` is what is
+    left of it once open reservations settle)."""
+
+    unspent_usd: Decimal | None = None
 
     type = "insufficient_quota"
     code = "budget_exceeded"
@@ -137,13 +158,32 @@ class AdmissionUnavailable(GatewayError):
     code = "admission_unavailable"
 
 
+class AuthUnavailable(GatewayError):
+    """The key store (database) cannot be reached and the key is not in the recent cache."""
+
+    status = 503
+    type = "service_unavailable_error"
+    code = "auth_unavailable"
+
+
+class ShuttingDown(GatewayError):
+    """The replica is shutting down and ended the request before it finished (retry it)."""
+
+    status = 503
+    type = "service_unavailable_error"
+    code = "server_shutting_down"
+
+
 class UpstreamError(GatewayError):
-    """A backend failed. ``retryable`` says whether another attempt or candidate may help."""
+    """A backend failed. ``retryable`` says whether another attempt or candidate may help;
+    ``backend_fault`` whether it says anything about the backend's health (circuit breakers
+    count transport failures and 5xx, never a 429 or the caller's own 4xx)."""
 
     status = 502
     type = "api_error"
     code = "upstream_error"
     retryable: bool = True
+    backend_fault: bool = True
 
     def __init__(self, message: str, *, deployment: str | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -169,7 +209,10 @@ class UpstreamStatus(UpstreamError):
         self.upstream_status = upstream_status
         self.retry_after = retry_after
         # 429, 5xx and context-length errors can succeed elsewhere; other 4xx are the caller's fault.
-        self.retryable = upstream_status == 429 or upstream_status >= 500 or code == "context_length_exceeded"
+        # The backend refusing the gateway's own credentials (401/403) is that deployment's fault
+        # too: another may serve, and its breaker should take it out of plans.
+        self.retryable = upstream_status in (401, 403, 429) or upstream_status >= 500 or code == "context_length_exceeded"
+        self.backend_fault = upstream_status >= 500 or upstream_status in (401, 403)
         if retry_after is not None and status == 429:
             self.headers["retry-after"] = str(max(1, int(retry_after + 0.999)))
 
@@ -264,6 +307,7 @@ __all__ = [
     "AdmissionUnavailable",
     "AllDeploymentsFailed",
     "Attempt",
+    "AuthUnavailable",
     "AuthenticationFailed",
     "BudgetExceeded",
     "ContextLengthExceeded",
@@ -274,6 +318,8 @@ __all__ = [
     "PayloadTooLarge",
     "PermissionDenied",
     "RateLimited",
+    "RequestTimeout",
+    "ShuttingDown",
     "UpstreamConnectionError",
     "UpstreamError",
     "UpstreamProtocolError",

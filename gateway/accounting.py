@@ -1,55 +1,49 @@
-"""Admission before a request, settlement and the ledger row after it.
+"""Admission before a request; usage, cost, settlement and ledger rows after it.
 
-* Before: RPM/TPM and a budget reservation of the worst case — prompt tokens plus the output
-  cap, at the priciest deployment of the plan — for the key and its project, atomically.
-* After: the actual usage (the upstream's, or counted with tiktoken when it gives none, incl.
-  streams cut short), the cost in exact decimals, the reservation settled, one ledger row per
-  attempt that reached a backend.
+* Before: the cheap refusals first (:meth:`Accountant.precheck`: subjects already known to be
+  over their RPM or out of budget, no I/O, before the body is read), then RPM/TPM and a budget
+  reservation for the key and its project, atomically: the prompt at the priciest candidate's
+  input price, plus output tokens at its output price. When the client set ``max_tokens`` that
+  many are reserved or the request is refused; when it did not, admission grants as many as the
+  budgets afford, up to the context window and ``routing.default_output_cap``, and the gateway
+  sends that grant upstream as ``max_tokens``: the reservation and the cap are one number.
+* After: the upstream's usage, validated (non-negative bounded integers, no more output than the
+  cap), or counted with tiktoken when it gave none or gave nonsense; the cost in exact decimals;
+  the reservation settled; one ledger row per backend attempt.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.errors import AdmissionUnavailable, Attempt, GatewayError
-from gateway.admission import Admission, Subject, Ticket
+from core.errors import AdmissionUnavailable, BudgetExceeded, GatewayError, RateLimited
+from core.literals import Endpoint
+from core.wire import TokenUsage, read_usage
+from gateway.admission import Admission, OutputClaim, Subject, Ticket
+from gateway.admission.base import rpm_refusal
 from gateway.auth import Caller
 from gateway.config import GatewayConfig
-from gateway.runtime import Runtime
 from gateway.settler import Settler
-from providers.tokens import (
-    count_prompt,
-    count_text,
-    max_output_tokens,
-    prompt_token_bound,
-)
+from providers.tokens import count_prompt, count_text, prompt_token_bound
 from routing.types import Plan, Prices
+
+if TYPE_CHECKING:
+    from gateway.ledger import LedgerWriter
+    from gateway.metrics import GatewayMetrics
+    from gateway.runtime import Runtime
 
 log = logging.getLogger("switchyard.accounting")
 _MTOK = Decimal(1_000_000)
 _QUANTUM = Decimal("1e-10")
-
-
-@dataclass(slots=True)
-class Usage:
-    """Tokens of one answered request."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-
-    @classmethod
-    def from_openai(cls, usage: dict[str, Any] | None) -> Usage | None:
-        if not isinstance(usage, dict) or usage.get("prompt_tokens") is None:
-            return None
-        details = usage.get("prompt_tokens_details")
-        cached = details.get("cached_tokens") if isinstance(details, dict) else None
-        return cls(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), int(cached or 0))
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for legacy completions
+PRECHECK_MEMORY_S = 5.0  # how long a learned refusal is trusted before asking the store again
 
 
 def _price(per_mtok: float | None) -> Decimal:
@@ -58,15 +52,18 @@ def _price(per_mtok: float | None) -> Decimal:
     return Decimal(f"{per_mtok or 0.0:.9f}")
 
 
-def cost_usd(prices: Prices, usage: Usage) -> Decimal:
+@functools.lru_cache(maxsize=256)
+def exact_prices(prices: Prices) -> tuple[Decimal, Decimal, Decimal]:
+    """``(input, cached input, output)`` per million tokens as exact decimals, made once per price list."""
+    cached = prices.input_per_mtok if prices.cached_input_per_mtok is None else prices.cached_input_per_mtok
+    return _price(prices.input_per_mtok), _price(cached), _price(prices.output_per_mtok)
+
+
+def cost_usd(prices: Prices, usage: TokenUsage) -> Decimal:
     """Exact cost of ``usage`` at ``prices`` (cached input at its own price when given)."""
-    cached_price = prices.input_per_mtok if prices.cached_input_per_mtok is None else prices.cached_input_per_mtok
+    input_price, cached_price, output_price = exact_prices(prices)
     uncached = max(0, usage.prompt_tokens - usage.cached_tokens)
-    total = (
-        uncached * _price(prices.input_per_mtok)
-        + usage.cached_tokens * _price(cached_price)
-        + usage.completion_tokens * _price(prices.output_per_mtok)
-    ) / _MTOK
+    total = (uncached * input_price + usage.cached_tokens * cached_price + usage.completion_tokens * output_price) / _MTOK
     return total.quantize(_QUANTUM)
 
 
@@ -90,11 +87,21 @@ def subjects_for(caller: Caller, config: GatewayConfig) -> list[Subject]:
     ]
 
 
+def requested_output(body: dict[str, Any]) -> tuple[int | None, int]:
+    """``(max tokens per choice the client set or None, number of choices)``."""
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    choices = body.get("n")
+    return (limit if type(limit) is int else None), (choices if type(choices) is int and choices > 0 else 1)
+
+
 @dataclass(slots=True)
 class Admitted:
-    """What admission granted a request."""
+    """What admission granted: the ticket (None when no subject is limited) and the output cap
+    the gateway sets when the client gave none (None: the client's own ``max_tokens`` stands)."""
 
     ticket: Ticket | None
+    output_cap: int | None = None
+    prompt_bound: int = 0
 
     def headers(self) -> dict[str, str]:
         return self.ticket.headers() if self.ticket is not None else {}
@@ -104,32 +111,86 @@ class Accountant:
     """Admission, settlement and ledger rows for every routed request."""
 
     def __init__(
-        self, admission: Admission | None, ledger: Any | None, settler: Settler | None = None, metrics: Any | None = None
+        self,
+        admission: Admission | None,
+        ledger: LedgerWriter | None,
+        settler: Settler | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.admission = admission
         self.ledger = ledger
         self.settler = settler
         self.metrics = metrics
+        self._refused: dict[str, tuple[float, RateLimited]] = {}  # subject key -> (until, the refusal)
 
-    async def admit(self, caller: Caller, runtime: Runtime, plan: Plan, body: dict[str, Any]) -> Admitted:
+    # ------------------------------------------------------------ before
+
+    def precheck(self, caller: Caller, runtime: Runtime) -> None:
+        """Refuse at once, with no I/O, a caller whose key or project was refused moments ago
+        for a reason that cannot have cleared yet: its RPM window is full, or what is left of its
+        budget pays for no request at any priced deployment and no deployment is free."""
+        if not self._refused:
+            return
+        now = time.monotonic()
+        for subject in subjects_for(caller, runtime.config):
+            held = self._refused.get(subject.key)
+            if held is None:
+                continue
+            until, refusal = held
+            if now >= until:
+                del self._refused[subject.key]
+                continue
+            if isinstance(refusal, BudgetExceeded) and (runtime.has_free_deployment or not self._spent(refusal, runtime)):
+                continue
+            retry = max(1, int(until - now + 0.999))
+            raise type(refusal)(refusal.message, code=refusal.code, headers={**refusal.headers, "retry-after": str(retry)})
+
+    def _remember(self, refusal: RateLimited) -> None:
+        if refusal.subject_key is None or refusal.stays_for_s is None:
+            return
+        self._refused[refusal.subject_key] = (time.monotonic() + min(refusal.stays_for_s, PRECHECK_MEMORY_S), refusal)
+
+    @staticmethod
+    def _spent(refusal: BudgetExceeded, runtime: Runtime) -> bool:
+        """Nothing is left of the budget that the cheapest possible request could be paid with."""
+        return refusal.unspent_usd is not None and refusal.unspent_usd < runtime.cheapest_request_usd
+
+    async def admit(self, caller: Caller, runtime: Runtime, plan: Plan, body: dict[str, Any], endpoint: Endpoint) -> Admitted:
         """Check limits and reserve the worst case; raises RateLimited / BudgetExceeded."""
+        profiles = [runtime.profiles[d] for d in plan.deployments if d in runtime.profiles]
+        asked, choices = requested_output(body)
+        cap: int | None = None
+        if endpoint != "embeddings" and asked is None:
+            room = min((p.context_window - plan.signals.prompt_tokens for p in profiles), default=1)
+            default = COMPLETIONS_DEFAULT_MAX_TOKENS if endpoint == "completions" else runtime.config.routing.default_output_cap
+            cap = max(1, min(default, room))
         subjects = [s for s in subjects_for(caller, runtime.config) if s.budget_usd is not None or s.rpm or s.tpm]
         if self.admission is None or not subjects:
-            return Admitted(None)
-        prices = [runtime.profiles[d].prices for d in plan.deployments if d in runtime.profiles]
-        priced = any(p.input_per_mtok or p.output_per_mtok for p in prices)
+            return Admitted(None, cap)
+        priced = any(p.prices.input_per_mtok or p.prices.output_per_mtok for p in profiles)
         budgeted = any(s.budget_usd is not None for s in subjects)
-        # When money is at stake the reservation must not undercount: tiktoken's count for small
-        # prompts, and for large ones a bound that costs nothing (a BPE token is at least one
-        # byte). The router's estimate is enough for TPM alone; settle corrects both.
+        # When money is at stake the reservation must not undercount, whatever tokenizer the
+        # backend uses (see prompt_token_bound). The router's estimate is enough for TPM alone;
+        # settle corrects both.
         if priced and budgeted:
-            prompt = prompt_token_bound(body, runtime.profiles[plan.deployments[0]].model, plan.signals.prompt_tokens)
+            prompt = max(
+                prompt_token_bound(body, p.model, plan.signals.prompt_tokens, plan.signals.images)
+                for p in profiles if p.prices.input_per_mtok
+            ) if any(p.prices.input_per_mtok for p in profiles) else plan.signals.prompt_tokens
         else:
             prompt = plan.signals.prompt_tokens
-        output = max_output_tokens(body, plan.signals.max_output_tokens or runtime.config.routing.default_max_tokens)
-        worst = max((cost_usd(p, Usage(prompt, output)) for p in prices), default=Decimal(0))
+        fixed = max((cost_usd(p.prices, TokenUsage(prompt, 0)) for p in profiles), default=Decimal(0))
+        output = None
+        if endpoint != "embeddings":
+            unit = max((cost_usd(p.prices, TokenUsage(0, choices)) for p in profiles), default=Decimal(0))
+            units = asked if asked is not None else cap
+            assert units is not None
+            output = OutputClaim(unit, max_units=units, min_units=units if asked is not None else 1, tokens_per_unit=choices)
         try:
-            ticket = await self.admission.admit(subjects, tokens=prompt + output, reserve_usd=worst)
+            ticket = await self.admission.admit(subjects, tokens=prompt, reserve_usd=fixed, output=output)
+        except RateLimited as refusal:
+            self._remember(refusal)
+            raise
         except GatewayError:
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. Redis unreachable
@@ -139,7 +200,13 @@ class Accountant:
                 "Budgets and rate limits cannot be checked right now (admission backend unavailable); retry shortly.",
                 headers={"retry-after": "1"},
             ) from None
-        return Admitted(ticket)
+        if cap is not None and ticket.output_units is not None:
+            cap = ticket.output_units
+        for subject in ticket.rpm_full:  # the next request this minute would be refused: know it now
+            self._remember(rpm_refusal(subject, ticket.rate_reset_s))
+        return Admitted(ticket, cap, prompt)
+
+    # ------------------------------------------------------------ after
 
     async def release(self, admitted: Admitted) -> None:
         """The request reached no backend: give the reservation back."""
@@ -151,14 +218,15 @@ class Accountant:
 
     async def settle(self, admitted: Admitted, cost: Decimal, tokens: int) -> None:
         """Replace the reservation with the actual cost: queued when a settler runs, else at once."""
-        if self.admission is not None and admitted.ticket is not None:
-            if self.settler is not None:
-                self.settler.submit(admitted.ticket, cost, tokens)
-                return
-            try:
-                await self.admission.settle(admitted.ticket, actual_usd=cost, actual_tokens=tokens)
-            except Exception:  # noqa: BLE001 - the ledger row below still records the spend
-                log.exception("settling admission ticket %s failed", admitted.ticket.id)
+        if self.admission is None or admitted.ticket is None:
+            return
+        if self.settler is not None:
+            self.settler.submit(admitted.ticket, cost, tokens)
+            return
+        try:
+            await self.admission.settle(admitted.ticket, actual_usd=cost, actual_tokens=tokens)
+        except Exception:  # noqa: BLE001 - the ledger row still records the spend
+            log.exception("settling admission ticket %s failed", admitted.ticket.id)
 
     def record(self, row: dict[str, Any]) -> None:
         """Queue one ledger row (never blocks on the database)."""
@@ -171,31 +239,26 @@ class Accountant:
         except Exception:  # noqa: BLE001 - the response must not fail for the ledger's sake
             log.exception("ledger submit failed for request %s", row.get("request_id"))
 
-
-def choice_text(choice: Any) -> str:
-    """The generated text of one choice, whole (``message``) or streamed (``delta``), incl. tool calls."""
-    if not isinstance(choice, dict):
-        return ""
-    parts = [choice.get("text")]
-    for key in ("message", "delta"):
-        part = choice.get(key)
-        if isinstance(part, dict):
-            parts.append(part.get("content"))
-            for call in part.get("tool_calls") or ():
-                function = call.get("function") if isinstance(call, dict) else None
-                if isinstance(function, dict):
-                    parts += [function.get("name"), function.get("arguments")]
-    return "".join(p for p in parts if isinstance(p, str))
-
-
-def usage_or_count(
-    reported: dict[str, Any] | None, body: dict[str, Any], completion_text: str, model: str
-) -> Usage:
-    """The upstream's usage, or tiktoken's count of what was sent and what came back."""
-    usage = Usage.from_openai(reported)
-    if usage is not None:
+    def usage_of(
+        self, reported: Any, sent: dict[str, Any], text: str, model: str, output_limit: int | None, deployment: str
+    ) -> TokenUsage:
+        """The upstream's usage when it is usage, else our own count; never more output than asked for."""
+        usage, problem = read_usage(reported)
+        if problem is not None:
+            log.warning("deployment %s: %s; counting the tokens instead", deployment, problem)
+            if self.metrics is not None:
+                self.metrics.observe_bad_usage(deployment)
+        if usage is None:
+            usage = TokenUsage(count_prompt(sent, model), count_text(text, model))
+        if output_limit is not None and usage.completion_tokens > output_limit:
+            log.warning(
+                "deployment %s reported %d completion tokens for a cap of %d; billing the cap",
+                deployment, usage.completion_tokens, output_limit,
+            )
+            if self.metrics is not None:
+                self.metrics.observe_bad_usage(deployment)
+            usage.completion_tokens = output_limit
         return usage
-    return Usage(count_prompt(body, model), count_text(completion_text, model))
 
 
 def ledger_row(
@@ -206,7 +269,7 @@ def ledger_row(
     plan: Plan,
     runtime: Runtime,
     deployment: str,
-    usage: Usage | None,
+    usage: TokenUsage | None,
     cost: Decimal,
     status: int,
     latency_ms: float,
@@ -214,9 +277,11 @@ def ledger_row(
     streamed: bool = False,
     fallbacks: int = 0,
     error: GatewayError | None = None,
+    error_type: str | None = None,
 ) -> dict[str, Any]:
+    """One ledger row, as the writer stores it (every column, typed: it skips re-validation)."""
     profile = runtime.profiles.get(deployment)
-    usage = usage or Usage()
+    usage = usage or TokenUsage()
     return {
         "id": os.urandom(16).hex(),  # the idempotency key of journal replays
         "ts": datetime.now(UTC),
@@ -238,20 +303,7 @@ def ledger_row(
         "latency_ms": round(latency_ms, 3),
         "ttft_ms": None if ttft_ms is None else round(ttft_ms, 3),
         "status": status,
-        "error_type": error.code if error is not None else None,
+        "error_type": error_type or (error.code if error is not None else None),
         "streamed": streamed,
         "fallbacks": fallbacks,
     }
-
-
-def failed_attempt_rows(
-    attempts: list[Attempt], *, request_id: str, caller: Caller, body: dict[str, Any], plan: Plan, runtime: Runtime, streamed: bool
-) -> list[dict[str, Any]]:
-    """One zero-cost row per failed attempt, so the ledger shows every backend call."""
-    return [
-        ledger_row(
-            request_id=request_id, caller=caller, body=body, plan=plan, runtime=runtime, deployment=a.deployment,
-            usage=None, cost=Decimal(0), status=a.error.status, latency_ms=a.elapsed_ms, streamed=streamed, error=a.error,
-        )
-        for a in attempts
-    ]

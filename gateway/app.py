@@ -1,12 +1,16 @@
-"""The ASGI application: lifespan (runtime, reload watcher), routes, and one error handler."""
+"""The ASGI application: lifespan (services, runtime, reload watcher), the hot OpenAI routes ahead
+of everything else, FastAPI for the rest, and error handling that never leaks a stack trace or
+drops a keep-alive connection."""
 
 from __future__ import annotations
 
 import gc
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -15,17 +19,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.errors import (
+    AuthenticationFailed,
     GatewayError,
     InvalidRequest,
     ModelNotFound,
+    PayloadTooLarge,
     error_body,
     internal_error_body,
 )
-from gateway import __version__, explain
-from gateway.api import admin, health, openai
+from gateway import __version__
+from gateway.api import admin, explain, health, openai
+from gateway.asgi import Receive, Scope, Send, send_error, send_json
+from gateway.auth import api_key_from, is_master_key
 from gateway.config import GatewayConfig, insecure_master_key, load_config
+from gateway.drain import Drain, DrainMiddleware
 from gateway.executor import Executor
-from gateway.health import CircuitBreakers
+from gateway.health import make_breakers
+from gateway.metrics import GatewayMetrics
 from gateway.middleware import RequestIdMiddleware
 from gateway.reload import ConfigWatcher
 from gateway.runtime import build_runtime, close_all, warm_up
@@ -33,36 +43,138 @@ from gateway.services import StartupError, start_services
 from gateway.state import GatewayState
 
 log = logging.getLogger("switchyard")
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json"})
 
 
-def create_app(config: GatewayConfig | None = None, *, config_path: str | Path | None = None, watch: bool = True) -> FastAPI:
+class GatewayApp(FastAPI):
+    """FastAPI for the admin API, health, docs and explain; the OpenAI model routes go straight to
+    their ASGI handlers (``gateway.api.openai.HOT_ROUTES``) with no framework code in between.
+    Every HTTP request passes the drain's tracker first (``gateway.drain``)."""
+
+    tracked: DrainMiddleware | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+        elif self.tracked is not None:
+            await self.tracked(scope, receive, send)
+        else:
+            await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One HTTP request: a hot route's handler, or FastAPI; never an exception out of it."""
+        state: GatewayState | None = getattr(self.state, "gateway", None)
+        handler = openai.HOT_ROUTES.get((scope["method"], scope["path"]))
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            if handler is not None and state is not None:
+                await handler(state, scope, receive, tracking_send)
+                return
+            if state is not None:
+                refusal = _guard(state, scope)
+                if refusal is not None:
+                    await send_error(tracking_send, refusal, _request_id(scope))
+                    return
+                receive = _bounded(receive, state.config.server.max_admin_body_bytes)
+            await super().__call__(scope, receive, tracking_send)
+        except Exception:  # noqa: BLE001 - the last line of defence: a 500 in OpenAI's shape, connection kept
+            if not started:
+                request_id = _request_id(scope)
+                log.exception("unhandled error on %s %s (request %s)", scope["method"], scope["path"], request_id)
+                await send_json(tracking_send, 500, internal_error_body(request_id), {"x-request-id": request_id})
+            # Otherwise the error handler below has answered and logged it already; re-raising
+            # would make the server drop this keep-alive connection.
+
+
+def _request_id(scope: Scope) -> str:
+    return str(scope.get("state", {}).get("request_id") or "unknown")
+
+
+def _guard(state: GatewayState, scope: Scope) -> GatewayError | None:
+    """Closed by default: /metrics and the API docs need the master key or a trusted network."""
+    server = state.config.server
+    path = scope["path"]
+    if path == "/metrics":
+        required = server.metrics_require_auth
+    elif path in DOCS_PATHS:
+        required = server.docs_require_auth
+    else:
+        return None
+    if not required or _trusted(scope, server.trusted_networks):
+        return None
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    try:
+        token = api_key_from(headers)
+    except AuthenticationFailed as exc:
+        return exc
+    if is_master_key(token, server.master_key.get_secret_value()):
+        return None
+    return AuthenticationFailed(f"{path} needs the master key, or a caller in server.trusted_networks.")
+
+
+def _trusted(scope: Scope, networks: list[str]) -> bool:
+    client = scope.get("client")
+    if not networks or not client:
+        return False
+    try:
+        address = ipaddress.ip_address(client[0])
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(n, strict=False) for n in networks)
+
+
+def _bounded(receive: Receive, limit: int) -> Receive:
+    """``receive`` that refuses (413) a body over ``limit`` bytes, for every non-OpenAI route."""
+    seen = 0
+
+    async def bounded() -> dict[str, Any]:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes for this endpoint.")
+        return message
+
+    return bounded
+
+
+def create_app(config: GatewayConfig | None = None, *, config_path: str | Path | None = None, watch: bool = True) -> GatewayApp:
     """Build the gateway from a config object or a config file (which is then watched for changes)."""
     if config is None:
         if config_path is None:
             raise ValueError("create_app needs a config or a config_path")
         config = load_config(config_path)
     path = Path(config_path) if config_path is not None else None
+    initial = config
+    drain = Drain(config.server.drain_timeout_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if insecure_master_key(config):
+        if insecure_master_key(initial):
             log.warning("running with the published development master key; set SWITCHYARD_MASTER_KEY in production")
-        breakers = CircuitBreakers(config.circuit_breaker.failure_threshold, config.circuit_breaker.cooldown_s)
-        state = GatewayState(
-            runtime=build_runtime(config), breakers=breakers, executor=Executor(breakers, config.retries), config_path=path
-        )
-        await warm_up(state.runtime)
+        metrics = GatewayMetrics()
+        runtime = build_runtime(initial)
+        await warm_up(runtime)
         try:
-            services = await start_services(config, state.metrics)
+            services = await start_services(initial, metrics)
         except StartupError as exc:
             log.error("cannot start: %s", exc)
-            await close_all(state.runtime)
+            await close_all(runtime)
             raise
-
-        state.db, state.keys, state.admission, state.ledger = services.db, services.keys, services.admission, services.ledger
-        state.accountant = services.accountant
-        state.extras["on_reload"] = services.on_reload
-        state.metrics.watch(state)
+        breakers = make_breakers(initial)
+        state = GatewayState(
+            runtime=runtime, breakers=breakers, executor=Executor(breakers, initial.retries),
+            services=services, metrics=metrics, config_path=path,
+        )
+        metrics.watch(state)
+        await breakers.start()
         # Everything allocated so far (config, compiled detectors, SDK modules) lives as long as
         # the process: move it out of the collector's sight so full collections stay short.
         gc.collect()
@@ -71,7 +183,7 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
         app.state.draining = False
         watcher = None
         if path is not None and watch:
-            watcher = ConfigWatcher(state, path, config.server.reload_interval_s)
+            watcher = ConfigWatcher(state, path, initial.server.reload_interval_s)
             watcher.start()
         try:
             yield
@@ -82,9 +194,10 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
             try:
                 await close_all(state.runtime)
             finally:
+                await breakers.aclose()
                 await services.aclose()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="Switchyard",
         version=__version__,
         description="OpenAI-compatible model gateway that routes by data sensitivity, task and cost.",
@@ -93,12 +206,13 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
         redoc_url=None,
         telemetry={"tracing": False, "metrics": False, "logs": False},  # it reads the environment per request
     )
-    app.router.routes.extend(openai.fast_routes)
     app.include_router(openai.router)
-    app.include_router(health.router)
     app.include_router(explain.router)
+    app.include_router(health.router)
     app.include_router(admin.router)
     _install_error_handlers(app)
+    app.state.drain = drain
+    app.tracked = DrainMiddleware(app.dispatch, drain)  # every request, hot or not, known to the drain
     app.add_middleware(RequestIdMiddleware)
     return app
 
@@ -109,7 +223,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         state = getattr(request.app.state, "gateway", None)
         if state is not None:
             state.metrics.observe_refusal(exc.status, exc.code)
-        return Response(error_body(exc), status_code=exc.status, media_type="application/json", headers=exc.headers)
+        headers = dict(exc.headers)
+        if isinstance(exc, PayloadTooLarge):
+            headers["connection"] = "close"
+        return Response(error_body(exc), status_code=exc.status, media_type="application/json", headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -132,4 +249,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> Response:
         request_id = getattr(request.state, "request_id", "unknown")
         log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id)
-        return Response(internal_error_body(request_id), status_code=500, media_type="application/json")
+        return Response(
+            internal_error_body(request_id), status_code=500, media_type="application/json", headers={"x-request-id": request_id}
+        )

@@ -1,12 +1,11 @@
-"""Who is calling: the bearer token -> a :class:`Caller` (project, key, limits, tags)."""
+"""Who is calling: the API key -> a :class:`Caller` (project, key, limits, tags)."""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-from starlette.requests import Request
 
 from core.errors import AuthenticationFailed
 
@@ -27,16 +26,20 @@ class Caller:
     key_info: KeyInfo | None = field(default=None, compare=False)
 
 
-def bearer_token(request: Request) -> str:
-    header = request.headers.get("authorization", "")
+def api_key_from(headers: Mapping[str, str]) -> str:
+    """The key from ``Authorization: Bearer ...`` (OpenAI SDKs) or ``x-api-key`` (Anthropic SDKs)."""
+    header = headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        # Same wording as OpenAI, so SDK users recognise it.
-        raise AuthenticationFailed(
-            "You didn't provide an API key. You need to provide your API key in an Authorization header "
-            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
-        )
-    return token.strip()
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    api_key = headers.get("x-api-key", "").strip()
+    if api_key:
+        return api_key
+    # Same wording as OpenAI, so SDK users recognise it.
+    raise AuthenticationFailed(
+        "You didn't provide an API key. You need to provide your API key in an Authorization header "
+        "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+    )
 
 
 def is_master_key(token: str, master_key: str) -> bool:

@@ -3,12 +3,18 @@
 A fallback is always the next member of the same plan, so it has passed the same privacy
 filter as the first choice. Errors that another attempt cannot fix (the caller's own 4xx)
 stop the walk at once. Every failure ends in :class:`AllDeploymentsFailed`, which carries each
-attempt so the ledger can record them.
+attempt so the ledger can record them. The :class:`Walk` records, as it happens, what was tried
+and who is being tried now, so that a request abandoned mid-attempt can still be accounted for.
+
+Circuit breakers count only what says something about a backend's health: transport failures
+and 5xx answers. A 429 (the backend is busy, or our account is) and the caller's own 4xx fall
+back or stop without opening anyone's breaker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,23 +30,31 @@ from core.errors import (
 )
 from gateway.config import RetryConfig
 from gateway.health import CircuitBreakers
-from providers.base import Provider, Reply
+from providers.base import Provider
 
+log = logging.getLogger("switchyard.executor")
 T = TypeVar("T")
 
 
 @dataclass(slots=True)
-class Outcome:
-    """Which deployment answered and what it took to get there."""
+class Walk:
+    """One request's way through its plan: failed attempts, and the deployment being tried (or
+    that answered, once ``answered`` is set)."""
 
-    deployment: str
     attempts: list[Attempt] = field(default_factory=list)
-    started: float = field(default_factory=time.perf_counter)
+    current: str | None = None
+    answered: bool = False
+    attempt_started: float = 0.0
 
     @property
     def fallbacks(self) -> int:
-        """How many other deployments were tried before the one that answered."""
-        return len({a.deployment for a in self.attempts if a.deployment != self.deployment})
+        """How many other deployments were tried before the current one."""
+        return len({a.deployment for a in self.attempts if a.deployment != self.current})
+
+    @property
+    def retried(self) -> bool:
+        """More than one backend call was made (retries or fallbacks)."""
+        return len(self.attempts) > 1 or (bool(self.attempts) and self.answered)
 
 
 @dataclass(slots=True)
@@ -49,7 +63,6 @@ class OpenStream:
 
     first: bytes
     rest: AsyncIterator[bytes]
-    outcome: Outcome
 
 
 class Executor:
@@ -63,24 +76,22 @@ class Executor:
         self,
         deployments: tuple[str, ...],
         providers: dict[str, Provider],
-        invoke: Callable[[Provider], Awaitable[Reply]],
-    ) -> tuple[Reply, Outcome]:
-        """Return the first successful reply along the plan."""
-
-        async def attempt(provider: Provider) -> Reply:
-            return await invoke(provider)
-
-        return await self._walk(deployments, providers, attempt)
+        invoke: Callable[[Provider], Awaitable[T]],
+        walk: Walk,
+    ) -> T:
+        """The first successful reply along the plan."""
+        return await self._walk(deployments, providers, invoke, walk)
 
     async def open_stream(
         self,
         deployments: tuple[str, ...],
         providers: dict[str, Provider],
         invoke: Callable[[Provider], AsyncIterator[bytes]],
+        walk: Walk,
     ) -> OpenStream:
         """Open a stream along the plan; falls back until some deployment yields a first chunk."""
 
-        async def attempt(provider: Provider) -> tuple[bytes, AsyncIterator[bytes]]:
+        async def attempt(provider: Provider) -> OpenStream:
             iterator = invoke(provider)
             try:
                 first = await iterator.__anext__()
@@ -91,47 +102,59 @@ class Executor:
             except BaseException:
                 await _close(iterator)
                 raise
-            return first, iterator
+            return OpenStream(first, iterator)
 
-        (first, rest), outcome = await self._walk(deployments, providers, attempt)
-        return OpenStream(first=first, rest=rest, outcome=outcome)
+        return await self._walk(deployments, providers, attempt, walk)
 
     async def _walk(
         self,
         deployments: tuple[str, ...],
         providers: dict[str, Provider],
         attempt: Callable[[Provider], Awaitable[T]],
-    ) -> tuple[T, Outcome]:
-        attempts: list[Attempt] = []
+        walk: Walk,
+    ) -> T:
         for name in deployments:
             provider = providers[name]
             for try_number in range(self.retries.max_attempts_per_deployment):
                 if try_number > 0 and not self.breakers.healthy(name):
                     break
-                started = time.perf_counter()
+                walk.current, walk.attempt_started = name, time.perf_counter()
                 try:
                     result = await attempt(provider)
                 except UpstreamError as exc:
-                    attempts.append(Attempt(name, exc, (time.perf_counter() - started) * 1000))
+                    self._failed(walk, name, exc)
                     if not exc.retryable:
-                        raise AllDeploymentsFailed(attempts) from exc  # the caller's own error: no fallback
-                    self.breakers.record_failure(name)
+                        raise AllDeploymentsFailed(walk.attempts) from exc  # the caller's own error: no fallback
                     if not self._retry_same(exc, try_number):
                         break
                     await asyncio.sleep(self._backoff(try_number, exc))
                     continue
                 except GatewayError:
+                    walk.current = None  # refused before reaching the backend (e.g. a field it cannot take)
                     raise
+                except (asyncio.CancelledError, GeneratorExit):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - an adapter bug must not become a 500 or skip the fallback
+                    log.exception("deployment %s: the adapter failed unexpectedly", name)
+                    self._failed(walk, name, UpstreamError(f"{name}: the adapter failed ({type(exc).__name__})", deployment=name))
+                    break
                 self.breakers.record_success(name)
-                return result, Outcome(deployment=name, attempts=attempts, started=started)
-        raise AllDeploymentsFailed(attempts)
+                walk.answered = True
+                return result
+        walk.current = None
+        raise AllDeploymentsFailed(walk.attempts)
+
+    def _failed(self, walk: Walk, name: str, exc: UpstreamError) -> None:
+        walk.attempts.append(Attempt(name, exc, (time.perf_counter() - walk.attempt_started) * 1000))
+        if exc.backend_fault:
+            self.breakers.record_failure(name)
 
     def _retry_same(self, exc: UpstreamError, try_number: int) -> bool:
         if try_number + 1 >= self.retries.max_attempts_per_deployment:
             return False
         if isinstance(exc, UpstreamStatus):
-            if exc.is_context_length:
-                return False  # the same deployment will refuse the same prompt again
+            if exc.is_context_length or exc.upstream_status in (401, 403):
+                return False  # the same deployment will refuse the same request again
             if exc.retry_after is not None and exc.retry_after > self.retries.backoff_max_s:
                 return False  # better to fall back than to wait
         return True

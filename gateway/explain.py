@@ -1,56 +1,40 @@
-"""``POST /v1/route/explain`` and ``switchyard check --explain``: the routing decision, no backend call."""
+"""Explaining a routing decision: for ``POST /v1/route/explain`` and ``switchyard check --explain``.
+
+Both build the routing request the way the real call does (``gateway.proxy.routing_request``)
+and report a refusal through the same table (``gateway.refusals``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from fastapi import APIRouter, Request
-from starlette.responses import Response
-
-from gateway.config import GatewayConfig
-from gateway.proxy import CHECKS, json_response, routing_request
-from gateway.requests import read_json_body
-from routing.router import Router
-from routing.types import RoutingRequest, Sensitivity
-
-router = APIRouter()
+from core.literals import Endpoint
+from core.wire import endpoint_of
+from gateway.auth import Caller
+from gateway.proxy import routing_request
+from gateway.refusals import refusal_summary
+from gateway.runtime import Runtime
+from routing.explain import explain_decision
 
 
-def _endpoint_of(body: dict[str, Any]) -> str:
-    if "input" in body and "messages" not in body:
-        return "embeddings"
-    if "prompt" in body and "messages" not in body:
-        return "completions"
-    return "chat"
+def explain_request(
+    runtime: Runtime,
+    headers: dict[str, str],
+    caller: Caller,
+    body: dict[str, Any],
+    endpoint: Endpoint,
+    health: Mapping[str, bool],
+) -> dict[str, Any]:
+    """The decision as JSON-ready data, its refusal (if any) as the real call would answer it."""
+    decision = runtime.router.decide(routing_request(runtime, headers, caller, body, endpoint), health)
+    result = explain_decision(decision)
+    if decision.error is not None:
+        result["error"] = refusal_summary(decision.error)
+    return result
 
 
-
-
-@router.post("/v1/route/explain", tags=["routing"])
-async def explain(request: Request) -> Response:
-    """Signals, matched rule, ranked candidates and every exclusion with its reason. Calls no backend."""
-    state = request.app.state.gateway
-    caller = await state.authenticate(request)
-    runtime = state.runtime
-    body = await read_json_body(request, runtime.config.server.max_body_bytes)
-    endpoint = _endpoint_of(body)
-    CHECKS[endpoint](body)
-    req = routing_request(runtime, request, caller, body, endpoint)  # type: ignore[arg-type]
-    return json_response(runtime.router.explain(req, state.breakers.snapshot()))
-
-
-def explain_offline(config: GatewayConfig, router: Router, body: dict[str, Any], project: str | None = None) -> dict[str, Any]:
-    """The decision for ``body`` as the gateway would make it with every deployment healthy."""
-    name = project or (config.projects[0].name if config.projects else "default")
-    proj = next((p for p in config.projects if p.name == name), None)
-    metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
-    hints = {k: str(metadata[k]) for k in ("sensitivity", "task") if k in metadata}
-    req = RoutingRequest(
-        model=str(body.get("model", "")),
-        endpoint=_endpoint_of(body),  # type: ignore[arg-type]
-        body=body,
-        hints=hints,
-        project=name,
-        project_floor=Sensitivity.parse(proj.sensitivity_floor) if proj else Sensitivity.PUBLIC,
-    )
-    return router.explain(req, {})
+def explain_offline(runtime: Runtime, body: dict[str, Any], project: str | None = None) -> dict[str, Any]:
+    """The decision for ``body`` with every deployment healthy, as ``project``'s master key."""
+    caller = Caller(project=project or runtime.default_project, is_master=True)
+    return explain_request(runtime, {}, caller, body, endpoint_of(body), {})

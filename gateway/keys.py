@@ -223,6 +223,13 @@ class KeyStore:
             return None
         return entry.info
 
+    async def models_in_use(self) -> set[str]:
+        """Every model name some live (unrevoked) key is limited to."""
+        stmt = select(ApiKey.models).where(ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
+        async with self._db.session() as session:
+            rows = (await session.exec(stmt)).all()
+        return {name for models in rows for name in (models or ())}
+
     def invalidate(self) -> None:
         """Drop the whole cache (e.g. after a config reload changed project limits)."""
         self._cache.clear()

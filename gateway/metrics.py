@@ -16,7 +16,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -50,6 +50,13 @@ class GatewayMetrics:
             registry=self.registry,
         )
         self.info = Gauge("switchyard_config_reloads", "Config reloads applied (0 at start)", registry=self.registry)
+        self.bad_usage = Counter(
+            "switchyard_upstream_usage_rejected", "Upstream usage reports that were not usable and were counted instead",
+            ["deployment"], registry=self.registry,
+        )
+        self.auth_unavailable = Counter(
+            "switchyard_auth_unavailable", "Requests refused because the key store could not be reached", registry=self.registry
+        )
 
     def observe_row(self, row: dict[str, Any]) -> None:
         deployment = row.get("deployment") or "-"
@@ -66,6 +73,12 @@ class GatewayMetrics:
             self.ttft.labels(deployment).observe(row["ttft_ms"] / 1000)
         if row.get("fallbacks"):
             self.fallbacks.labels(deployment).inc()
+
+    def observe_bad_usage(self, deployment: str) -> None:
+        self.bad_usage.labels(deployment).inc()
+
+    def observe_auth_unavailable(self) -> None:
+        self.auth_unavailable.inc()
 
     def observe_refusal(self, status: int, code: str | None) -> None:
         self.refusals.labels(str(status), code or "-").inc()
@@ -103,3 +116,8 @@ class _StateCollector(Collector):
             pending = GaugeMetricFamily("switchyard_settlements_pending", "Admission tickets waiting to be settled")
             pending.add_metric([], settler.pending)
             yield pending
+            dropped = CounterMetricFamily(
+                "switchyard_settlements_dropped", "Admission tickets dropped after failing to settle repeatedly"
+            )
+            dropped.add_metric([], settler.dropped)
+            yield dropped

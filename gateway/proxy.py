@@ -1,149 +1,143 @@
-"""The request service behind every OpenAI route: authenticate, plan, execute, respond.
+"""The request service behind every OpenAI route: authenticate, read, check, plan, admit, then
+execute and answer, as JSON or as a stream; every path ends in the exchange's ``finish()``.
 
-Routes in ``gateway.api.openai`` stay thin; everything a routed request goes through lives here.
+The order is the cheap refusals first: the key (cached) and what is already known about its
+limits come before the body is read, and the body is read, bounded and checked before it is
+scanned and planned. Routes in ``gateway.api.openai`` stay thin; this is everything between.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
-from typing import Any, Literal
-
-import orjson
-from starlette.requests import Request
-from starlette.responses import Response
+from typing import Any
 
 from core.errors import (
     AllDeploymentsFailed,
-    Attempt,
-    ContextLengthExceeded,
     GatewayError,
-    InvalidRequest,
     ModelNotFound,
     NoPermittedDeployment,
-    PayloadTooLarge,
-    PermissionDenied,
+    ShuttingDown,
+    error_body,
 )
-from gateway.accounting import (
-    Admitted,
-    choice_text,
-    cost_usd,
-    failed_attempt_rows,
-    ledger_row,
-    usage_or_count,
+from core.literals import Endpoint, Sensitivity
+from core.wire import CHECKS, reply_text
+from gateway.asgi import (
+    ClientGone,
+    DisconnectWatch,
+    Incoming,
+    Send,
+    send_error,
+    send_json,
 )
 from gateway.auth import Caller
-from gateway.executor import Outcome
-from gateway.requests import (
-    caller_hints,
-    check_chat,
-    check_completions,
-    check_embeddings,
-    read_json_body,
-    upstream_body,
-)
+from gateway.dialects import OPENAI, Dialect
+from gateway.exchange import Ending, Exchange
+from gateway.refusals import NO_RETRY, refusal_for
 from gateway.runtime import Runtime
 from gateway.sse import EventStreamResponse
 from gateway.state import GatewayState
 from gateway.streaming import StreamMeter, relay
-from providers.base import Provider
-from routing.errors import (
-    NoCandidates,
-    PolicyBlocked,
-    RoutingError,
-    UnknownModel,
-    UnsupportedEndpoint,
-)
-from routing.types import Plan, RoutingRequest, Sensitivity
+from providers.base import Provider, Reply
+from routing.errors import InvalidHint, RoutingError
+from routing.types import Plan, RoutingRequest
 
-Endpoint = Literal["chat", "completions", "embeddings"]
+HINT_HEADERS = {"sensitivity": "x-switchyard-sensitivity", "task": "x-switchyard-task"}
+HINT_PREFIX = "x-switchyard-"
 
-CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
-    "chat": check_chat,
-    "completions": check_completions,
-    "embeddings": check_embeddings,
+_CALLS: dict[str, Callable[[dict[str, Any]], Callable[[Provider], Awaitable[Reply]]]] = {
+    "chat": lambda body: lambda p: p.chat(body),
+    "completions": lambda body: lambda p: p.complete(body),
+    "embeddings": lambda body: lambda p: p.embed(body),
+}
+_STREAMS: dict[str, Callable[[dict[str, Any]], Callable[[Provider], AsyncIterator[bytes]]]] = {
+    "chat": lambda body: lambda p: p.chat_stream(body),
+    "completions": lambda body: lambda p: p.complete_stream(body),
 }
 
 
-@dataclass(slots=True)
-class Routed:
-    """A request that passed auth and validation, with its plan."""
+async def serve(
+    state: GatewayState, incoming: Incoming, send: Send, endpoint: Endpoint, dialect: Dialect = OPENAI
+) -> None:
+    """Serve one request end to end; every outcome is answered in the client's ``dialect``."""
+    try:
+        exchange = await open_exchange(state, incoming, endpoint, dialect)
+    except ClientGone:
+        return
+    except GatewayError as exc:
+        state.metrics.observe_refusal(exc.status, exc.code)
+        await send_error(send, exc, incoming.request_id, body=dialect.error(exc))
+        return
+    if exchange.sent.get("stream") and endpoint != "embeddings":
+        await _answer_stream(exchange, incoming, send, dialect)
+    else:
+        await _answer_json(exchange, incoming, send, dialect)
 
-    request_id: str
-    caller: Caller
-    body: dict[str, Any]
-    endpoint: Endpoint
-    runtime: Runtime
-    plan: Plan
 
-
-def request_id_of(request: Request) -> str:
-    return getattr(request.state, "request_id", "") or ""
-
-
-async def route_request(state: GatewayState, request: Request, endpoint: Endpoint) -> Routed:
-    """Authenticate, read and check the body, and plan it. Raises a GatewayError on any refusal."""
-    caller = await state.authenticate(request)
+async def open_exchange(state: GatewayState, incoming: Incoming, endpoint: Endpoint, dialect: Dialect = OPENAI) -> Exchange:
+    """Everything before a backend is called; raises the GatewayError a refusal is."""
+    caller = await state.authenticate(incoming.headers, incoming.client_host)
     runtime = state.runtime
-    body = await read_json_body(request, runtime.config.server.max_body_bytes)
+    state.accountant.precheck(caller, runtime)
+    body = dialect.to_openai(await incoming.json(runtime.body_limits))
     CHECKS[endpoint](body)
     if caller.allowed_models and body["model"] not in caller.allowed_models:
         raise ModelNotFound(f"The model '{body['model']}' does not exist or you do not have access to it.", param="model")
-    plan = plan_for(state, runtime, request, caller, body, endpoint)
-    return Routed(request_id_of(request), caller, body, endpoint, runtime, plan)
+    plan = plan_for(state, runtime, incoming.headers, caller, body, endpoint)
+    state.model_use[body["model"]] = time.monotonic()
+    admitted = await state.accountant.admit(caller, runtime, plan, body, endpoint)
+    return Exchange(
+        state=state, runtime=runtime, request_id=incoming.request_id, caller=caller, endpoint=endpoint,
+        body=body, sent=upstream_body(body, admitted.output_cap), plan=plan, admitted=admitted,
+    )
 
 
 def routing_request(
-    runtime: Runtime, request: Request, caller: Caller, body: dict[str, Any], endpoint: Endpoint
+    runtime: Runtime, headers: dict[str, str], caller: Caller, body: dict[str, Any], endpoint: Endpoint
 ) -> RoutingRequest:
-    project = next((p for p in runtime.config.projects if p.name == caller.project), None)
+    """The router's view of a request: the body, header hints, the caller's project and tags."""
+    project = runtime.projects.get(caller.project)
     floor = Sensitivity.parse(project.sensitivity_floor) if project else Sensitivity.PUBLIC
+    hints = {name: headers[header] for name, header in HINT_HEADERS.items() if headers.get(header)}
     return RoutingRequest(
-        model=body["model"],
-        endpoint=endpoint,
-        body=body,
-        hints=caller_hints(request, body),
-        project=caller.project,
-        project_floor=floor,
-        key_tags=caller.tags,
+        model=body["model"], endpoint=endpoint, body=body, hints=hints, project=caller.project,
+        project_floor=floor, key_tags=caller.tags,
     )
 
 
 def plan_for(
-    state: GatewayState, runtime: Runtime, request: Request, caller: Caller, body: dict[str, Any], endpoint: Endpoint
+    state: GatewayState, runtime: Runtime, headers: dict[str, str], caller: Caller, body: dict[str, Any], endpoint: Endpoint
 ) -> Plan:
     try:
-        return runtime.router.plan(routing_request(runtime, request, caller, body, endpoint), state.breakers.snapshot())
-    except RoutingError as exc:
-        raise routing_refusal(exc) from None
-    except ValueError as exc:  # e.g. an unknown sensitivity or task hint (routing.errors.InvalidHint)
-        raise InvalidRequest(str(exc), code="invalid_hint", param=getattr(exc, "param", None)) from None
+        return runtime.router.plan(routing_request(runtime, headers, caller, body, endpoint), state.breakers.snapshot())
+    except (RoutingError, InvalidHint) as exc:
+        raise refusal_for(exc) from None
 
 
-def routing_refusal(exc: RoutingError) -> GatewayError:
-    """Translate the router's refusal into the HTTP error a client sees."""
-    if isinstance(exc, UnknownModel):
-        return ModelNotFound(str(exc), param="model")
-    if isinstance(exc, UnsupportedEndpoint):
-        return InvalidRequest(str(exc), param="model", code="model_not_supported")
-    if isinstance(exc, PolicyBlocked):
-        return PermissionDenied(str(exc), code="policy_violation")
-    if isinstance(exc, NoCandidates):
-        if exc.excluded and all(e.reason.startswith("context window") for e in exc.excluded):
-            # Nothing is down: the prompt is simply too long for every permitted deployment.
-            return ContextLengthExceeded(str(exc), param="messages")
-        return NoPermittedDeployment(str(exc))
-    if exc.status == 413:  # routing.errors.RequestTooLarge: more text than the scan budget
-        return PayloadTooLarge(str(exc), code=exc.code or "request_too_large")
-    return InvalidRequest(str(exc))
+def upstream_body(body: dict[str, Any], output_cap: int | None) -> dict[str, Any]:
+    """What a backend receives: the client's body, minus the gateway's own ``x-switchyard-*``
+    metadata keys, with ``max_tokens`` set when the client gave none (admission's grant)."""
+    sent = body
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and any(key.startswith(HINT_PREFIX) for key in metadata):
+        sent = {**body}
+        cleaned = {k: v for k, v in metadata.items() if not k.startswith(HINT_PREFIX)}
+        if cleaned:
+            sent["metadata"] = cleaned
+        else:
+            del sent["metadata"]
+    if output_cap is not None:
+        sent = {**sent, "max_tokens": output_cap}
+    return sent
 
 
-def routing_headers(routed: Routed, outcome: Outcome | None) -> dict[str, str]:
-    plan = routed.plan
+def response_headers(exchange: Exchange) -> dict[str, str]:
+    """``x-request-id``, where and why the request went, and the caller's limits."""
+    plan = exchange.plan
     headers = {
-        "x-request-id": routed.request_id,
+        "x-request-id": exchange.request_id,
         "x-switchyard-route": plan.route or "-",
         "x-switchyard-rule": plan.rule or "-",
         "x-switchyard-sensitivity": plan.signals.sensitivity.label,
@@ -151,164 +145,120 @@ def routing_headers(routed: Routed, outcome: Outcome | None) -> dict[str, str]:
     }
     if plan.rerouted:
         headers["x-switchyard-rerouted"] = "true"
-    if outcome is not None:
-        headers["x-switchyard-deployment"] = outcome.deployment
-        headers["x-switchyard-fallbacks"] = str(outcome.fallbacks)
+    if exchange.walk.current is not None:
+        headers["x-switchyard-deployment"] = exchange.walk.current
+        headers["x-switchyard-fallbacks"] = str(exchange.walk.fallbacks)
+    headers.update(exchange.admitted.headers())
     return headers
 
 
-def exhausted(routed: Routed, exc: AllDeploymentsFailed) -> GatewayError:
-    """Every permitted deployment failed: say so in the plan's terms when there was a choice."""
+def exhausted(exchange: Exchange, exc: AllDeploymentsFailed) -> GatewayError:
+    """Every permitted deployment failed: say so in the plan's terms when there was a choice, and
+    tell SDKs not to retry what the gateway already retried."""
     tried = {a.deployment for a in exc.attempts}
-    if len(tried) <= 1:
-        return exc.attempts[-1].error  # one deployment: its own error says it best
-    if exc.status < 500:
-        return exc
-    signals = routed.plan.signals
-    rule = f" under rule '{routed.plan.rule}'" if routed.plan.rule else ""
-    return NoPermittedDeployment(
-        f"Every permitted deployment failed for this {signals.sensitivity.label} request{rule}: {exc.message}",
-        headers=exc.headers,
-    )
-
-
-async def serve(state: GatewayState, request: Request, endpoint: Endpoint) -> Response:
-    """Serve one routed OpenAI request, streamed or not: admit, execute, bill, respond."""
-    routed = await route_request(state, request, endpoint)
-    accountant = state.accountant
-    admitted = await accountant.admit(routed.caller, routed.runtime, routed.plan, routed.body)
-    send = upstream_body(routed.body)
-    if routed.body.get("stream") and endpoint != "embeddings":
-        return await _serve_stream(state, routed, admitted, send)
-    runtime = routed.runtime
-    started = time.perf_counter()
-    runtime.in_flight += 1
-    try:
-        call = _CALLS[endpoint]
-        reply, outcome = await state.executor.call(routed.plan.deployments, runtime.providers, lambda p: call(p, send))
-    except AllDeploymentsFailed as exc:
-        _record_failures(state, routed, exc.attempts, streamed=False)
-        await accountant.release(admitted)
-        raise exhausted(routed, exc) from None
-    except BaseException:
-        await accountant.release(admitted)
-        raise
-    finally:
-        runtime.in_flight -= 1
-    model = runtime.profiles[outcome.deployment].model
-    usage = usage_or_count(reply.usage, send, _reply_text(reply.data), model)
-    cost = cost_usd(runtime.profiles[outcome.deployment].prices, usage)
-    await accountant.settle(admitted, cost, usage.prompt_tokens + usage.completion_tokens)
-    _record_failures(state, routed, outcome.attempts, streamed=False)
-    accountant.record(
-        ledger_row(
-            request_id=routed.request_id, caller=routed.caller, body=routed.body, plan=routed.plan, runtime=runtime,
-            deployment=outcome.deployment, usage=usage, cost=cost, status=200,
-            latency_ms=(time.perf_counter() - started) * 1000, fallbacks=outcome.fallbacks,
+    if len(tried) <= 1 and exc.attempts:
+        error = exc.attempts[-1].error  # one deployment: its own error says it best
+    elif exc.status < 500:
+        error = exc
+    else:
+        signals, rule = exchange.plan.signals, exchange.plan.rule
+        where = f" under rule '{rule}'" if rule else ""
+        error = NoPermittedDeployment(
+            f"Every permitted deployment failed for this {signals.sensitivity.label} request{where}: {exc.message}",
+            headers=exc.headers,
         )
-    )
-    headers = routing_headers(routed, outcome)
-    headers.update(admitted.headers())
-    headers["x-switchyard-cost-usd"] = _format_usd(cost)
-    return Response(content=reply.body, media_type="application/json", headers=headers)
+    if len(exc.attempts) > 1:  # retried or fell back already: an SDK's own retries only add load
+        error.headers.update(NO_RETRY)
+    return error
 
 
-_CALLS: dict[str, Callable[[Provider, dict[str, Any]], Any]] = {
-    "chat": lambda p, body: p.chat(body),
-    "completions": lambda p, body: p.complete(body),
-    "embeddings": lambda p, body: p.embed(body),
-}
-_STREAMS: dict[str, Callable[[Provider, dict[str, Any]], AsyncIterator[bytes]]] = {
-    "chat": lambda p, body: p.chat_stream(body),
-    "completions": lambda p, body: p.complete_stream(body),
-}
+async def _answer_json(exchange: Exchange, incoming: Incoming, send: Send, dialect: Dialect) -> None:
+    state, runtime = exchange.state, exchange.runtime
+    task = asyncio.current_task()
+    assert task is not None
+    watch = DisconnectWatch(incoming.receive, task)
+    try:
+        reply = await state.executor.call(
+            exchange.plan.deployments, runtime.providers, _CALLS[exchange.endpoint](exchange.sent), exchange.walk
+        )
+    except asyncio.CancelledError:
+        watch.stop()
+        await exchange.finish(Ending(client_gone=watch.fired))
+        if not watch.fired:
+            raise
+        task.uncancel()  # the client left: nobody to answer
+        return
+    except BaseException as exc:
+        watch.stop()
+        await exchange.finish(Ending())
+        if isinstance(exc, AllDeploymentsFailed):
+            await _refuse(exchange, send, exhausted(exchange, exc), dialect)
+            return
+        if isinstance(exc, GatewayError):  # refused by an adapter before any backend saw it
+            await _refuse(exchange, send, exc, dialect)
+            return
+        raise
+    watch.stop()
+    cost = await exchange.finish(Ending(reported_usage=reply.usage, text=reply_text(reply.data)))
+    headers = response_headers(exchange)
+    headers["x-switchyard-cost-usd"] = format_usd(cost)
+    await send_json(send, 200, dialect.reply(reply.data, reply.body), headers)
 
 
-def _format_usd(cost: Decimal) -> str:
-    text = format(cost.normalize(), "f")
-    return text if text != "-0" else "0"
-
-
-def _reply_text(data: dict[str, Any]) -> str:
-    return "".join(choice_text(c) for c in data.get("choices") or ())
-
-
-def _record_failures(state: GatewayState, routed: Routed, attempts: list[Attempt], *, streamed: bool) -> None:
-    for row in failed_attempt_rows(
-        attempts, request_id=routed.request_id, caller=routed.caller, body=routed.body,
-        plan=routed.plan, runtime=routed.runtime, streamed=streamed,
-    ):
-        state.accountant.record(row)
-
-
-async def _serve_stream(state: GatewayState, routed: Routed, admitted: Admitted, send: dict[str, Any]) -> Response:
-    runtime = routed.runtime
-    stream_options = send.get("stream_options") if isinstance(send.get("stream_options"), dict) else {}
-    meter = StreamMeter(client_wants_usage=bool(stream_options.get("include_usage")))
-    # Always ask for usage: it is what the stream is billed on.
-    send = {**send, "stream_options": {**stream_options, "include_usage": True}}
-    runtime.in_flight += 1
+async def _answer_stream(exchange: Exchange, incoming: Incoming, send: Send, dialect: Dialect) -> None:
+    state, runtime = exchange.state, exchange.runtime
+    task = asyncio.current_task()
+    assert task is not None
+    watch = DisconnectWatch(incoming.receive, task)  # until the first chunk; the stream watches after
     try:
         opened = await state.executor.open_stream(
-            routed.plan.deployments, runtime.providers, lambda p: _STREAMS[routed.endpoint](p, send)
+            exchange.plan.deployments, runtime.providers, _STREAMS[exchange.endpoint](exchange.sent), exchange.walk
         )
-    except AllDeploymentsFailed as exc:
-        runtime.in_flight -= 1
-        _record_failures(state, routed, exc.attempts, streamed=True)
-        await state.accountant.release(admitted)
-        raise exhausted(routed, exc) from None
-    except BaseException:
-        runtime.in_flight -= 1
-        await state.accountant.release(admitted)
+    except asyncio.CancelledError:
+        watch.stop()
+        await exchange.finish(Ending(client_gone=watch.fired, streamed=True))
+        if not watch.fired:
+            raise
+        task.uncancel()
+        return
+    except BaseException as exc:
+        watch.stop()
+        await exchange.finish(Ending(streamed=True))
+        if isinstance(exc, AllDeploymentsFailed):
+            await _refuse(exchange, send, exhausted(exchange, exc), dialect)
+            return
+        if isinstance(exc, GatewayError):
+            await _refuse(exchange, send, exc, dialect)
+            return
         raise
+    watch.stop()
+    meter = StreamMeter()
 
     async def finish(client_gone: bool) -> None:
-        try:
-            aclose = getattr(opened.rest, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            if meter.error is not None:
-                state.breakers.record_failure(opened.outcome.deployment)
-            reported = meter.usage or getattr(opened.rest, "usage", None)
-            model = runtime.profiles[opened.outcome.deployment].model
-            usage = usage_or_count(reported, send, meter.generated_text(), model)
-            cost = cost_usd(runtime.profiles[opened.outcome.deployment].prices, usage)
-            await state.accountant.settle(admitted, cost, usage.prompt_tokens + usage.completion_tokens)
-            _record_failures(state, routed, opened.outcome.attempts, streamed=True)
-            status = 200 if meter.error is None else meter.error.status
-            state.accountant.record(
-                ledger_row(
-                    request_id=routed.request_id, caller=routed.caller, body=routed.body, plan=routed.plan,
-                    runtime=runtime, deployment=opened.outcome.deployment, usage=usage, cost=cost, status=status,
-                    latency_ms=(time.perf_counter() - meter.started) * 1000, ttft_ms=meter.ttft_ms, streamed=True,
-                    fallbacks=opened.outcome.fallbacks, error=meter.error,
-                )
-            )
-        finally:
-            runtime.in_flight -= 1
+        aclose = getattr(opened.rest, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        reported = meter.usage or getattr(opened.rest, "usage", None)
+        error = meter.error
+        if error is None and not meter.completed and not client_gone:  # ended by the server (the drain deadline)
+            error = ShuttingDown("This Switchyard replica is shutting down and ended the stream.")
+        await exchange.finish(Ending(
+            reported_usage=reported, text=meter.generated_text(), error=error, client_gone=client_gone,
+            ttft_ms=meter.ttft_ms, streamed=True,
+        ))
 
-    headers = routing_headers(routed, opened.outcome)
-    headers.update(admitted.headers())
-    return EventStreamResponse(relay(opened.first, opened.rest, meter), headers=headers, on_close=finish)
+    events = relay(dialect, opened.first, opened.rest, meter)
+    response = EventStreamResponse(events, headers=response_headers(exchange), on_close=finish)
+    await response(incoming.scope, incoming.receive, send)
 
 
-def models_listing(state: GatewayState, caller: Caller) -> dict[str, Any]:
-    runtime = state.runtime
-    names = runtime.router.model_names
-    if caller.allowed_models:
-        names = [n for n in names if n in caller.allowed_models]
-    return {"object": "list", "data": [model_card(runtime, n) for n in names]}
+async def _refuse(exchange: Exchange, send: Send, error: GatewayError, dialect: Dialect) -> None:
+    exchange.state.metrics.observe_refusal(error.status, error.code)
+    headers = response_headers(exchange)
+    headers.update(error.headers)
+    await send_json(send, error.status, dialect.error(error), headers)
 
 
-def model_card(runtime: Runtime, name: str) -> dict[str, Any]:
-    profile = runtime.profiles.get(name)
-    return {
-        "id": name,
-        "object": "model",
-        "created": 0,
-        "owned_by": f"switchyard:{profile.provider}" if profile else "switchyard:route",
-    }
-
-
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(content=orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
+def format_usd(cost: Decimal) -> str:
+    text = format(cost.normalize(), "f")
+    return text if text != "-0" else "0"

@@ -1,7 +1,10 @@
 """Hot reload: watch the config file and swap in a new runtime when a valid change lands.
 
-An invalid change is refused with a log line naming the key path; the running policy stays.
-Requests already in flight finish on the runtime they started with.
+A change is applied once the file has held still for ``server.reload_debounce_s`` (a file being
+written is never half-applied). An invalid change is refused with a log line naming the key path,
+and so is one that removes a model still in use or weakens the master key without saying so
+(:mod:`gateway.config_changes`); the running policy stays. Every applied change is logged as a
+diff summary. Requests already in flight finish on the runtime they started with.
 """
 
 from __future__ import annotations
@@ -9,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from pathlib import Path
 
 from gateway.config import ConfigError, load_config
+from gateway.config_changes import config_diff, reload_refusals
 from gateway.runtime import build_runtime, retire, warm_up
 from gateway.state import GatewayState
 
@@ -49,35 +54,58 @@ class ConfigWatcher:
                 log.exception("config reload failed; keeping the running config")
 
     async def check(self) -> bool:
-        """Reload if the file changed; True when a new config was applied."""
+        """Reload if the file changed and held still; True when a new config was applied."""
         digest = self._read_digest()
         if digest is None or digest == self._digest:
             return False
+        # An editor or a ConfigMap update may still be writing: wait until two reads agree.
+        debounce = self.state.config.server.reload_debounce_s
+        for _ in range(20):
+            await asyncio.sleep(debounce)
+            settled = self._read_digest()
+            if settled == digest:
+                break
+            digest = settled
         self._digest = digest
         try:
             config = load_config(self.path)
         except ConfigError as exc:
-            self.rejected += 1
-            log.error("config reload refused, keeping the running config:\n%s", exc)
-            return False
+            return self._refuse(f"\n{exc}")
+        old = self.state.config
+        refusals = reload_refusals(old, config, await self._in_use())
+        if refusals:
+            return self._refuse(" " + "; ".join(refusals))
         try:
             runtime = build_runtime(config, previous=self.state.runtime)
         except Exception as exc:  # noqa: BLE001 - e.g. a provider that cannot be constructed
-            self.rejected += 1
-            log.error("config reload refused, keeping the running config: %s: %s", type(exc).__name__, exc)
-            return False
+            return self._refuse(f" {type(exc).__name__}: {exc}")
         await warm_up(runtime, previous=self.state.runtime)
-        old = self.state.swap(runtime)
-        on_reload = self.state.extras.get("on_reload")
-        if on_reload is not None:
-            await on_reload(config)
-        task = asyncio.create_task(retire(old, runtime), name="retire-runtime")
+        previous = self.state.swap(runtime)
+        await self.state.services.on_reload(config)
+        task = asyncio.create_task(retire(previous, runtime), name="retire-runtime")
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
         self.reloads += 1
         self.state.metrics.info.set(self.reloads)
-        log.info("config reloaded from %s", self.path)
+        changes = config_diff(old, config)
+        log.info("config reloaded from %s: %s", self.path, "; ".join(changes) if changes else "no effective change")
         return True
+
+    def _refuse(self, why: str) -> bool:
+        self.rejected += 1
+        log.error("config reload refused, keeping the running config:%s", why)
+        return False
+
+    async def _in_use(self) -> set[str]:
+        """Model names clients asked for recently, and every model a live key is limited to."""
+        window = self.state.config.server.model_in_use_s
+        now = time.monotonic()
+        names = {name for name, seen in self.state.model_use.items() if now - seen <= window}
+        try:
+            names |= await self.state.keys.models_in_use()
+        except Exception as exc:  # noqa: BLE001 - without the database, recent traffic still counts
+            log.warning("cannot read the models keys are limited to (%s); judging by recent traffic only", exc)
+        return names
 
     async def aclose(self) -> None:
         if self._task is not None:

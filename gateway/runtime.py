@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from gateway.config import GatewayConfig
+from gateway.asgi import BodyLimits
+from gateway.config import GatewayConfig, ProjectConfig
 from gateway.costmap import cost_entry
 from providers.base import Provider
 from providers.registry import build_provider
@@ -28,9 +30,9 @@ log = logging.getLogger("switchyard.runtime")
 ProviderFactory = Callable[[DeploymentConfig], Provider]
 
 
-@dataclass
+@dataclass(eq=False)
 class Runtime:
-    """One config's compiled router and providers."""
+    """One config's compiled router and providers, and what is derived from the config once."""
 
     config: GatewayConfig
     router: Router
@@ -38,6 +40,26 @@ class Runtime:
     providers: dict[str, Provider]
     deployment_configs: dict[str, DeploymentConfig] = field(default_factory=dict)
     in_flight: int = 0
+    created: int = field(default_factory=lambda: int(time.time()))  # the models' "created" in /v1/models
+    projects: dict[str, ProjectConfig] = field(init=False)
+    default_project: str = field(init=False)  # the master key's project
+    body_limits: BodyLimits = field(init=False)
+    has_free_deployment: bool = field(init=False)  # a spent budget still reaches a free deployment
+    cheapest_request_usd: Decimal = field(init=False)  # one prompt token and one output token, at the cheapest prices
+
+    def __post_init__(self) -> None:
+        config = self.config
+        self.projects = {p.name: p for p in config.projects}
+        self.default_project = config.projects[0].name if config.projects else "default"
+        server = config.server
+        self.body_limits = BodyLimits(server.max_body_bytes, server.body_idle_timeout_s, server.body_timeout_s)
+        self.has_free_deployment = any(
+            not (p.prices.input_per_mtok or p.prices.output_per_mtok) for p in self.profiles.values()
+        )
+        self.cheapest_request_usd = min(
+            (Decimal(str(p.prices.input_per_mtok + p.prices.output_per_mtok)) / 1_000_000 for p in self.profiles.values()),
+            default=Decimal(0),
+        )
 
 
 def deployment_profile(dep: DeploymentConfig) -> DeploymentProfile:

@@ -1,45 +1,63 @@
-"""The gateway's process-wide state, created in the app's lifespan and kept on ``app.state``."""
+"""The gateway's process-wide state, built once in the app's lifespan and kept on ``app.state``."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from starlette.requests import Request
-
+from core.errors import AuthUnavailable
 from gateway.accounting import Accountant
-from gateway.auth import Caller, bearer_token, invalid_key, is_master_key
+from gateway.admission import Admission
+from gateway.auth import Caller, api_key_from, invalid_key, is_master_key
 from gateway.config import GatewayConfig
+from gateway.db import Database
 from gateway.executor import Executor
 from gateway.health import CircuitBreakers
+from gateway.keys import KeyStore
+from gateway.ledger import LedgerWriter
 from gateway.metrics import GatewayMetrics
 from gateway.runtime import Runtime
+from gateway.services import Services
 
 log = logging.getLogger("switchyard")
 
 
-@dataclass
+@dataclass(eq=False)
 class GatewayState:
     """Shared by every request: the current runtime (swapped on reload) and long-lived services."""
 
     runtime: Runtime
     breakers: CircuitBreakers
     executor: Executor
+    services: Services
+    metrics: GatewayMetrics
     config_path: Path | None = None
-    accountant: Accountant = field(default_factory=lambda: Accountant(None, None))
-    # Long-lived services (gateway.services), set in the app's lifespan.
-    db: Any = None
-    keys: Any = None
-    ledger: Any = None
-    admission: Any = None
-    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
-    extras: dict[str, Any] = field(default_factory=dict)
+    model_use: dict[str, float] = field(default_factory=dict)  # model name -> when last asked for (monotonic)
 
     @property
     def config(self) -> GatewayConfig:
         return self.runtime.config
+
+    @property
+    def accountant(self) -> Accountant:
+        return self.services.accountant
+
+    @property
+    def db(self) -> Database:
+        return self.services.db
+
+    @property
+    def keys(self) -> KeyStore:
+        return self.services.keys
+
+    @property
+    def ledger(self) -> LedgerWriter:
+        return self.services.ledger
+
+    @property
+    def admission(self) -> Admission:
+        return self.services.admission
 
     def swap(self, runtime: Runtime) -> Runtime:
         old, self.runtime = self.runtime, runtime
@@ -47,20 +65,28 @@ class GatewayState:
         self.executor.retries = runtime.config.retries
         return old
 
-    async def authenticate(self, request: Request) -> Caller:
-        """The caller behind the request's bearer token, or a 401."""
-        token = bearer_token(request)
-        if is_master_key(token, self.config.server.master_key.get_secret_value()):
-            return Caller(project=self.config.projects[0].name if self.config.projects else "default", is_master=True)
-        if self.keys is not None:
+    async def authenticate(self, headers: dict[str, str], client_host: str | None = None) -> Caller:
+        """The caller behind the request's API key, or a 401 (a 503 when keys cannot be checked)."""
+        token = api_key_from(headers)
+        config = self.config
+        if is_master_key(token, config.server.master_key.get_secret_value()):
+            return Caller(project=self.runtime.default_project, is_master=True)
+        try:
             info = await self.keys.authenticate(token)
-            if info is not None:
-                return Caller(
-                    project=info.project,
-                    key_id=info.id,
-                    key_name=info.name,
-                    tags=frozenset(info.tags or ()),
-                    allowed_models=tuple(info.models or ()),
-                    key_info=info,
-                )
-        raise invalid_key(token)
+        except Exception as exc:  # noqa: BLE001 - the database is down and the key is not cached
+            self.metrics.observe_auth_unavailable()
+            log.error("key lookup failed: %s: %s", type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+            raise AuthUnavailable(
+                "API keys cannot be checked right now (the key store is unreachable); retry shortly.",
+                headers={"retry-after": "2"},
+            ) from None
+        if info is None:
+            raise invalid_key(token)
+        return Caller(
+            project=info.project,
+            key_id=info.id,
+            key_name=info.name,
+            tags=frozenset(info.tags or ()),
+            allowed_models=tuple(info.models or ()),
+            key_info=info,
+        )

@@ -1,28 +1,30 @@
-"""Relaying a stream: forward each upstream event as it arrives, meter it, bill it at the end."""
+"""Relaying a stream: forward each upstream event as it arrives and meter it on the way.
+
+Events are forwarded as the upstream's bytes, never re-encoded. The client's own
+``stream_options.include_usage`` is what the upstream is asked for, so the client sees what it
+asked for; the meter records the usage chunk when there is one and otherwise keeps the text it
+needs to count the tokens itself.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
 
-from core.errors import GatewayError, error_body
-from gateway.accounting import choice_text
-
-DONE = b"data: [DONE]\n\n"
+from core.errors import GatewayError
+from core.wire import reply_text
+from gateway.dialects import Dialect
 
 
 class StreamMeter:
-    """Watches the chunks going by: usage, generated text, time to first token, how it ended.
+    """Watches the chunks going by: usage, generated text, time to first token, how it ended."""
 
-    The gateway always asks the upstream for ``include_usage``; when the client did not, the
-    usage-only chunk is metered but not forwarded, so the client sees what it asked for.
-    """
+    __slots__ = ("usage", "started", "first_chunk_at", "completed", "error", "_unparsed")
 
-    def __init__(self, client_wants_usage: bool) -> None:
-        self.client_wants_usage = client_wants_usage
+    def __init__(self) -> None:
         self.usage: dict[str, Any] | None = None
         self.started = time.perf_counter()
         self.first_chunk_at: float | None = None
@@ -30,36 +32,31 @@ class StreamMeter:
         self.error: GatewayError | None = None
         self._unparsed: list[bytes] = []  # kept only until the upstream reports usage
 
-    def see(self, chunk: bytes) -> bool:
-        """Record ``chunk``; True when it should be forwarded to the client."""
+    def see(self, chunk: bytes) -> None:
+        """Record one chunk payload."""
         if self.first_chunk_at is None:
             self.first_chunk_at = time.perf_counter()
-        if b'"usage"' in chunk:
+        if b'"usage":{' in chunk or b'"usage": {' in chunk:
             try:
                 data = orjson.loads(chunk)
             except orjson.JSONDecodeError:
-                return True
+                data = None
             usage = data.get("usage") if isinstance(data, dict) else None
             if isinstance(usage, dict):
                 self.usage = usage
                 self._unparsed.clear()
-                if not self.client_wants_usage and not data.get("choices"):
-                    return False
-                return True
+                return
         if self.usage is None:
             self._unparsed.append(chunk)
-        return True
 
     def generated_text(self) -> str:
         """Text the client received, for counting when the upstream gave no usage."""
         parts: list[str] = []
         for raw in self._unparsed:
             try:
-                data = orjson.loads(raw)
+                parts.append(reply_text(orjson.loads(raw)))
             except orjson.JSONDecodeError:
                 continue
-            if isinstance(data, dict):
-                parts += (choice_text(c) for c in data.get("choices") or ())
         return "".join(parts)
 
     @property
@@ -67,16 +64,21 @@ class StreamMeter:
         return None if self.first_chunk_at is None else (self.first_chunk_at - self.started) * 1000
 
 
-async def relay(first: bytes, rest: Any, meter: StreamMeter) -> AsyncGenerator[bytes, None]:
-    """SSE-framed events; a failure mid-stream becomes one OpenAI error event (no [DONE])."""
+async def metered(first: bytes, rest: AsyncIterator[bytes], meter: StreamMeter) -> AsyncIterator[bytes]:
+    """The upstream's chunk payloads, each seen by the meter on the way."""
+    meter.see(first)
+    yield first
+    async for chunk in rest:
+        meter.see(chunk)
+        yield chunk
+    meter.completed = True
+
+
+async def relay(dialect: Dialect, first: bytes, rest: AsyncIterator[bytes], meter: StreamMeter) -> AsyncGenerator[bytes, None]:
+    """The client's framed events; a failure mid-stream becomes one error event in its format."""
     try:
-        if meter.see(first):
-            yield b"data: " + first + b"\n\n"
-        async for chunk in rest:
-            if meter.see(chunk):
-                yield b"data: " + chunk + b"\n\n"
-        meter.completed = True
-        yield DONE
+        async for event in dialect.stream(metered(first, rest, meter)):
+            yield event
     except GatewayError as exc:
         meter.error = exc
-        yield b"data: " + error_body(exc) + b"\n\n"
+        yield dialect.stream_error(exc)

@@ -16,6 +16,7 @@ import aiohttp
 import orjson
 
 from core.errors import (
+    InvalidRequest,
     UpstreamConnectionError,
     UpstreamError,
     UpstreamProtocolError,
@@ -29,6 +30,7 @@ class HTTPTimeouts:
     connect: float = 5.0
     first_byte: float = 60.0
     read: float = 600.0
+    total: float = 900.0  # a whole non-streamed answer
 
 
 class UpstreamHTTP:
@@ -71,14 +73,16 @@ class UpstreamHTTP:
         """POST a JSON body; return the raw 2xx body or raise an ``Upstream*`` error."""
         session = self._get_session()
         url = self.base_url + path
+        data = _encode(payload)
         try:
-            async with asyncio.timeout(self.timeouts.first_byte):
-                response = await session.post(url, data=orjson.dumps(payload), headers=self._headers)
-            async with response:
-                body = await response.read()
-                if response.status >= 400:
-                    raise self._status_error(response.status, body, response.headers)
-                return body
+            async with asyncio.timeout(self.timeouts.total):
+                async with asyncio.timeout(self.timeouts.first_byte):
+                    response = await session.post(url, data=data, headers=self._headers)
+                async with response:
+                    body = await response.read()
+                    if response.status >= 400:
+                        raise self._status_error(response.status, body, response.headers)
+                    return body
         except UpstreamError:
             raise
         except BaseException as exc:  # noqa: BLE001 - every transport failure maps to one error tree
@@ -107,9 +111,10 @@ class UpstreamHTTP:
         """
         session = self._get_session()
         url = self.base_url + path
+        data = _encode(payload)
         try:
             async with asyncio.timeout(self.timeouts.first_byte):
-                response = await session.post(url, data=orjson.dumps(payload), headers=self._headers)
+                response = await session.post(url, data=data, headers=self._headers)
         except BaseException as exc:  # noqa: BLE001
             raise self._transport_error(exc) from exc
         async with response:
@@ -169,6 +174,15 @@ class UpstreamHTTP:
     async def aclose(self) -> None:
         if self._session is not None and self._owns_session and not self._session.closed:
             await self._session.close()
+
+
+def _encode(payload: Mapping[str, Any]) -> bytes:
+    """The request body; a body no encoder can write (nested too deep) is the caller's 400, never a
+    transport failure that would count against the backend."""
+    try:
+        return orjson.dumps(payload)
+    except TypeError as exc:
+        raise InvalidRequest(f"The request cannot be encoded as JSON ({exc}).", code="invalid_json") from None
 
 
 async def _iter_sse_data(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:

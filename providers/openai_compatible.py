@@ -3,6 +3,12 @@ LM Studio, OpenRouter, Groq, Together, Fireworks, ...
 
 Bodies pass through untouched except ``model`` (set to the deployment's upstream model), so
 vendor-specific fields reach the backend. Responses are forwarded as the upstream's bytes.
+
+Streams: when the deployment asks for usage on every stream (``stream_usage: always``, the
+default for hosted deployments, whose bills must be exact) but the client did not, the stream is
+requested with ``include_usage`` and what the client did not ask for is taken out of it: the
+``"usage":null`` field of each chunk and the final usage-only chunk, whose usage the gateway
+still reads from :attr:`UsageHidden.usage`.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ class OpenAICompatibleProvider:
             deployment=config.name,
             headers=headers,
             timeouts=HTTPTimeouts(
-                connect=config.timeouts.connect, first_byte=config.timeouts.first_byte, read=config.timeouts.read
+                connect=config.timeouts.connect, first_byte=config.timeouts.first_byte, read=config.timeouts.read,
+                total=config.timeouts.total,
             ),
             max_connections=config.max_connections,
         )
@@ -41,13 +48,21 @@ class OpenAICompatibleProvider:
         return self._from_upstream(await self.http.post_json("/chat/completions", self._to_upstream(body)))
 
     def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
-        return self.http.stream_sse("/chat/completions", self._to_upstream(body))
+        return self._stream("/chat/completions", body)
 
     async def complete(self, body: dict[str, Any]) -> Reply:
         return self._from_upstream(await self.http.post_json("/completions", self._to_upstream(body)))
 
     def complete_stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
-        return self.http.stream_sse("/completions", self._to_upstream(body))
+        return self._stream("/completions", body)
+
+    def _stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        options = body.get("stream_options")
+        wanted = isinstance(options, dict) and bool(options.get("include_usage"))
+        if wanted or not self.config.asks_stream_usage:
+            return self.http.stream_sse(path, self._to_upstream(body))
+        asked = {**body, "stream_options": {**(options or {}), "include_usage": True}}
+        return UsageHidden(self.http.stream_sse(path, self._to_upstream(asked)))
 
     async def embed(self, body: dict[str, Any]) -> Reply:
         return self._from_upstream(await self.http.post_json("/embeddings", self._to_upstream(body)))
@@ -77,3 +92,42 @@ class OpenAICompatibleProvider:
         if not isinstance(data, dict):
             raise UpstreamProtocolError(f"{self.name}: upstream answered a non-object", deployment=self.name)
         return Reply(body=raw, data=data)
+
+
+class UsageHidden(AsyncIterator[bytes]):
+    """A stream asked for usage the client did not want: forwards it without the usage, keeps it."""
+
+    _NULL_FIELDS = (b',"usage":null', b', "usage": null')
+
+    def __init__(self, inner: AsyncIterator[bytes]) -> None:
+        self._inner = inner
+        self.usage: dict[str, Any] | None = None
+
+    def __aiter__(self) -> UsageHidden:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            chunk = await self._inner.__anext__()
+            if b'"usage":{' in chunk or b'"usage": {' in chunk:
+                try:
+                    data = orjson.loads(chunk)
+                except orjson.JSONDecodeError:
+                    return chunk
+                if isinstance(data, dict) and isinstance(data.get("usage"), dict):
+                    self.usage = data["usage"]
+                    if not data.get("choices"):
+                        continue  # the usage-only chunk: not for this client
+                    del data["usage"]
+                    return orjson.dumps(data)
+                return chunk
+            for field in self._NULL_FIELDS:
+                if field in chunk:
+                    return chunk.replace(field, b"", 1)
+            return chunk
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._inner, "aclose", None)
+        if aclose is not None:
+            await aclose()
+

@@ -18,11 +18,14 @@ ProviderName = Literal["llamacpp", "openai_compatible", "litellm"]
 
 
 class Timeouts(Strict):
-    """Seconds. ``first_byte`` bounds the wait for the response head (or the first stream event)."""
+    """Seconds. ``first_byte`` bounds the wait for the response head (or the first stream event);
+    ``read`` the gap between two chunks; ``total`` a whole non-streamed answer, so that a backend
+    dripping its body a byte at a time cannot hold a request (and its caller) indefinitely."""
 
     connect: float = Field(default=5.0, gt=0)
     first_byte: float = Field(default=60.0, gt=0)
     read: float = Field(default=600.0, gt=0)  # between two chunks of a response
+    total: float = Field(default=900.0, gt=0)  # a whole non-streamed answer
 
 
 class Pricing(Strict):
@@ -63,6 +66,10 @@ class DeploymentConfig(Strict):
     timeouts: Timeouts = Timeouts()
     max_connections: int = Field(default=1024, ge=1)  # concurrent upstream requests (streams hold one each)
     enabled: bool | None = None  # None: on, except a hosted deployment whose api_key is empty
+    # openai_compatible streams: "always" asks the backend for usage whatever the client asked
+    # (exact billing; what the client did not ask for is hidden from it), "client" forwards the
+    # client's own stream_options (for servers that reject them). Default: always when hosted.
+    stream_usage: Literal["always", "client"] | None = None
     # llamacpp only
     n_ctx: int | None = Field(default=None, ge=256)
     n_threads: int | None = Field(default=None, ge=1)
@@ -78,6 +85,13 @@ class DeploymentConfig(Strict):
         if self.provider != "llamacpp" and (self.n_ctx or self.n_threads):
             raise ValueError("n_ctx / n_threads apply only to provider llamacpp")
         return self
+
+    @property
+    def asks_stream_usage(self) -> bool:
+        """Whether streams from this deployment always ask the backend for usage."""
+        if self.stream_usage is not None:
+            return self.stream_usage == "always"
+        return self.locality == "hosted"
 
     @property
     def is_enabled(self) -> bool:

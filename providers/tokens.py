@@ -117,22 +117,31 @@ def count_prompt(body: dict[str, Any], model: str = "") -> int:
     return 0
 
 
-def max_output_tokens(body: dict[str, Any], default: int) -> int:
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and value > 0:
-            return value * max(1, int(body.get("n") or 1))
-    return default * max(1, int(body.get("n") or 1))
-
-
 _EXACT_UP_TO_CHARS = 8192  # below this tiktoken costs well under a tenth of a millisecond
+_OPENAI_TOKENIZED = ("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-", "davinci", "babbage")
+_OPENAI_HOSTS = ("", "openai", "azure")
+TEMPLATE_TOKENS_PER_MESSAGE = 8  # the most a chat template adds around one message (Llama 3: 5)
+IMAGE_TOKEN_ALLOWANCE = 3000  # per image part: above what any major vision API counts for one image
 
 
-def prompt_token_bound(body: dict[str, Any], model: str, estimate: int) -> int:
-    """Prompt tokens, never fewer than the upstream will count: exact for small prompts, the
-    UTF-8 byte length (each BPE token spans at least one byte) plus framing for large ones."""
-    approx_chars = estimate * 4
-    if approx_chars <= _EXACT_UP_TO_CHARS:
-        return count_prompt(body, model)
-    framing = 4 * len(body.get("messages") or ()) + 3
-    return len(orjson.dumps(body.get("messages") or body.get("prompt") or body.get("input") or "")) + framing
+def counted_exactly(model: str) -> bool:
+    """True when tiktoken counts exactly what this model's provider will bill (OpenAI's models)."""
+    host, _, bare = model.rpartition("/")
+    return host in _OPENAI_HOSTS and bare.lower().startswith(_OPENAI_TOKENIZED)
+
+
+def prompt_token_bound(body: dict[str, Any], model: str, estimate: int, images: int = 0) -> int:
+    """Prompt tokens, never fewer than the upstream will count.
+
+    For OpenAI's own models a small prompt is counted exactly with tiktoken. Any other tokenizer
+    may cut the same text finer, so the bound is the UTF-8 byte length of the JSON the prompt
+    travels in (a token spans at least one byte) plus the most a chat template adds per message,
+    plus an allowance per image; it costs one C-speed serialisation and no tokenizer.
+    """
+    if counted_exactly(model) and estimate * 4 <= _EXACT_UP_TO_CHARS:
+        return count_prompt(body, model) + images * IMAGE_TOKEN_ALLOWANCE
+    messages = body.get("messages")
+    framing = TEMPLATE_TOKENS_PER_MESSAGE * (len(messages) + 1) if isinstance(messages, list) else 0
+    payload = messages if messages is not None else body.get("prompt", body.get("input", ""))
+    size = len(orjson.dumps(payload)) + (len(orjson.dumps(body["tools"])) if body.get("tools") else 0)
+    return size + framing + images * IMAGE_TOKEN_ALLOWANCE

@@ -82,6 +82,7 @@ class SignalExtractor:
             task_reason=task.reason,
             prompt_tokens=prompt_tokens,
             max_output_tokens=output.per_choice,
+            images=content.images,
             unscannable=tuple(sorted(content.unscannable.items())),
             scan_limited=content.over_limit,
         )

@@ -169,5 +169,8 @@ class SensitivityPolicy(Strict):
 class RoutingDefaults(Strict):
     """Numbers the router assumes when the request does not say."""
 
-    default_max_tokens: int = Field(default=256, ge=1)  # expected output when max_tokens is absent
+    default_max_tokens: int = Field(default=256, ge=1)  # expected output when max_tokens is absent (ranking, estimates)
+    # max_tokens the gateway sets on a chat request that has none (also bounded by the context
+    # window and by what the key's and project's budgets still afford)
+    default_output_cap: int = Field(default=4096, ge=1)
     chars_per_token: float = Field(default=4.0, gt=0)  # estimate when no tokenizer count is given

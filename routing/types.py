@@ -86,6 +86,7 @@ class Signals:
     task_reason: str
     prompt_tokens: int
     max_output_tokens: int
+    images: int = 0  # image parts, which the prompt's text does not account for
     unscannable: tuple[tuple[str, int], ...] = ()  # (kind, parts) the detectors could not read
     scan_limited: bool = False  # more text than sensitivity.max_scan_bytes: not all of it was scanned
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from gateway.admission.base import (
     Admission,
     BudgetState,
+    OutputClaim,
     RateLimitInfo,
     Settlement,
     Subject,
@@ -33,6 +34,7 @@ __all__ = [
     "Admission",
     "BudgetState",
     "MemoryAdmission",
+    "OutputClaim",
     "RateLimitInfo",
     "RedisAdmission",
     "Settlement",

@@ -8,6 +8,11 @@ Semantics (identical in :class:`~gateway.admission.memory.MemoryAdmission` and
 * Budget: admit only if ``spent + reserved + reservation <= budget`` for the subject's current
   calendar window (UTC day, ISO week from Monday, month; ``total`` never resets). A zero
   reservation is never blocked by a budget. Money is integer nano-dollars inside the backends.
+* A reservation is a fixed part (``reserve_usd``: the prompt) plus, optionally, an output part
+  (:class:`OutputClaim`): ``units`` of output at ``unit_usd`` each, as many as every budget still
+  affords up to ``max_units`` and never fewer than ``min_units`` (else the budget refuses). The
+  units granted come back on the ticket; the gateway sends them upstream as ``max_tokens``, so the
+  reservation and the cap on what the backend may produce are the same number.
 * Rate limits are **fixed 60-second windows** aligned to the epoch minute: a request counts 1
   towards RPM and its token estimate towards TPM in the minute it was admitted. ``Retry-After``
   is the time left in that minute (a burst can reach 2x the limit across one boundary; that is
@@ -22,6 +27,7 @@ Semantics (identical in :class:`~gateway.admission.memory.MemoryAdmission` and
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from collections.abc import Sequence
@@ -56,6 +62,20 @@ class Subject:
 
 
 @dataclass(frozen=True, slots=True)
+class OutputClaim:
+    """The scalable part of a reservation: output tokens, granted as far as the budgets allow.
+
+    ``unit_usd`` is the price of one unit (one token of ``max_tokens``, times the number of
+    choices, at the priciest candidate); ``tokens_per_unit`` counts a unit towards TPM.
+    """
+
+    unit_usd: Decimal
+    max_units: int
+    min_units: int = 1
+    tokens_per_unit: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class Window:
     """One budget period: its id (part of the counter's name), start and end (None for ``total``)."""
 
@@ -67,7 +87,13 @@ class Window:
 def budget_window(period: Period, now: datetime) -> Window:
     """The calendar window (UTC) that ``now`` falls in."""
     now = as_utc(now)
-    day = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    return _window(period, now.year, now.month, now.day)
+
+
+@functools.lru_cache(maxsize=64)
+def _window(period: Period, year: int, month: int, day_of_month: int) -> Window:
+    # windows are whole UTC days or longer: one computation per period per day
+    day = datetime(year, month, day_of_month, tzinfo=UTC)
     if period == "daily":
         return Window(f"d{day:%Y%m%d}", day, day + timedelta(days=1))
     if period == "weekly":
@@ -134,13 +160,25 @@ class Ticket:
     windows: tuple[str | None, ...]  # budget window per subject at admit time (None: no budget)
     rate_window: int  # epoch minute the request was counted in
     limits: RateLimitInfo = field(default_factory=RateLimitInfo)
+    output_units: int | None = None  # granted by an OutputClaim (None: the claim had none)
+    rpm_full: tuple[Subject, ...] = ()  # subjects this request filled to their RPM for the rest of the minute
+    rate_reset_s: float = 0.0  # seconds left in the rate window
+    budget_remaining_nanos: int | None = None  # tightest budget after this reservation (None: no budget)
 
     @property
     def reserve_usd(self) -> Decimal:
         return nanos_to_usd(self.reserve_nanos)
 
+    @property
+    def budget_remaining_usd(self) -> Decimal | None:
+        return None if self.budget_remaining_nanos is None else nanos_to_usd(max(0, self.budget_remaining_nanos))
+
     def headers(self) -> dict[str, str]:
-        return self.limits.headers()
+        headers = self.limits.headers()
+        remaining = self.budget_remaining_usd
+        if remaining is not None:
+            headers["x-switchyard-budget-remaining-usd"] = _money(remaining)
+        return headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +204,17 @@ class Admission(Protocol):
     """Rate limits and budget reservations, checked and taken atomically for all subjects."""
 
     async def admit(
-        self, subjects: Sequence[Subject], *, tokens: int, reserve_usd: Decimal, now: datetime | None = None
+        self,
+        subjects: Sequence[Subject],
+        *,
+        tokens: int,
+        reserve_usd: Decimal,
+        output: OutputClaim | None = None,
+        now: datetime | None = None,
     ) -> Ticket:
-        """Reserve, or raise :class:`RateLimited` / :class:`BudgetExceeded` having changed nothing."""
+        """Reserve ``reserve_usd`` plus as much of ``output`` as the budgets afford, counting
+        ``tokens`` (plus the granted output) towards TPM; or raise :class:`RateLimited` /
+        :class:`BudgetExceeded` having changed nothing."""
         ...
 
     async def settle(self, ticket: Ticket, *, actual_usd: Decimal, actual_tokens: int) -> bool:
@@ -245,6 +291,26 @@ def rate_info(
     )
 
 
+def unit_price(output: OutputClaim | None) -> int:
+    """An output unit's price as integer nano-dollars per million units (rounded up), so that
+    prices far below a nano-dollar a token stay exact integers in both backends."""
+    if output is None:
+        return 0
+    return int((output.unit_usd * NANOS * 1_000_000).to_integral_value(ROUND_CEILING))
+
+
+def output_reserve_nanos(units: int, per_million_units_nanos: int) -> int:
+    """What ``units`` cost in nano-dollars, rounded up."""
+    return -(-units * per_million_units_nanos // 1_000_000)
+
+
+def affordable_units(room_nanos: int, per_million_units_nanos: int) -> int:
+    """How many units ``room_nanos`` pays for (rounded down); ``room`` may be negative."""
+    if room_nanos <= 0:
+        return 0
+    return room_nanos * 1_000_000 // per_million_units_nanos
+
+
 REASON_BUDGET, REASON_RPM, REASON_TPM = 1, 2, 3
 
 
@@ -271,13 +337,26 @@ def rejection(
             f"${_money(subject.budget_usd or Decimal(0))} is spent or reserved, and this request may cost up to "
             f"${_money(nanos_to_usd(reserve_nanos))}."
         )
+        left_s = None
         if window.end is not None:
-            headers["retry-after"] = str(max(1, math.ceil((window.end - as_utc(now)).total_seconds())))
+            left_s = (window.end - as_utc(now)).total_seconds()
+            headers["retry-after"] = str(max(1, math.ceil(left_s)))
             message += f" The budget resets at {window.end:%Y-%m-%dT%H:%M:%SZ}."
-        return BudgetExceeded(message, headers=headers)
+        # Retrying before the period ends cannot help: tell SDKs not to.
+        headers["x-should-retry"] = "false"
+        budget_error = BudgetExceeded(message, headers=headers)
+        # What is left once reservations settle; when no request can cost that little, nothing
+        # but the period's end frees this budget (the gateway decides, knowing its prices).
+        budget_error.subject_key = subject.key
+        budget_error.stays_for_s = left_s if left_s is not None else math.inf
+        budget_error.unspent_usd = nanos_to_usd(usd_to_nanos(subject.budget_usd or Decimal(0), round_up=False) - spent_nanos)
+        return budget_error
     headers["retry-after"] = str(max(1, math.ceil(reset_s)))
     if reason == REASON_RPM:
         message = f"Rate limit reached for {who}: {subject.rpm} requests per minute. Retry in {headers['retry-after']}s."
+        rpm_error = RateLimited(message, headers=headers)
+        rpm_error.subject_key, rpm_error.stays_for_s = subject.key, reset_s
+        return rpm_error
     elif subject.tpm is not None and tokens > subject.tpm:
         message = (
             f"Request too large for {who}: it may use {tokens} tokens but the limit is {subject.tpm} tokens per "
@@ -286,6 +365,17 @@ def rejection(
     else:
         message = f"Rate limit reached for {who}: {subject.tpm} tokens per minute. Retry in {headers['retry-after']}s."
     return RateLimited(message, headers=headers)
+
+
+def rpm_refusal(subject: Subject, reset_s: float) -> RateLimited:
+    """The refusal of a request that finds ``subject``'s RPM window full for ``reset_s`` more seconds."""
+    retry = str(max(1, math.ceil(reset_s)))
+    error = RateLimited(
+        f"Rate limit reached for {subject.kind} '{subject.id}': {subject.rpm} requests per minute. Retry in {retry}s.",
+        headers={"retry-after": retry},
+    )
+    error.subject_key, error.stays_for_s = subject.key, reset_s
+    return error
 
 
 def format_duration(seconds: float) -> str:

@@ -18,18 +18,22 @@ from gateway.admission.base import (
     REASON_RPM,
     REASON_TPM,
     BudgetState,
+    OutputClaim,
     Settlement,
     Subject,
     Ticket,
     Window,
+    affordable_units,
     as_utc,
     budget_window,
     nanos_to_usd,
     new_ticket_id,
+    output_reserve_nanos,
     rate_info,
     rate_minute,
     rejection,
     unique_subjects,
+    unit_price,
     usd_to_nanos,
 )
 
@@ -64,11 +68,17 @@ class MemoryAdmission:
         self._pruned_minute = 0
 
     async def admit(
-        self, subjects: Sequence[Subject], *, tokens: int, reserve_usd: Decimal, now: datetime | None = None
+        self,
+        subjects: Sequence[Subject],
+        *,
+        tokens: int,
+        reserve_usd: Decimal,
+        output: OutputClaim | None = None,
+        now: datetime | None = None,
     ) -> Ticket:
         now = as_utc(now or self._clock())
         subs = unique_subjects(subjects)
-        reserve = usd_to_nanos(reserve_usd, round_up=True)
+        fixed = usd_to_nanos(reserve_usd, round_up=True)
         minute, reset_s = rate_minute(now)
         now_ts = now.timestamp()
         async with self._lock:
@@ -76,7 +86,10 @@ class MemoryAdmission:
             windows = [budget_window(s.period, now) if s.budget_usd is not None else None for s in subs]
             counters = [self._counter(s, w, now_ts) if w else None for s, w in zip(subs, windows, strict=True)]
             rates = [self._rates.get((s.key, minute), [0, 0]) for s in subs]
-            failure = self._check(subs, counters, rates, tokens, reserve)
+            units, reserve, short = _grant(subs, counters, fixed, output)
+            if output is not None:
+                tokens += units * output.tokens_per_unit
+            failure = (REASON_BUDGET, short) if short is not None else self._check(subs, counters, rates, tokens, reserve)
             if failure is not None:
                 reason, i = failure
                 counter = counters[i]
@@ -95,6 +108,7 @@ class MemoryAdmission:
                 rate[1] += tokens
             self._open.add(ticket_id)
             rates = [self._rates[(s.key, minute)] for s in subs]
+            full = tuple(s for s, r in zip(subs, rates, strict=True) if s.rpm is not None and r[0] >= s.rpm)
             return Ticket(
                 id=ticket_id,
                 subjects=subs,
@@ -103,6 +117,10 @@ class MemoryAdmission:
                 windows=tuple(w.id if w else None for w in windows),
                 rate_window=minute,
                 limits=rate_info(subs, [r[0] for r in rates], [r[1] for r in rates], reset_s),
+                output_units=units if output is not None else None,
+                budget_remaining_nanos=_remaining(subs, counters),
+                rpm_full=full,
+                rate_reset_s=reset_s,
             )
 
     async def settle(self, ticket: Ticket, *, actual_usd: Decimal, actual_tokens: int) -> bool:
@@ -193,3 +211,44 @@ class MemoryAdmission:
             del self._rates[key]
         for key in [k for k, c in self._budgets.items() if c.end_ts is not None and c.end_ts + 86_400 < now_ts]:
             del self._budgets[key]
+
+
+def _budget_nanos(subject: Subject) -> int:
+    return usd_to_nanos(subject.budget_usd or Decimal(0), round_up=False)
+
+
+def _grant(
+    subs: Sequence[Subject], counters: Sequence[_BudgetCounter | None], fixed: int, output: OutputClaim | None
+) -> tuple[int, int, int | None]:
+    """``(units granted, reservation in nanos, index of the budget that cannot afford min_units)``.
+
+    The same arithmetic as the Redis backend's script: each budget affords
+    ``floor((budget - spent - reserved - fixed) / unit price)`` units; the grant is the least of
+    them and ``max_units``.
+    """
+    price = unit_price(output)
+    if output is None:
+        return 0, fixed, None
+    units, tightest = output.max_units, None
+    if price > 0:
+        for i, (subject, counter) in enumerate(zip(subs, counters, strict=True)):
+            if counter is None:
+                continue
+            room = _budget_nanos(subject) - counter.spent - counter.reserved - fixed
+            afford = affordable_units(room, price)
+            if afford < units:
+                units, tightest = afford, i
+    if units < output.min_units:
+        return 0, fixed + output_reserve_nanos(output.min_units, price), tightest if tightest is not None else 0
+    return units, fixed + output_reserve_nanos(units, price), None
+
+
+def _remaining(subs: Sequence[Subject], counters: Sequence[_BudgetCounter | None]) -> int | None:
+    """The smallest ``budget - spent - reserved`` among the budgeted subjects (after reserving)."""
+    rooms = [
+        _budget_nanos(subject) - counter.spent - counter.reserved
+        for subject, counter in zip(subs, counters, strict=True)
+        if counter is not None
+    ]
+    return min(rooms) if rooms else None
+

@@ -27,6 +27,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from gateway.admission.base import (
     RATE_WINDOW_S,
     BudgetState,
+    OutputClaim,
     Settlement,
     Subject,
     Ticket,
@@ -38,24 +39,28 @@ from gateway.admission.base import (
     rate_minute,
     rejection,
     unique_subjects,
+    unit_price,
     usd_to_nanos,
     window_ttl_s,
 )
 
 # KEYS[1] ticket key; then per subject: budget hash, reservation zset, rate hash.
-# ARGV: now_ms, ticket id, reserve nanos, tokens, reservation expiry ms, ticket ttl s, rate ttl s,
-#       then per subject: budget nanos (-1: none), budget key ttl s (-1: never), rpm (-1), tpm (-1).
-# Returns {ok, reason, subject index, then per subject: spent, reserved, requests, tokens}.
+# ARGV: now_ms, ticket id, fixed reserve nanos, tokens, reservation expiry ms, ticket ttl s, rate ttl s,
+#       output unit price (nanos per million units; 0: no output claim), max units, min units,
+#       tokens per unit, then per subject: budget nanos (-1: none), budget key ttl s (-1: never),
+#       rpm (-1), tpm (-1).
+# Returns {ok, reason, subject index, units granted, reserve nanos, then per subject: spent,
+# reserved, requests, tokens}. Numbers are Lua doubles: exact for money below 2^53 nano-dollars.
 ADMIT_LUA = """
 local now = tonumber(ARGV[1])
-local member = ARGV[2] .. ':' .. ARGV[3]
-local reserve = tonumber(ARGV[3])
+local fixed = tonumber(ARGV[3])
 local tokens = tonumber(ARGV[4])
+local price, max_units, min_units, per_unit = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local n = (#KEYS - 1) / 3
 local budget, bttl, rpm, tpm = {}, {}, {}, {}
 local spent, reserved, reqs, toks = {}, {}, {}, {}
 for i = 1, n do
-  local a = 7 + 4 * (i - 1)
+  local a = 11 + 4 * (i - 1)
   budget[i] = tonumber(ARGV[a + 1]); bttl[i] = tonumber(ARGV[a + 2])
   rpm[i] = tonumber(ARGV[a + 3]); tpm[i] = tonumber(ARGV[a + 4])
   local bkey, rkey, qkey = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
@@ -74,13 +79,36 @@ for i = 1, n do
   local q = redis.call('HMGET', qkey, 'r', 't')
   reqs[i] = tonumber(q[1] or '0'); toks[i] = tonumber(q[2] or '0')
 end
+local units, short = max_units, 0
+if price > 0 then
+  for i = 1, n do
+    if budget[i] >= 0 then
+      local room = budget[i] - spent[i] - reserved[i] - fixed
+      local afford = 0
+      if room > 0 then afford = math.floor(room * 1000000 / price) end
+      if afford < units then units = afford; short = i end
+    end
+  end
+end
+local function cost(u)
+  if price <= 0 or u <= 0 then return 0 end
+  return math.ceil(u * price / 1000000)
+end
+local reserve = fixed + cost(units)
 local function answer(ok, reason, idx)
-  local out = {ok, reason, idx}
+  local out = {ok, reason, idx, units, reserve}
   for i = 1, n do
     out[#out + 1] = spent[i]; out[#out + 1] = reserved[i]; out[#out + 1] = reqs[i]; out[#out + 1] = toks[i]
   end
   return out
 end
+if units < min_units then
+  units = 0; reserve = fixed + cost(min_units)
+  if short == 0 then short = 1 end
+  return answer(0, 1, short)
+end
+tokens = tokens + units * per_unit
+local member = ARGV[2] .. ':' .. string.format('%d', reserve)
 if reserve > 0 then
   for i = 1, n do
     if budget[i] >= 0 and spent[i] + reserved[i] + reserve > budget[i] then return answer(0, 1, i) end
@@ -95,7 +123,7 @@ end
 for i = 1, n do
   local bkey, rkey, qkey = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
   if budget[i] >= 0 and reserve > 0 then
-    redis.call('HINCRBY', bkey, 'reserved', ARGV[3])
+    redis.call('HINCRBY', bkey, 'reserved', string.format('%d', reserve))
     redis.call('ZADD', rkey, ARGV[5], member)
     if bttl[i] >= 0 then
       redis.call('EXPIRE', bkey, bttl[i]); redis.call('EXPIRE', rkey, bttl[i])
@@ -103,11 +131,11 @@ for i = 1, n do
     reserved[i] = reserved[i] + reserve
   end
   redis.call('HINCRBY', qkey, 'r', 1)
-  if tokens > 0 then redis.call('HINCRBY', qkey, 't', ARGV[4]) end
+  if tokens > 0 then redis.call('HINCRBY', qkey, 't', string.format('%d', tokens)) end
   redis.call('EXPIRE', qkey, ARGV[7])
   reqs[i] = reqs[i] + 1; toks[i] = toks[i] + tokens
 end
-redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[6])
+redis.call('SET', KEYS[1], string.format('%d', reserve), 'EX', ARGV[6])
 return answer(1, 0, 0)
 """
 
@@ -182,18 +210,25 @@ class RedisAdmission:
         return [f"{self._p}:b:{base}:{window}", f"{self._p}:r:{base}:{window}", f"{self._p}:q:{base}:{minute}"]
 
     async def admit(
-        self, subjects: Sequence[Subject], *, tokens: int, reserve_usd: Decimal, now: datetime | None = None
+        self,
+        subjects: Sequence[Subject],
+        *,
+        tokens: int,
+        reserve_usd: Decimal,
+        output: OutputClaim | None = None,
+        now: datetime | None = None,
     ) -> Ticket:
         now = as_utc(now or self._clock())
         subs = unique_subjects(subjects)
-        reserve = usd_to_nanos(reserve_usd, round_up=True)
+        fixed = usd_to_nanos(reserve_usd, round_up=True)
         minute, reset_s = rate_minute(now)
         now_ms = int(now.timestamp() * 1000)
         ticket_id = new_ticket_id()
         keys = [f"{self._p}:t:{ticket_id}"]
         args: list[Any] = [
-            now_ms, ticket_id, reserve, tokens, now_ms + self._reservation_ttl_s * 1000,
-            self._ticket_ttl_s, 2 * RATE_WINDOW_S,
+            now_ms, ticket_id, fixed, tokens, now_ms + self._reservation_ttl_s * 1000,
+            self._ticket_ttl_s, 2 * RATE_WINDOW_S, unit_price(output),
+            output.max_units if output else 0, output.min_units if output else 0, output.tokens_per_unit if output else 0,
         ]
         windows: list[str | None] = []
         for subject in subs:
@@ -207,18 +242,29 @@ class RedisAdmission:
                 subject.tpm if subject.tpm is not None else -1,
             ]
         reply = [int(x) for x in await self._admit(keys=keys, args=args)]
-        ok, reason, index = reply[0], reply[1], reply[2]
-        counts = [reply[3 + 4 * i : 7 + 4 * i] for i in range(len(subs))]
+        ok, reason, index, units, reserve = reply[:5]
+        counts = [reply[5 + 4 * i : 9 + 4 * i] for i in range(len(subs))]
         info = rate_info(subs, [c[2] for c in counts], [c[3] for c in counts], reset_s)
+        if output is not None:
+            tokens += units * output.tokens_per_unit
         if not ok:
             spent, reserved = counts[index - 1][0], counts[index - 1][1]
             raise rejection(
                 reason, subs[index - 1], now=now, info=info, reset_s=reset_s, tokens=tokens,
                 reserve_nanos=reserve, spent_nanos=spent, reserved_nanos=reserved,
             )
+        rooms = [
+            usd_to_nanos(s.budget_usd, round_up=False) - c[0] - c[1]
+            for s, c in zip(subs, counts, strict=True)
+            if s.budget_usd is not None
+        ]
         return Ticket(
             id=ticket_id, subjects=subs, tokens=tokens, reserve_nanos=reserve,
             windows=tuple(windows), rate_window=minute, limits=info,
+            output_units=units if output is not None else None,
+            budget_remaining_nanos=min(rooms) if rooms else None,
+            rpm_full=tuple(s for s, c in zip(subs, counts, strict=True) if s.rpm is not None and c[2] >= s.rpm),
+            rate_reset_s=reset_s,
         )
 
     async def settle(self, ticket: Ticket, *, actual_usd: Decimal, actual_tokens: int) -> bool:

@@ -3,6 +3,8 @@
 In memory mode every restart starts from zero; with Redis the counters may have been lost
 (``seed_spend`` never overwrites a counter Redis still has). Rows still in a spool file are
 not in the ledger yet and so are not counted; they are a few seconds of traffic at most.
+Only positive costs count: a negative row (which no current gateway writes, but an old one or a
+hand-edited ledger may hold) can never lower a budget's spend or stop the gateway from starting.
 """
 
 from __future__ import annotations
@@ -48,13 +50,13 @@ async def seed_from_ledger(
     for (kind, period), members in groups.items():
         window = budget_window(period, now)  # type: ignore[arg-type]
         column = UsageRecord.key_id if kind == "key" else UsageRecord.project
-        stmt = select(column, func.sum(UsageRecord.cost_usd)).group_by(column)
+        stmt = select(column, func.sum(UsageRecord.cost_usd)).where(UsageRecord.cost_usd > 0).group_by(column)
         if window.start is not None:
             stmt = stmt.where(UsageRecord.ts >= window.start)
         async with db.session() as session:
             spend = {name: total for name, total in (await session.exec(stmt)).all()}  # type: ignore[call-overload]
         for subject in members:
-            amount = spend.get(subject.id) or Decimal(0)
+            amount = max(spend.get(subject.id) or Decimal(0), Decimal(0))
             if await admission.seed_spend(subject, window.start or now, amount):
                 seeded += 1
     return seeded

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import AuthenticationFailed, InvalidRequest
 from core.literals import Level, Period
-from gateway.auth import bearer_token, is_master_key
+from gateway.auth import api_key_from, is_master_key
 from gateway.db.models import ApiKey, Project, ProjectCreate
 from gateway.db.projects import (
     ProjectExists,
@@ -82,7 +82,7 @@ class KeyIn(_Body):
 
 async def require_master_key(request: Request) -> None:
     """Every admin route: ``Authorization: Bearer <server.master_key>`` (constant-time compare)."""
-    token = bearer_token(request)
+    token = api_key_from(request.headers)
     master = request.app.state.gateway.config.server.master_key.get_secret_value()
     if not is_master_key(token, master):
         raise AuthenticationFailed("The admin API needs the master key (server.master_key) as the bearer token.")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
-
-from gateway.proxy import json_response
 
 router = APIRouter()
 
@@ -21,6 +20,10 @@ async def healthz() -> Response:
 @router.get("/readyz", tags=["health"])
 async def readyz(request: Request) -> Response:
     """Config loaded and every configured dependency (database, Redis) reachable."""
+    drain = getattr(request.app.state, "drain", None)
+    if (drain is not None and drain.draining) or getattr(request.app.state, "draining", False):
+        # Answered at once, on any connection: a load balancer must stop sending here.
+        return json_response({"status": "draining", "checks": {"draining": "true"}}, status=503)
     state = request.app.state.gateway
     checks: dict[str, str] = {"config": "ok"}
     ready = True
@@ -39,16 +42,18 @@ async def readyz(request: Request) -> Response:
         else:
             checks[name] = "ok" if ok is not False else "unreachable"
         ready = ready and ok is not False
-    if getattr(request.app.state, "draining", False):
-        checks["draining"] = "true"
-        ready = False
     return json_response({"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503)
 
 
 @router.get("/metrics", tags=["health"])
 async def metrics(request: Request) -> Response:
-    """Prometheus text format: attempts, tokens, spend, latency, refusals, queues, breakers."""
+    """Prometheus text format: attempts, tokens, spend, latency, refusals, queues, breakers.
+
+    Needs the master key unless ``server.metrics_require_auth`` is off or the scraper is in
+    ``server.trusted_networks`` (checked by the app before this runs)."""
     state = request.app.state.gateway
-    if state.config.server.metrics_require_auth:
-        await state.authenticate(request)
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def json_response(data: object, status: int = 200) -> Response:
+    return Response(content=orjson.dumps(data), status_code=status, media_type="application/json")

@@ -58,7 +58,8 @@ class Database:
     def __init__(self, url: str | URL, *, echo: bool = False, connect_timeout_s: float = 5.0, pool_size: int = 10) -> None:
         self.url = async_url(url)
         self.dialect = self.url.get_backend_name()
-        kwargs: dict[str, Any] = {"echo": echo}
+        # hide_parameters: a failed statement's message must never carry its values (a key's hash)
+        kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.dialect == "sqlite":
             path = self.url.database
             if path in (None, "", ":memory:"):

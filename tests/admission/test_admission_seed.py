@@ -50,3 +50,27 @@ async def test_restart_remembers_this_periods_spend(database: Database, redis_pr
         assert await seed_from_ledger(adm, database, now=NOW) == 0  # never overwrites live counters
     finally:
         await adm.aclose()
+
+
+async def test_negative_ledger_rows_neither_lower_spend_nor_stop_seeding(database: Database) -> None:
+    await sync_projects(database, [ProjectConfig(name="web", budget=Budget(usd=D(10), period="monthly"))])
+    async with database.session() as session:
+        session.add_all([
+            UsageRecord(id="ok", ts=datetime(2026, 11, 20, 1, tzinfo=UTC), project="web", cost_usd=D("2")),
+            # what an old gateway wrote when an upstream reported negative completion_tokens
+            UsageRecord(id="bad", ts=datetime(2026, 11, 20, 2, tzinfo=UTC), project="web", cost_usd=D("-7")),
+        ])
+        await session.commit()
+    adm = MemoryAdmission(clock=lambda: NOW)
+    assert await seed_from_ledger(adm, database, now=NOW) == 1
+    assert (await adm.budget_state(Subject("project", "web", D(10), "monthly"))).spent_usd == D(2)
+
+
+async def test_a_project_whose_only_rows_are_negative_starts_at_zero(database: Database) -> None:
+    await sync_projects(database, [ProjectConfig(name="web", budget=Budget(usd=D(10), period="monthly"))])
+    async with database.session() as session:
+        session.add(UsageRecord(id="bad", ts=datetime(2026, 11, 20, 2, tzinfo=UTC), project="web", cost_usd=D("-7")))
+        await session.commit()
+    adm = MemoryAdmission(clock=lambda: NOW)
+    await seed_from_ledger(adm, database, now=NOW)
+    assert (await adm.budget_state(Subject("project", "web", D(10), "monthly"))).spent_usd == 0

@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import BudgetExceeded, RateLimited
 from gateway.admission import Subject
-from gateway.admission.base import Admission
+from gateway.admission.base import Admission, OutputClaim
 from tests.admission.helpers import Clock, build
 
 T0 = datetime(2026, 11, 4, 10, 0, 15, tzinfo=UTC)  # a Wednesday
@@ -207,3 +207,67 @@ async def test_seed_spend_only_fills_an_absent_counter(backend: Callable[..., Ad
     with pytest.raises(BudgetExceeded):
         await adm.admit([subject], tokens=1, reserve_usd=D("0.51"))
     await adm.admit([subject], tokens=1, reserve_usd=D("0.5"))
+
+
+# ---------------------------------------------------------------- output claims (max_tokens the gateway sets)
+
+
+async def test_output_claim_grants_what_the_budget_affords(backend: Callable[..., Admission]) -> None:
+    adm = backend()
+    subject = key("0.010")  # $0.01
+    # prompt $0.004 fixed, then $0.000002 a token (2 $/Mtok): $0.006 left buys 3,000 tokens, not 4,096
+    ticket = await adm.admit(
+        [subject], tokens=50, reserve_usd=D("0.004"), output=OutputClaim(unit_usd=D("0.000002"), max_units=4096)
+    )
+    assert ticket.output_units == 3000
+    assert ticket.reserve_usd == D("0.010")
+    assert ticket.tokens == 50 + 3000
+    assert ticket.budget_remaining_usd == 0
+    assert ticket.headers()["x-switchyard-budget-remaining-usd"] == "0"
+    state = await adm.budget_state(subject)
+    assert state.reserved_usd == D("0.010")
+    # nothing is left: the next claim cannot get even one token
+    with pytest.raises(BudgetExceeded):
+        await adm.admit([subject], tokens=1, reserve_usd=D(0), output=OutputClaim(unit_usd=D("0.000002"), max_units=10))
+
+
+async def test_output_claim_is_capped_by_max_units_when_the_budget_is_ample(backend: Callable[..., Admission]) -> None:
+    adm = backend()
+    ticket = await adm.admit(
+        [key("100")], tokens=10, reserve_usd=D("0.001"), output=OutputClaim(unit_usd=D("0.00001"), max_units=256)
+    )
+    assert ticket.output_units == 256
+    assert ticket.reserve_usd == D("0.001") + 256 * D("0.00001")
+    assert ticket.budget_remaining_usd == D(100) - ticket.reserve_usd
+
+
+async def test_output_claim_below_its_minimum_is_refused_and_changes_nothing(backend: Callable[..., Admission]) -> None:
+    adm = backend()
+    subject = key("0.01")
+    with pytest.raises(BudgetExceeded) as caught:
+        # the caller fixed max_tokens=1000 (min = max): $0.02 does not fit in $0.01
+        await adm.admit(
+            [subject], tokens=5, reserve_usd=D(0), output=OutputClaim(unit_usd=D("0.00002"), max_units=1000, min_units=1000)
+        )
+    assert "0.02" in caught.value.message
+    assert (await adm.budget_state(subject)).reserved_usd == 0
+
+
+async def test_output_claim_prices_below_a_nano_dollar_a_token_stay_exact(backend: Callable[..., Admission]) -> None:
+    adm = backend()
+    subject = key("0.000003")  # 3,000 nano-dollars
+    # $0.0002 per million tokens = 0.2 nano-dollars a token: 3,000 nanos buy 15,000 tokens
+    ticket = await adm.admit(
+        [subject], tokens=0, reserve_usd=D(0), output=OutputClaim(unit_usd=D("0.0000000002"), max_units=50_000)
+    )
+    assert ticket.output_units == 15_000
+    assert ticket.reserve_usd == D("0.000003")
+
+
+async def test_granted_output_counts_towards_tpm(backend: Callable[..., Admission]) -> None:
+    adm = backend()
+    subject = key(tpm=1000)
+    first = await adm.admit([subject], tokens=100, reserve_usd=D(0), output=OutputClaim(unit_usd=D(0), max_units=400, tokens_per_unit=2))
+    assert first.tokens == 900
+    with pytest.raises(RateLimited):
+        await adm.admit([subject], tokens=50, reserve_usd=D(0), output=OutputClaim(unit_usd=D(0), max_units=40, tokens_per_unit=2))

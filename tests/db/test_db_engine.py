@@ -14,7 +14,7 @@ from sqlalchemy import func, inspect, select, text
 from sqlmodel import SQLModel
 
 from gateway.db import Database, UsageRecord, async_url
-from gateway.db.testing import scratch_postgres
+from tests.db.scratch import scratch_postgres
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from gateway.db.testing import postgres_available, scratch_postgres
-from providers.tokens import count_prompt
+from tests.db.scratch import postgres_available, scratch_postgres
+from providers.tokens import prompt_token_bound
 from tests.fakes.openai_upstream import FakeUpstream
 from tests.helpers import (
     AUTH,
@@ -49,9 +49,9 @@ BODY = {"model": "paid", "messages": [{"role": "user", "content": "Say hello"}],
 ERROR_FIELDS = {"message", "type", "param", "code"}
 
 
-def worst_case_usd() -> Decimal:
-    """One request's worst case, as admission reserves it: tiktoken's prompt count + max_tokens."""
-    prompt = count_prompt(BODY, "m0")
+def worst_case_usd(body: dict) -> Decimal:
+    """One request's worst case, as admission reserves it: the prompt's bound + max_tokens."""
+    prompt = prompt_token_bound(body, "m0", 0)
     return (Decimal(prompt) * PRICES["input_per_mtok"] + Decimal(MAX_TOKENS) * PRICES["output_per_mtok"]) / Decimal(10**6)
 
 
@@ -65,7 +65,11 @@ async def _delete_redis_keys(key_id: str) -> None:
         await redis.aclose()
 
 
-async def test_three_replicas_keep_a_shared_budget(tmp_path: Path) -> None:
+@pytest.mark.parametrize("client_sets_max_tokens", [True, False], ids=["max_tokens", "no-max_tokens"])
+async def test_three_replicas_keep_a_shared_budget(tmp_path: Path, client_sets_max_tokens: bool) -> None:
+    """Without max_tokens the fake answers 600 words ($1.20 at these prices, more than the whole
+    budget): only the cap the gateway sets, from what the budget still affords, can hold it."""
+    body = BODY if client_sets_max_tokens else {k: v for k, v in BODY.items() if k != "max_tokens"}
     if not await postgres_available():
         pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432 (run `make services`)")
     redis = Redis.from_url(REDIS_URL)
@@ -78,6 +82,7 @@ async def test_three_replicas_keep_a_shared_budget(tmp_path: Path) -> None:
 
     project = f"e2e-budget-{uuid.uuid4().hex[:8]}"
     upstream = FakeUpstream("priced")
+    upstream.repeat = 1 if client_sets_max_tokens else 50
     await upstream.start()
     key_id = None
     try:
@@ -108,7 +113,7 @@ async def test_three_replicas_keep_a_shared_budget(tmp_path: Path) -> None:
                     )
                     assert created.status_code == 201, created.text
                     key_id, key = created.json()["id"], created.json()["key"]
-                    responses = await _fire(client, [g.base_url for g in gateways], key)
+                    responses = await _fire(client, [g.base_url for g in gateways], key, body)
             finally:
                 await stop_gateways(*gateways)  # graceful: each ledger writer flushes before exit
             for g in gateways:  # uvicorn re-raises SIGTERM after its graceful shutdown
@@ -121,14 +126,14 @@ async def test_three_replicas_keep_a_shared_budget(tmp_path: Path) -> None:
 
     ok = [r for r in responses if r.status_code == 200]
     refused = [r for r in responses if r.status_code != 200]
-    worst = worst_case_usd()
+    worst = worst_case_usd(body)
     spent = sum((cost for _, _, cost in rows), Decimal(0))
     print(f"\n{len(ok)} x 200, {len(refused)} x 429; ledger: {len(rows)} rows, ${spent} (budget ${BUDGET}, worst case ${worst})")
 
     # The budget really binds, and it binds across replicas: without shared admission each of
     # the three would let about $1 through.
     assert ok and refused
-    assert spent <= BUDGET + worst, f"spent ${spent} > budget ${BUDGET} + one worst case ${worst}"
+    assert spent <= BUDGET, f"spent ${spent} > budget ${BUDGET}"
     # Every rejection is a 429 in OpenAI's error shape, for the budget.
     for r in refused:
         assert r.status_code == 429, (r.status_code, r.text)
@@ -142,11 +147,14 @@ async def test_three_replicas_keep_a_shared_budget(tmp_path: Path) -> None:
     assert ids == Counter(r.headers["x-request-id"] for r in ok), "ledger request ids differ from the answered requests"
     # And the ledger's money is what the clients were told, to the last digit.
     assert spent == sum((Decimal(r.headers["x-switchyard-cost-usd"]) for r in ok), Decimal(0))
-    # The test's premise: the fake's usage never exceeds what admission reserved.
-    assert max(cost for _, _, cost in rows) <= worst
+    if client_sets_max_tokens:  # the test's premise: the fake's usage never exceeds what admission reserved
+        assert max(cost for _, _, cost in rows) <= worst
+    else:  # every answer was cut at the cap the gateway set, so no single one could spend the budget
+        assert all(len(r.json()["choices"][0]["message"]["content"].split()) < 600 for r in ok)
+        assert max(cost for _, _, cost in rows) < BUDGET
 
 
-async def _fire(client: httpx.AsyncClient, bases: list[str], key: str) -> list[httpx.Response]:
+async def _fire(client: httpx.AsyncClient, bases: list[str], key: str, body: dict) -> list[httpx.Response]:
     """REQUESTS requests, CONCURRENCY at a time, request i to replica i mod 3."""
     urls = itertools.cycle(base + "/v1/chat/completions" for base in bases)
     jobs = iter([next(urls) for _ in range(REQUESTS)])
@@ -155,7 +163,7 @@ async def _fire(client: httpx.AsyncClient, bases: list[str], key: str) -> list[h
 
     async def worker() -> None:
         for url in jobs:
-            responses.append(await client.post(url, json=BODY, headers=headers))
+            responses.append(await client.post(url, json=body, headers=headers))
 
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     assert len(responses) == REQUESTS

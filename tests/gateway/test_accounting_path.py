@@ -124,28 +124,57 @@ async def test_rate_limit_headers_and_429(upstream: FakeUpstream, tmp_path: Path
     assert int(responses[3].headers["retry-after"]) >= 1
 
 
-async def test_stream_without_upstream_usage_is_counted_and_usage_chunk_hidden(upstream: FakeUpstream, tmp_path: Path) -> None:
+async def test_stream_without_upstream_usage_is_counted(upstream: FakeUpstream, tmp_path: Path) -> None:
     async with app_client(_config(upstream, tmp_path, model="nousage")) as client:
-        response = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+        response = await client.post(
+            "/v1/chat/completions", json={**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+        )
         events = [e[6:] for e in response.text.split("\n\n") if e.startswith("data: ")]
         chunks = [orjson.loads(e) for e in events if e != "[DONE]"]
         text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
         rows = await _ledger_rows(client)
-    assert upstream.records[-1]["body"]["stream_options"] == {"include_usage": True}  # we always ask
+    assert upstream.records[-1]["body"]["stream_options"] == {"include_usage": True}  # the client's own
     assert all("usage" not in c or c["usage"] is None for c in chunks)
     assert rows[-1].streamed and rows[-1].completion_tokens == count_text(text) > 0
 
 
-async def test_stream_usage_chunk_is_dropped_when_client_did_not_ask(upstream: FakeUpstream, tmp_path: Path) -> None:
-    async with app_client(_config(upstream, tmp_path)) as client:
+async def test_stream_options_are_the_clients_own_and_streams_are_metered_either_way(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    config = _config(upstream, tmp_path)
+    paid = config.deployments[0].model_copy(update={"stream_usage": "client"})
+    async with app_client(config.model_copy(update={"deployments": [paid]})) as client:
         plain = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
         asked = await client.post(
             "/v1/chat/completions", json={**CHAT, "stream": True, "stream_options": {"include_usage": True}}
         )
         rows = await _ledger_rows(client)
-    assert '"usage":{' not in plain.text
+    sent = [r["body"] for r in upstream.records[-2:]]
+    assert "stream_options" not in sent[0]  # never forced upstream: a backend may reject it
+    assert sent[1]["stream_options"] == {"include_usage": True}
+    assert '"usage"' not in plain.text  # no usage field at all unless asked for
     assert '"usage":{' in asked.text
-    assert all(r.completion_tokens > 0 for r in rows)
+    plain_text = "".join(
+        orjson.loads(e[6:])["choices"][0]["delta"].get("content", "")
+        for e in plain.text.split("\n\n") if e.startswith("data: {") and orjson.loads(e[6:])["choices"]
+    )
+    assert rows[0].completion_tokens == count_text(plain_text) > 0  # counted, since not reported
+    reported = next(orjson.loads(e[6:])["usage"] for e in asked.text.split("\n\n") if '"usage":{' in e)
+    assert rows[1].completion_tokens == reported["completion_tokens"]  # reported, so taken as reported
+
+
+async def test_hosted_streams_ask_for_usage_and_hide_what_the_client_did_not_ask_for(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    async with app_client(_config(upstream, tmp_path)) as client:  # hosted: stream_usage defaults to always
+        response = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+        rows = await _ledger_rows(client)
+    assert upstream.records[-1]["body"]["stream_options"] == {"include_usage": True}
+    assert '"usage"' not in response.text  # neither the usage-only chunk nor "usage": null fields
+    events = [orjson.loads(e[6:]) for e in response.text.split("\n\n") if e.startswith("data: {")]
+    assert events and all(e["choices"] for e in events)
+    words = " ".join(e["choices"][0]["delta"].get("content", "") for e in events).split()
+    assert rows[-1].completion_tokens == len(words)  # the upstream's own count (one token a word), not tiktoken's
 
 
 async def test_failed_attempts_are_in_the_ledger_at_zero_cost(upstream: FakeUpstream, tmp_path: Path) -> None:

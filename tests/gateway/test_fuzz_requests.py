@@ -56,6 +56,9 @@ def _examples(count: int = 150) -> list[tuple[dict, dict, dict]]:
         examples.append((body, embed, headers))
 
     collect()
+    # a few well-formed requests among the arbitrary ones, so both sides are always reached
+    valid = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+    examples += [(valid, {"model": "auto", "input": "hi"}, {}), ({**valid, "stream": True}, {"model": "auto", "input": [[1, 2]]}, {})]
     return examples
 
 

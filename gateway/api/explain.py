@@ -1,0 +1,31 @@
+"""``POST /v1/route/explain``: the routing decision for a request, calling no backend."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from core.errors import ModelNotFound
+from core.wire import CHECKS, endpoint_of
+from gateway.api.schemas import EXPLAIN_BODY
+from gateway.asgi import parse_json_object
+from gateway.explain import explain_request
+from gateway.state import GatewayState
+
+router = APIRouter()
+
+
+@router.post("/v1/route/explain", tags=["routing"], openapi_extra=EXPLAIN_BODY)
+async def explain(request: Request) -> Response:
+    """Signals, matched rule, ranked candidates and every exclusion with its reason; a refusal is
+    reported with the status and code the real call would answer with."""
+    state: GatewayState = request.app.state.gateway
+    caller = await state.authenticate(request.headers, request.client.host if request.client else None)
+    body = parse_json_object(await request.body())
+    endpoint = endpoint_of(body)
+    CHECKS[endpoint](body)
+    if caller.allowed_models and body["model"] not in caller.allowed_models:
+        raise ModelNotFound(f"The model '{body['model']}' does not exist or you do not have access to it.", param="model")
+    result = explain_request(state.runtime, dict(request.headers), caller, body, endpoint, state.breakers.snapshot())
+    return Response(orjson.dumps(result), media_type="application/json")
