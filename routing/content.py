@@ -28,10 +28,10 @@ decoded or kept, and ``RequestContent.over_limit`` says so.
 from __future__ import annotations
 
 import binascii
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote_plus, unquote_to_bytes
 
 import orjson
 
@@ -52,6 +52,16 @@ _TEXTUAL_APPLICATION = frozenset({
     "json", "xml", "javascript", "ecmascript", "x-javascript", "yaml", "x-yaml", "toml", "sql", "graphql", "csv",
     "x-ndjson", "ndjson", "x-sh", "x-shellscript", "x-python", "x-www-form-urlencoded", "rtf", "x-tex", "markdown",
 })
+
+
+_PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})")
+
+
+def percent_decoded(text: str, plus_is_space: bool = False) -> bytes:
+    """``%XX`` escapes (and, in a query, ``+``) as the bytes they stand for (RFC 3986)."""
+    if plus_is_space:
+        text = text.replace("+", " ")
+    return _PERCENT.sub(lambda m: bytes((int(m.group(1), 16),)), text.encode("utf-8", "surrogatepass"))
 
 
 def textual_media_type(media: str) -> bool:
@@ -197,7 +207,7 @@ class _Collector:
             return
         payload = url[comma + 1 :]
         try:
-            raw = binascii.a2b_base64(payload) if ";base64" in header.lower() else unquote_to_bytes(payload)
+            raw = binascii.a2b_base64(payload) if ";base64" in header.lower() else percent_decoded(payload)
         except (binascii.Error, ValueError):
             self.unreadable(default_kind)
             return
@@ -232,7 +242,9 @@ class _Collector:
             else:
                 self.chars += len(url)
                 # the URL itself is text the upstream sees (and fetches): read its query decoded
-                self._keep(unquote_plus(url) if "%" in url or "+" in url else url)
+                if "%" in url or "+" in url:
+                    url = percent_decoded(url, plus_is_space=True).decode("utf-8", "replace")
+                self._keep(url)
                 self.unreadable("image")
         else:
             self.unreadable("image")

@@ -55,11 +55,11 @@ def _network_lengths() -> dict[str | bytes, frozenset[int]]:
     for ranges, lengths in _CARD_NETWORKS:
         for low, high in ranges:
             scale = 10 ** (4 - len(str(low)))
-            for prefix in range(low * scale, (high + 1) * scale):
-                by_prefix.setdefault(str(prefix), set()).update(lengths)
+            for number in range(low * scale, (high + 1) * scale):
+                by_prefix.setdefault(str(number), set()).update(lengths)
     table: dict[str | bytes, frozenset[int]] = {}
-    for prefix, lengths in by_prefix.items():
-        table[prefix] = table[prefix.encode()] = frozenset(lengths)
+    for prefix, allowed in by_prefix.items():
+        table[prefix] = table[prefix.encode()] = frozenset(allowed)
     return table
 
 
