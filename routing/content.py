@@ -348,10 +348,13 @@ def _chat(body: Mapping[str, Any], collector: _Collector) -> tuple[str, int]:
         collector.add_content(message.get("content"))
         if message.get("role") == "user":
             last_user = "\n".join(collector.texts[before:])
-        if len(message) > 2 or any(key not in _MESSAGE_SPECIAL for key in message):
-            collector.add_structured({k: v for k, v in message.items() if k not in _MESSAGE_SPECIAL})
-        elif not isinstance(message.get("role"), str):
-            collector.add(message.get("role"))
+        if len(message) == 2 and "role" in message and "content" in message:  # the usual message: nothing else
+            if not isinstance(message["role"], str):
+                collector.add(message["role"])
+        else:  # name, tool_calls, function_call, tool_call_id, audio, unknown fields
+            rest = {k: v for k, v in message.items() if k not in _MESSAGE_SPECIAL}
+            if rest:
+                collector.add_structured(rest)
     return last_user, len(messages)
 
 
