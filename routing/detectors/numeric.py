@@ -57,7 +57,7 @@ SSN_CONTEXT = re.compile(
 )
 PHONE_CONTEXT = re.compile(
     rb"\b(?:phones?|ph|tel|tele(?:phone|fon)|mobile|mob|mobil|cell(?:phone)?|call(?: me)?|fax|whatsapp|sms|"
-    rb"text me|ring|contact|handy|rufnummer|portable|t\xc3\xa9l\xc3\xa9phone|tel\xc3\xa9fono|telefono|cellulare|tlf|tfn)\b"
+    rb"text me|ring|contact|handy|rufnummer|portable|t\xc3\xa9l\xc3\xa9phone|t\xc3\xa9l|tel\xc3\xa9fono|telefono|cellulare|tlf|tfn)\b"
 )
 _CONTEXT_BEFORE = 48
 _CONTEXT_AFTER = 24
@@ -357,7 +357,7 @@ _MEMO_KEY = "numeric"
 # Where a number worth reading starts, found in C before any Python runs: every shape a family
 # looks for begins with three digits -- a run of 13-19 (a card), of 9-10 (an SSN or phone next to
 # its name), groups of four (a card), 4-6-4/5 (Amex, Diners), 3-2-4 (an SSN) or 3-3-4 (a NANP
-# number). Dates, times, prices and versions match none, so most of the digits in ordinary text
+# number), or 3-3-3 (an SSN next to its name). Dates, times, prices and versions match none, so most of the digits in ordinary text
 # are never looked at from Python. Separator runs and digits never overlap, so each alternative is
 # read one way; the literal prefix "000" lets the engine skip ahead between candidates.
 # National phone formats start with a trunk "0" (020 7946 0958, 030 12345678, 0151 23456789): a
@@ -368,9 +368,11 @@ _SCREEN = re.compile(
     rb"|0" + _S + rb"{1,4}0000" + _S + rb"{1,4}0000" + _S + rb"{1,4}0"
     rb"|0" + _S + rb"{1,4}000000" + _S + rb"{1,4}0000"
     rb"|" + _S + rb"{1,4}00" + _S + rb"{1,4}0000"
-    rb"|[ .\-()]{1,3}000[ .\-()]{1,3}0000)"
+    rb"|[ .\-()]{1,3}000[ .\-()]{1,3}0000"
+    rb"|" + _S + rb"{1,4}000" + _S + rb"{1,4}000(?!0))"  # 3-3-3: an SSN written so, next to its name
 )
-_NATIONAL = re.compile(rb"0[0-9]{1,4}\)?[ .\-/()]{1,3}[0-9]{3,8}")
+# 020 7946 0958, 030 12345678, 0151 23456789; 01 23 45 67 89 (France)
+_NATIONAL = re.compile(rb"0[0-9]{1,4}\)?[ .\-/()]{1,3}[0-9]{3,8}|0[1-9](?:[ .\-][0-9]{2}){4}")
 _NOT_BEFORE_NATIONAL = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_.-")
 
 
