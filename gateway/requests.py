@@ -106,12 +106,10 @@ def caller_hints(request: Request, body: dict[str, Any]) -> dict[str, str]:
     hints: dict[str, str] = {}
     metadata = body.get("metadata")
     if isinstance(metadata, dict):
-        for key, meta_name in _METADATA_HINTS.items():
-            for name in (meta_name, meta_name.removeprefix("x-switchyard-"), key):
-                value = metadata.get(name)
-                if isinstance(value, str) and value:
-                    hints[key] = value
-                    break
+        for key, meta_name in _METADATA_HINTS.items():  # only the namespaced keys: the rest is the client's
+            value = metadata.get(meta_name)
+            if isinstance(value, str) and value:
+                hints[key] = value
     headers = request.headers
     for key, header in HINT_HEADERS.items():
         value = headers.get(header)
@@ -121,12 +119,11 @@ def caller_hints(request: Request, body: dict[str, Any]) -> dict[str, str]:
 
 
 def upstream_body(body: dict[str, Any]) -> dict[str, Any]:
-    """The body a backend receives: the client's, minus the gateway-only metadata hints."""
+    """The body a backend receives: the client's, minus the gateway-only (namespaced) metadata hints."""
     metadata = body.get("metadata")
     if not isinstance(metadata, dict):
         return body
-    hint_names = {n for meta in _METADATA_HINTS.values() for n in (meta, meta.removeprefix("x-switchyard-"))}
-    hint_names |= set(_METADATA_HINTS)
+    hint_names = set(_METADATA_HINTS.values())
     cleaned = {k: v for k, v in metadata.items() if k not in hint_names}
     out = {k: v for k, v in body.items() if k != "metadata"}
     if cleaned:

@@ -9,6 +9,8 @@ from routing.errors import (
     InvalidHint,
     NoCandidates,
     PolicyBlocked,
+    RequestTooLarge,
+    RoutingError,
     UnknownModel,
     UnsupportedEndpoint,
 )
@@ -24,6 +26,7 @@ _CODES: dict[type[Exception], str] = {
     InvalidHint: "invalid_hint",
     PolicyBlocked: "policy_blocked",
     NoCandidates: "no_permitted_deployment",
+    RequestTooLarge: "request_too_large",
 }
 
 
@@ -38,12 +41,17 @@ def signals_dict(signals: Signals) -> dict[str, Any]:
         "task_reason": signals.task_reason,
         "prompt_tokens": signals.prompt_tokens,
         "max_output_tokens": signals.max_output_tokens,
+        "unscannable": dict(signals.unscannable),
+        "scan_limited": signals.scan_limited,
     }
 
 
 def _error_dict(error: Exception) -> dict[str, Any]:
     code = next((c for kind, c in _CODES.items() if isinstance(error, kind)), "routing_error")
-    return {"type": type(error).__name__, "code": code, "message": str(error)}
+    found: dict[str, Any] = {"type": type(error).__name__, "code": code, "message": str(error)}
+    if isinstance(error, RoutingError) and error.status is not None:
+        found["status"] = error.status
+    return found
 
 
 def explain_decision(decision: Decision) -> dict[str, Any]:
