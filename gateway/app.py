@@ -28,7 +28,7 @@ from core.errors import (
     internal_error_body,
 )
 from gateway import __version__
-from gateway.api import admin, explain, health, openai
+from gateway.api import admin, anthropic, explain, health, openai, responses
 from gateway.asgi import Receive, Scope, Send, send_error, send_json
 from gateway.auth import api_key_from, is_master_key
 from gateway.config import GatewayConfig, insecure_master_key, load_config
@@ -43,18 +43,20 @@ from gateway.state import GatewayState
 
 log = logging.getLogger("switchyard")
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json"})
+HOT_ROUTES = {**openai.HOT_ROUTES, **anthropic.HOT_ROUTES, **responses.HOT_ROUTES}
 
 
 class GatewayApp(FastAPI):
-    """FastAPI for the admin API, health, docs and explain; the OpenAI model routes go straight to
-    their ASGI handlers (``gateway.api.openai.HOT_ROUTES``) with no framework code in between."""
+    """FastAPI for the admin API, health, docs and explain; the model routes (OpenAI's, Anthropic's
+    Messages, OpenAI's Responses) go straight to their ASGI handlers (:data:`HOT_ROUTES`) with no
+    framework code in between."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
         state: GatewayState | None = getattr(self.state, "gateway", None)
-        handler = openai.HOT_ROUTES.get((scope["method"], scope["path"]))
+        handler = HOT_ROUTES.get((scope["method"], scope["path"]))
         started = False
 
         async def tracking_send(message: dict[str, Any]) -> None:
@@ -194,6 +196,8 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
         telemetry={"tracing": False, "metrics": False, "logs": False},  # it reads the environment per request
     )
     app.include_router(openai.router)
+    app.include_router(anthropic.router)
+    app.include_router(responses.router)
     app.include_router(explain.router)
     app.include_router(health.router)
     app.include_router(admin.router)
