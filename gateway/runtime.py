@@ -83,6 +83,7 @@ def deployment_profile(dep: DeploymentConfig) -> DeploymentProfile:
         quality=dep.quality,
         prices=prices,
         latency_ms=dep.latency_ms,
+        kind=dep.kind,
     )
 
 

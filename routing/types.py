@@ -41,6 +41,7 @@ class DeploymentProfile:
     quality: int = 3
     prices: Prices = Prices()
     latency_ms: float | None = None  # a static hint for the "fastest" objective
+    kind: str = "instruct"  # base | instruct | embedding: a base model never serves a chat
 
 
 @dataclass(frozen=True, slots=True)
