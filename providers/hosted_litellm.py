@@ -296,7 +296,7 @@ def map_litellm_error(exc: BaseException, deployment: str, *, mid_stream: bool =
         return UpstreamConnectionError(f"{deployment}: cannot connect to upstream ({text[:300]})", deployment=deployment)
     status, headers = _http_status(chain)
     code = None
-    if litellm and isinstance(exc, litellm.ContextWindowExceededError) or _says_context_exceeded(text):
+    if (litellm and isinstance(exc, litellm.ContextWindowExceededError)) or _says_context_exceeded(text):
         status, code = 400, "context_length_exceeded"
     elif litellm and isinstance(exc, litellm.AuthenticationError):
         status = 401  # Gemini answers a bad key with 400 API_KEY_INVALID: still the gateway's credentials

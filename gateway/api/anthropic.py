@@ -58,12 +58,13 @@ async def count_tokens(state: GatewayState, scope: Scope, receive: Receive, send
         body = await incoming.json(runtime.body_limits)
         body.setdefault("max_tokens", 1)  # count_tokens takes no max_tokens; the translation needs one
         body.pop("stream", None)
-        chat = check_chat(dialect.to_openai(body))
+        chat = dialect.to_openai(body)
+        check_chat(chat)
         if caller.allowed_models and chat["model"] not in caller.allowed_models:
             raise ModelNotFound(f"The model '{chat['model']}' does not exist or you do not have access to it.", param="model")
         plan = plan_for(state, runtime, incoming.headers, caller, chat, "chat")
         model = runtime.profiles[plan.deployments[0]].model if plan.deployments else ""
-        tokens = count_prompt(chat, model)  # type: ignore[arg-type]
+        tokens = count_prompt(chat, model)
     except ClientGone:
         return
     except GatewayError as exc:
