@@ -22,7 +22,7 @@ async def healthz() -> Response:
 async def readyz(request: Request) -> Response:
     """Config loaded and every configured dependency (database, Redis) reachable."""
     state = request.app.state.gateway
-    checks: dict[str, str] = {"config": "ok"}
+    checks: dict[str, Any] = {"config": "ok"}
     ready = True
     probes = [("database", state.db)]
     if state.config.redis_url:

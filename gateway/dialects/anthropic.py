@@ -88,7 +88,7 @@ class AnthropicDialect:
                 "type": "tool_use", "id": call.get("id") or "toolu_" + os.urandom(12).hex(),
                 "name": function.get("name") or "", "input": parse_arguments(function.get("arguments")),
             })
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        usage: dict[str, Any] = data["usage"] if isinstance(data.get("usage"), dict) else {}
         return orjson.dumps({
             "id": new_message_id(),
             "type": "message",
@@ -175,7 +175,7 @@ class _EventWriter:
 
     def _start(self, chunk: dict[str, Any]) -> list[bytes]:
         self.started = True
-        message = {
+        message: dict[str, Any] = {
             "id": new_message_id(), "type": "message", "role": "assistant",
             "model": chunk.get("model") or self.model, "content": [],
             "stop_reason": None, "stop_sequence": None,
@@ -231,7 +231,7 @@ class _EventWriter:
         events: list[bytes] = []
         key = f"tool:{index}"
         if index not in self.tool_blocks:
-            block = {"type": "tool_use", "id": call.get("id") or "toolu_" + os.urandom(12).hex(),
+            block: dict[str, Any] = {"type": "tool_use", "id": call.get("id") or "toolu_" + os.urandom(12).hex(),
                      "name": function.get("name") or "", "input": {}}
             events += self._open(key, block)
             self.tool_blocks[index] = self.block

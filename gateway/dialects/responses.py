@@ -41,19 +41,22 @@ def _id(prefix: str) -> str:
 def responses_usage(usage: Any) -> dict[str, Any] | None:
     if not isinstance(usage, dict):
         return None
-    prompt = usage.get("prompt_tokens") if type(usage.get("prompt_tokens")) is int else 0
-    completion = usage.get("completion_tokens") if type(usage.get("completion_tokens")) is int else 0
+    prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
     details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else 0
     out_details = usage.get("completion_tokens_details")
-    reasoning = out_details.get("reasoning_tokens") if isinstance(out_details, dict) else 0
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": cached if type(cached) is int else 0},
+        "input_tokens_details": {"cached_tokens": _count(details.get("cached_tokens")) if isinstance(details, dict) else 0},
         "output_tokens": completion,
-        "output_tokens_details": {"reasoning_tokens": reasoning if type(reasoning) is int else 0},
+        "output_tokens_details": {
+            "reasoning_tokens": _count(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
+        },
         "total_tokens": prompt + completion,
     }
+
+
+def _count(value: Any) -> int:
+    return value if type(value) is int else 0
 
 
 def message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
@@ -93,7 +96,7 @@ class ResponsesDialect:
         incomplete = _INCOMPLETE.get(str(finish_reason)) if finish_reason is not None else None
         if status == "completed" and incomplete:
             status = "incomplete"
-        text = request.get("text") if isinstance(request.get("text"), dict) else {}
+        text: dict[str, Any] = request["text"] if isinstance(request.get("text"), dict) else {}
         return {
             "id": self.response_id,
             "object": "response",
