@@ -32,8 +32,9 @@ from gateway.api import admin, anthropic, explain, health, openai, responses
 from gateway.asgi import Receive, Scope, Send, send_error, send_json
 from gateway.auth import api_key_from, is_master_key
 from gateway.config import GatewayConfig, insecure_master_key, load_config
+from gateway.drain import Drain, DrainMiddleware
 from gateway.executor import Executor
-from gateway.health import CircuitBreakers
+from gateway.health import make_breakers
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import RequestIdMiddleware
 from gateway.reload import ConfigWatcher
@@ -49,12 +50,20 @@ HOT_ROUTES = {**openai.HOT_ROUTES, **anthropic.HOT_ROUTES, **responses.HOT_ROUTE
 class GatewayApp(FastAPI):
     """FastAPI for the admin API, health, docs and explain; the model routes (OpenAI's, Anthropic's
     Messages, OpenAI's Responses) go straight to their ASGI handlers (:data:`HOT_ROUTES`) with no
-    framework code in between."""
+    framework code in between. Every HTTP request passes the drain's tracker first (``gateway.drain``)."""
+
+    tracked: DrainMiddleware | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
-            return
+        elif self.tracked is not None:
+            await self.tracked(scope, receive, send)
+        else:
+            await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One HTTP request: a hot route's handler, or FastAPI; never an exception out of it."""
         state: GatewayState | None = getattr(self.state, "gateway", None)
         handler = HOT_ROUTES.get((scope["method"], scope["path"]))
         started = False
@@ -145,6 +154,7 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
         config = load_config(config_path)
     path = Path(config_path) if config_path is not None else None
     initial = config
+    drain = Drain(config.server.drain_timeout_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -159,12 +169,13 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
             log.error("cannot start: %s", exc)
             await close_all(runtime)
             raise
-        breakers = CircuitBreakers(initial.circuit_breaker.failure_threshold, initial.circuit_breaker.cooldown_s)
+        breakers = make_breakers(initial)
         state = GatewayState(
             runtime=runtime, breakers=breakers, executor=Executor(breakers, initial.retries),
             services=services, metrics=metrics, config_path=path,
         )
         metrics.watch(state)
+        await breakers.start()
         # Everything allocated so far (config, compiled detectors, SDK modules) lives as long as
         # the process: move it out of the collector's sight so full collections stay short.
         gc.collect()
@@ -184,6 +195,7 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
             try:
                 await close_all(state.runtime)
             finally:
+                await breakers.aclose()
                 await services.aclose()
 
     app = GatewayApp(
@@ -202,6 +214,8 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
     app.include_router(health.router)
     app.include_router(admin.router)
     _install_error_handlers(app)
+    app.state.drain = drain
+    app.tracked = DrainMiddleware(app.dispatch, drain)  # every request, hot or not, known to the drain
     app.add_middleware(RequestIdMiddleware)
     return app
 

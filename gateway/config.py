@@ -43,6 +43,10 @@ class ServerConfig(Strict):
     workers: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     reload_interval_s: float = Field(default=1.0, gt=0)  # how often the config file is checked
+    # After SIGTERM, in-flight requests and streams get this long to finish; the rest are ended
+    # with an OpenAI-shaped error (gateway.drain). Read at start. ``graceful_shutdown_s`` is the
+    # older name of the same setting and is honoured when ``drain_timeout_s`` is not given.
+    drain_timeout_s: float = Field(default=30.0, ge=0)
     graceful_shutdown_s: float = Field(default=30.0, ge=0)
     body_idle_timeout_s: float = Field(default=15.0, gt=0)  # the longest pause while a request body arrives
     body_timeout_s: float = Field(default=120.0, gt=0)  # the longest a whole request body may take
@@ -67,6 +71,13 @@ class ServerConfig(Strict):
             except ValueError as exc:
                 raise ValueError(f"not a network: {network!r} ({exc})") from None
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_drain_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "graceful_shutdown_s" in data and "drain_timeout_s" not in data:
+            return {**data, "drain_timeout_s": data["graceful_shutdown_s"]}
+        return data
 
 
 class Budget(Strict):
@@ -97,6 +108,10 @@ class RetryConfig(Strict):
 class CircuitBreakerConfig(Strict):
     failure_threshold: int = Field(default=5, ge=1)  # consecutive failures that open the circuit
     cooldown_s: float = Field(default=30.0, gt=0)
+    # With redis_url set, breaker state is shared by every replica (gateway.health_sync); the
+    # request path never waits for Redis: it reads a local copy refreshed every sync_interval_s.
+    shared: bool = True
+    sync_interval_s: float = Field(default=0.5, gt=0, le=60)
 
 
 class LedgerConfig(Strict):
@@ -176,6 +191,7 @@ class GatewayConfig(Strict):
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+ENV_REFERENCE = _ENV_REF  # ``${NAME}`` / ``${NAME:-default}``; group 1 is the variable's name
 
 
 def interpolate_env(text: str, environ: Mapping[str, str] | None = None, *, source: str = "<config>") -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from core.errors import GatewayError
+from core.errors import GatewayError, ShuttingDown, UpstreamError
 from core.literals import Endpoint
 from core.wire import TokenUsage
 from gateway.accounting import Admitted, cost_usd, ledger_row
@@ -90,11 +90,13 @@ class Exchange:
             profile = self.runtime.profiles[deployment]
             if walk.answered:
                 status = 200 if ending.error is None else ending.error.status
-                if ending.error is not None and ending.error.retryable and getattr(ending.error, "backend_fault", False):
+                if isinstance(ending.error, UpstreamError) and ending.error.backend_fault:
                     self.state.breakers.record_failure(deployment)  # a stream that broke mid-way
                 error_type = None
-            else:  # the client left while this deployment was working on it
+            elif ending.client_gone:  # the client left while this deployment was working on it
                 status, error_type = CLIENT_CLOSED, "client_closed"
+            else:  # the server ended it (the drain deadline) while this deployment was working on it
+                status, error_type = ShuttingDown.status, ShuttingDown.code
             usage = accountant.usage_of(
                 ending.reported_usage, self.sent, ending.text, profile.model, self.output_limit, deployment
             )

@@ -19,6 +19,7 @@ from core.errors import (
     GatewayError,
     ModelNotFound,
     NoPermittedDeployment,
+    ShuttingDown,
     error_body,
 )
 from core.literals import Endpoint, Sensitivity
@@ -238,8 +239,11 @@ async def _answer_stream(exchange: Exchange, incoming: Incoming, send: Send, dia
         if aclose is not None:
             await aclose()
         reported = meter.usage or getattr(opened.rest, "usage", None)
+        error = meter.error
+        if error is None and not meter.completed and not client_gone:  # ended by the server (the drain deadline)
+            error = ShuttingDown("This Switchyard replica is shutting down and ended the stream.")
         await exchange.finish(Ending(
-            reported_usage=reported, text=meter.generated_text(), error=meter.error, client_gone=client_gone,
+            reported_usage=reported, text=meter.generated_text(), error=error, client_gone=client_gone,
             ttft_ms=meter.ttft_ms, streamed=True,
         ))
 

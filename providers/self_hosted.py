@@ -82,4 +82,4 @@ class SelfHostedProvider(OpenAICompatibleProvider):
         await self.root.aclose()
 
     def _to_upstream(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {**body, "model": self.preset.upstream_model or self.config.model}
+        return {**super()._to_upstream(body), "model": self.preset.upstream_model or self.config.model}

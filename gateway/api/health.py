@@ -21,6 +21,10 @@ async def healthz() -> Response:
 @router.get("/readyz", tags=["health"])
 async def readyz(request: Request) -> Response:
     """Config loaded and every configured dependency (database, Redis) reachable."""
+    drain = getattr(request.app.state, "drain", None)
+    if (drain is not None and drain.draining) or getattr(request.app.state, "draining", False):
+        # Answered at once, on any connection: a load balancer must stop sending here.
+        return json_response({"status": "draining", "checks": {"draining": "true"}}, status=503)
     state = request.app.state.gateway
     checks: dict[str, Any] = {"config": "ok"}
     ready = True
@@ -42,9 +46,6 @@ async def readyz(request: Request) -> Response:
     backends = await probe_backends(state)
     if backends:
         checks["backends"] = backends  # reported, not gating: one backend down leaves the gateway useful
-    if getattr(request.app.state, "draining", False):
-        checks["draining"] = "true"
-        ready = False
     return json_response({"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503)
 
 
