@@ -63,6 +63,9 @@ HOSTED_MODELS = {
     "huggingface": ("huggingface/meta-llama/Llama-3.1-8B-Instruct", "/v1", {}),
     "perplexity": ("perplexity/sonar", "", {}),
 }
+# Fireworks declares tool support per model: the tool scenario needs a name litellm knows does tools.
+TOOL_MODELS = {"fireworks": "fireworks_ai/accounts/fireworks/models/llama-v3p3-70b-instruct"}
+TOOLLESS = ("perplexity",)  # Perplexity's API has no function calling: the gateway says so before calling it
 BACKEND_OF = {model: backend for backend, (model, _, _) in HOSTED_MODELS.items()}
 BACKENDS = (*SELF_HOSTED, *HOSTED_COMPATIBLE, *HOSTED_MODELS)
 
@@ -83,6 +86,8 @@ def deployment(fake: WireUpstream, backend: str, scenario: str) -> dict[str, Any
     else:
         model, suffix, params = HOSTED_MODELS[backend]
         fields = _hosted(model, suffix, **params)(fake, scenario)
+        if scenario == "tool" and backend in TOOL_MODELS:  # litellm looks tool support up by the exact name
+            fields.update(model=TOOL_MODELS[backend], headers={"x-fake-scenario": "tool"})
     return {"name": f"{backend}-{scenario}", "capabilities": ["chat", "tools"], "context_window": 4096,
             "timeouts": {"connect": 2, "first_byte": 10, "read": 10}, **fields}
 
@@ -152,7 +157,14 @@ async def test_stream_without_usage(sdk: openai.AsyncOpenAI, backend: str) -> No
     assert not any(c.usage for c in chunks)  # not asked for: not shown
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", TOOLLESS)
+async def test_tools_refused_where_the_api_has_none(sdk: openai.AsyncOpenAI, backend: str) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.chat.completions.create(model=f"{backend}-tool", messages=MESSAGES, tools=TOOLS, max_tokens=50)
+    assert caught.value.param == "tools"
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b not in TOOLLESS])
 async def test_tool_call(sdk: openai.AsyncOpenAI, backend: str) -> None:
     answer = await sdk.chat.completions.create(model=f"{backend}-tool", messages=MESSAGES, tools=TOOLS, max_tokens=50)
     call = answer.choices[0].message.tool_calls[0]
@@ -160,7 +172,7 @@ async def test_tool_call(sdk: openai.AsyncOpenAI, backend: str) -> None:
     assert answer.choices[0].finish_reason == "tool_calls"
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b not in TOOLLESS])
 async def test_tool_call_streamed(sdk: openai.AsyncOpenAI, backend: str) -> None:
     stream = await sdk.chat.completions.create(model=f"{backend}-tool", messages=MESSAGES, tools=TOOLS, max_tokens=50,
                                                stream=True)

@@ -10,13 +10,13 @@ import yaml
 
 from gateway.config import parse_config
 from tests.helpers import ROOT
-from tests.providers.test_backend_matrix import BACKENDS, CONTEXT_BACKENDS, RATE_BACKENDS, AUTH_BACKENDS
+from tests.providers.test_backend_matrix import AUTH_BACKENDS, BACKENDS, CONTEXT_BACKENDS, RATE_BACKENDS, TOOLLESS
 
 DOC = ROOT / "docs" / "providers.md"
 REF = re.compile(r"`(tests/[\w/]+\.py)::(\w+)(?:\[([\w-]+)\])?`")
 PARAMETRIZED = {  # the matrix test's parameter lists, by test
     "test_context_length_error": CONTEXT_BACKENDS, "test_rate_limit_error": RATE_BACKENDS,
-    "test_backend_refusing_the_key": AUTH_BACKENDS,
+    "test_backend_refusing_the_key": AUTH_BACKENDS, "test_tools_refused_where_the_api_has_none": TOOLLESS,
 }
 
 
