@@ -32,6 +32,7 @@ from gateway.api import admin, anthropic, explain, health, openai, responses
 from gateway.asgi import Receive, Scope, Send, send_error, send_json
 from gateway.auth import api_key_from, is_master_key
 from gateway.config import GatewayConfig, insecure_master_key, load_config
+from gateway.dialects.anthropic import AnthropicDialect
 from gateway.drain import Drain, DrainMiddleware
 from gateway.executor import Executor
 from gateway.health import make_breakers
@@ -246,6 +247,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         else:
             err = GatewayError(str(exc.detail), status=exc.status_code, code="http_error")
             err.type = "invalid_request_error" if exc.status_code < 500 else "api_error"
+        if request.url.path.startswith("/v1/messages"):  # e.g. a GET: still Anthropic's shape there
+            return Response(AnthropicDialect().error(err), status_code=exc.status_code, media_type="application/json")
         return Response(error_body(err), status_code=exc.status_code, media_type="application/json")
 
     @app.exception_handler(Exception)

@@ -262,3 +262,8 @@ async def test_upstream_failure_is_anthropic_shaped(tmp_path: Path) -> None:
     finally:
         await dead.stop()
     assert response.status_code == 502 and response.json()["error"]["type"] == "api_error"
+
+
+async def test_wrong_method_on_the_messages_route_is_anthropic_shaped(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.get("/v1/messages")
+    assert response.status_code == 405 and response.json()["type"] == "error"
