@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata as md
+import math
 import os
 import platform
 import subprocess
@@ -122,7 +123,7 @@ def _cpu_by_pid() -> dict[int, tuple[float, str]]:
     return out
 
 
-def others_cpu(root_pid: int, seconds: float) -> tuple[float, list[tuple[str, float]]]:
+def others_cpu(root_pid: int, seconds: float, top_n: int = 5) -> tuple[float, list[tuple[str, float]]]:
     """CPU used by every process outside ``root_pid``'s tree over ``seconds``, in % of one core,
     and the busiest of them by name. Processes that start and end inside the window are missed."""
     before = _cpu_by_pid()
@@ -137,16 +138,19 @@ def others_cpu(root_pid: int, seconds: float) -> tuple[float, list[tuple[str, fl
         if used > 0:
             by_name[name] = by_name.get(name, 0.0) + used
     top = sorted(by_name.items(), key=lambda kv: kv[1], reverse=True)
-    return sum(by_name.values()), [(n, round(p, 1)) for n, p in top[:5]]
+    return sum(by_name.values()), [(n, round(p, 1)) for n, p in top[:top_n]]
+
+
+def _rank(ordered: list[float], q: float) -> float:
+    """Nearest-rank percentile of sorted values (the 90th of 10 samples is the 9th, not the 10th)."""
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def is_quiet(samples: list[float]) -> bool:
     if not samples:
         return True
     ordered = sorted(samples)
-    median = ordered[len(ordered) // 2]
-    p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
-    return median <= QUIET_MEDIAN_PCT and p90 <= QUIET_P90_PCT
+    return _rank(ordered, 0.5) <= QUIET_MEDIAN_PCT and _rank(ordered, 0.9) <= QUIET_P90_PCT
 
 
 class LoadWatch:
@@ -187,7 +191,7 @@ def summarise_load(samples: list[float], top: dict[str, float]) -> dict[str, obj
     ordered = sorted(samples)
 
     def pick(q: float) -> float | None:
-        return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else None
+        return _rank(ordered, q) if ordered else None
 
     return {
         "samples": len(samples),
