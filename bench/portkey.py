@@ -32,6 +32,9 @@ from bench.procs import Service, Services, free_port, port_open
 from bench.targets import UPSTREAM_KEY, Target
 
 PORTKEY_VERSION = "1.15.2"
+# V8 compiles the hot path after some thousands of requests: measured on this machine, Portkey's
+# req/s after a 1 s warm-up at 50 connections was a quarter of what it is after 8 s.
+WARMUP_S = 10.0
 PORTKEY_DIR = Path(__file__).resolve().parent / ".portkey"
 PRELOAD = Path(__file__).resolve().parent / "portkey_preload.mjs"
 _PACKAGE = PORTKEY_DIR / "node_modules" / "@portkey-ai" / "gateway"
@@ -126,6 +129,7 @@ def start_portkey(services: Services, run_dir: Path, nginx_base: str, stream_bas
                "x-portkey-custom-host": nginx_base}
     return Target("portkey", f"{base}/chat/completions", f"{base}/embeddings", f"{base}/chat/completions",
                   headers=headers, stream_extra_headers={"x-portkey-custom-host": stream_base}, service=service,
+                  min_warmup_s=WARMUP_S,
                   note=f"@portkey-ai/gateway {portkey_version() or '?'} (@hono/node-server {_installed('@hono/node-server')}) "
                        f"on Node {node_version(node).lstrip('v')}, --headless, one process; provider and upstream named "
                        "per request in headers; bench/portkey_preload.mjs binds it to 127.0.0.1 and makes upstream "

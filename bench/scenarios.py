@@ -140,7 +140,8 @@ class Bench:
         for target in self.targets:
             try:
                 if target in self.usable([target], "chat"):
-                    self.wrk_run(target, target.chat_url, self.chat_body(target), 50, self.plan.warmup_s)
+                    seconds = max(self.plan.warmup_s, target.min_warmup_s)
+                    self.wrk_run(target, target.chat_url, self.chat_body(target), 50, seconds)
                 if target in self.usable([target], "embed"):
                     self.wrk_run(target, target.embed_url, self.embed_body(target), 10, 1)
             except Exception as exc:  # noqa: BLE001

@@ -45,6 +45,7 @@ class Target:
     service: Service | None = None  # the proxy process (None for direct)
     note: str = ""
     stream_extra_headers: dict[str, str] = field(default_factory=dict)  # over ``headers``, for streams only
+    min_warmup_s: float = 0.0  # a JIT-compiled peer (Node) needs longer than the plan's warm-up to reach speed
 
     @property
     def stream_headers(self) -> dict[str, str]:
