@@ -115,7 +115,7 @@ def _median(values: list[float]) -> float | None:
     return round(statistics.median(values), 1) if values else None
 
 
-def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:  # noqa: ANN401
+def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     pythons = [p.strip() for p in args.pythons.split(",") if p.strip()]
     unknown = [s for s in servers if s not in SERVERS]
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:  # noqa: 
     for minor in pythons:
         try:
             python = ensure_venv(minor, run_dir / f"venv-{minor}.log")
-        except Exception as exc:  # noqa: BLE001 - measure the others
+        except Exception as exc:
             for server in servers:
                 results["unavailable"][f"{server}-py{minor}"] = str(exc)[:300]
             log(f"Python {minor}: not available ({exc})")
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:  # noqa: 
             try:
                 targets[combo] = start_switchyard(services, run_dir, nginx, nginx, variant=VARIANTS["features-redis"],
                                                   python=combo.executable, server=combo.server, label=combo.label)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 results["unavailable"][combo.label] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
                 log(f"{combo.label}: not available ({results['unavailable'][combo.label]})")
                 continue
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:  # noqa: 
                 target = targets[combo]
                 try:
                     res = bench.wrk_run(target, target.chat_url, bench.chat_body(target), 50)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     res = {"failed": f"{type(exc).__name__}: {exc}"[:300]}
                 results["combos"][combo.label]["runs"].append(res)
                 log(f"  [r{r + 1}] {combo.label:<18} rps={res.get('rps')} cpu_us={res.get('cpu_us_per_req')} "

@@ -47,5 +47,7 @@ def test_quiet_means_a_low_median_and_a_low_90th_percentile() -> None:
     assert not is_quiet([20.0] * 10)  # median too high
     assert not is_quiet([1.0] * 8 + [60.0, 60.0])  # bursts in 20% of the samples
     summary = summarise_load([3.0, 1.0, 2.0], {"python": 4.0, "nginx": 6.0})
-    assert summary["median_pct"] == 2.0 and summary["max_pct"] == 3.0 and summary["quiet"] is True
+    assert summary["median_pct"] == 2.0
+    assert summary["max_pct"] == 3.0
+    assert summary["quiet"] is True
     assert summary["busiest"] == [("nginx", 6.0)]  # under 5% is not named

@@ -92,7 +92,8 @@ def test_the_report_puts_the_targets_first_and_portkey_beside_litellm() -> None:
     text = render(results())
     assert text.index("## Summary") < text.index("## Targets (issue 12)") < text.index("## Machine")
     assert "Goals (issue 5)" not in text
-    assert "3.00x Portkey's gateway" in text and "30.00x the LiteLLM proxy" in text
+    assert "3.00x Portkey's gateway" in text
+    assert "30.00x the LiteLLM proxy" in text
     chat_table = text.split("## Small non-stream chat", 1)[1].split("##", 1)[0]
     lines = [ln for ln in chat_table.splitlines() if ln.startswith("| `")]
     assert [ln.split("`")[1] for ln in lines][-2:] == ["litellm", "portkey"]
@@ -103,9 +104,12 @@ def test_the_report_puts_the_targets_first_and_portkey_beside_litellm() -> None:
 def test_a_busy_machine_is_said_at_the_top_and_a_quiet_one_is_not_flagged() -> None:
     busy = render(results(others=BUSY))
     head = busy.split("## Summary", 1)[0]
-    assert "Taken on a busy machine" in head and "median 150% of one core" in head and "python 180%" in head
+    assert "Taken on a busy machine" in head
+    assert "median 150% of one core" in head
+    assert "python 180%" in head
     quiet = render(results())
-    assert "busy machine" not in quiet and "Machine: **quiet**" in quiet
+    assert "busy machine" not in quiet
+    assert "Machine: **quiet**" in quiet
 
 
 def test_re_rendering_the_file_keeps_the_sections_other_benchmarks_own(tmp_path: Path) -> None:
@@ -115,9 +119,12 @@ def test_re_rendering_the_file_keeps_the_sections_other_benchmarks_own(tmp_path:
     write_section(out, "server-experiments", "## Servers\n\ngranian 1.1x\n")
     _write(out, render(results()))
     text = out.read_text()
-    assert "old figures" not in text and "## Targets (issue 12)" in text
-    assert text.count("<!-- detector-bench:start -->") == 1 and "worst case 826 µs/KB" in text
-    assert text.count("<!-- server-experiments:start -->") == 1 and "granian 1.1x" in text
+    assert "old figures" not in text
+    assert "## Targets (issue 12)" in text
+    assert text.count("<!-- detector-bench:start -->") == 1
+    assert "worst case 826 µs/KB" in text
+    assert text.count("<!-- server-experiments:start -->") == 1
+    assert "granian 1.1x" in text
     _write(out, render(results()))
     assert out.read_text() == text  # idempotent
 
@@ -125,5 +132,7 @@ def test_re_rendering_the_file_keeps_the_sections_other_benchmarks_own(tmp_path:
 def test_a_section_is_replaced_in_place_and_both_helper_names_agree() -> None:
     once = replace_section("# Report\n\nbody\n", "tracing-cost", "cost 1")
     twice = replace_section(once + "\nafter\n", "tracing-cost", "cost 2")
-    assert "cost 1" not in twice and "cost 2" in twice and twice.endswith("after\n")
+    assert "cost 1" not in twice
+    assert "cost 2" in twice
+    assert twice.endswith("after\n")
     assert keep_sections(twice, "# New\n") == carry_sections(twice, "# New\n")

@@ -25,7 +25,8 @@ def test_one_table_gives_the_4kb_p99_and_the_slope_beyond_4kb() -> None:
     figures = parse(ONE_TABLE)
     assert figures["p99_ms_at_4kb"] == 0.271
     assert figures["us_per_kb_beyond_4kb"] == pytest.approx((5.775 - 0.207) * 1000 / 252, abs=0.01)
-    assert figures["largest_kb"] == 256 and figures["python"] == "CPython 3.11.7"
+    assert figures["largest_kb"] == 256
+    assert figures["python"] == "CPython 3.11.7"
     assert [r["kb"] for r in figures["rows"]] == [1, 4, 64, 256]
 
 
