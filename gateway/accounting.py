@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from core.errors import AdmissionUnavailable, BudgetExceeded, GatewayError, RateLimited
 from core.literals import Endpoint
 from core.wire import TokenUsage, read_usage
@@ -103,8 +105,9 @@ class Admitted:
     output_cap: int | None = None
     prompt_bound: int = 0
 
-    def headers(self) -> dict[str, str]:
-        return self.ticket.headers() if self.ticket is not None else {}
+    def headers(self, cost: Decimal | None = None) -> dict[str, str]:
+        """Rate-limit and budget-remaining headers (``cost``: this request's, when known before the body)."""
+        return self.ticket.headers(cost) if self.ticket is not None else {}
 
 
 class Accountant:
@@ -278,10 +281,12 @@ def ledger_row(
     fallbacks: int = 0,
     error: GatewayError | None = None,
     error_type: str | None = None,
+    project_tag: str | None = None,
 ) -> dict[str, Any]:
     """One ledger row, as the writer stores it (every column, typed: it skips re-validation)."""
     profile = runtime.profiles.get(deployment)
     usage = usage or TokenUsage()
+    user = body.get("user")
     return {
         "id": os.urandom(16).hex(),  # the idempotency key of journal replays
         "ts": datetime.now(UTC),
@@ -306,4 +311,13 @@ def ledger_row(
         "error_type": error_type or (error.code if error is not None else None),
         "streamed": streamed,
         "fallbacks": fallbacks,
+        # attribution (reports group by each)
+        "end_user": user[:256] if isinstance(user, str) and user else None,
+        "key_tags": key_tags_text(caller.tags),
+        "project_tag": project_tag[:200] if project_tag else None,
     }
+
+
+def key_tags_text(tags: frozenset[str] | tuple[str, ...]) -> str | None:
+    """A key's tags as the ledger stores them: a sorted JSON array, or None for none."""
+    return orjson.dumps(sorted(tags)).decode() if tags else None

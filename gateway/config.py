@@ -83,6 +83,23 @@ class ServerConfig(Strict):
 class Budget(Strict):
     usd: Decimal = Field(ge=0)
     period: Literal["daily", "weekly", "monthly", "total"] = "monthly"
+    alert_thresholds: list[int] | None = None  # percent of the budget; None: alerts.thresholds
+
+    @field_validator("alert_thresholds")
+    @classmethod
+    def _thresholds(cls, value: list[int] | None) -> list[int] | None:
+        return check_thresholds(value)
+
+
+def check_thresholds(value: list[int] | None) -> list[int] | None:
+    """Alert thresholds: whole percents from 1 to 1000, each once; returned sorted."""
+    if value is None:
+        return None
+    if any(not 1 <= t <= 1000 for t in value):
+        raise ValueError("alert thresholds are whole percents between 1 and 1000")
+    if len(set(value)) != len(value):
+        raise ValueError("alert thresholds must not repeat")
+    return sorted(value)
 
 
 class Limits(Strict):
@@ -120,6 +137,41 @@ class LedgerConfig(Strict):
     spool_dir: str = "./spool"
 
 
+class ReportingConfig(Strict):
+    """Finance reports: savings are measured against ``reference_model``'s prices."""
+
+    reference_model: str | None = None  # a deployment name or a model in litellm's price map
+
+
+class AlertsConfig(Strict):
+    """Budget alerts: a signed JSON POST to ``webhook_url`` once per threshold, subject and budget period."""
+
+    webhook_url: str | None = None  # None: alerts are recorded (GET /admin/alerts) but not posted
+    secret: SecretStr | None = None  # HMAC-SHA256 key of the x-switchyard-signature header
+    thresholds: list[int] = Field(default_factory=lambda: [50, 80, 100])  # percent of each budget
+    max_attempts: int = Field(default=6, ge=1, le=20)
+    timeout_s: float = Field(default=5.0, gt=0)
+    backoff_s: float = Field(default=1.0, gt=0)  # doubles after every failed attempt
+    check_interval_s: float = Field(default=2.0, gt=0)  # how often new spend is compared with thresholds
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, value: list[int]) -> list[int]:
+        return check_thresholds(value) or []
+
+    @field_validator("webhook_url", "secret", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class DashboardConfig(Strict):
+    """The finance dashboard at /dashboard."""
+
+    session_ttl_s: int = Field(default=8 * 3600, ge=60)
+    session_secret: SecretStr | None = None  # signs session cookies; default: derived from server.master_key
+
+
 class GatewayConfig(Strict):
     """The whole config file."""
 
@@ -137,6 +189,9 @@ class GatewayConfig(Strict):
     # Model names (routes or deployments) a reload may remove although clients used them
     # recently: naming them here says the removal is meant.
     retired_models: list[str] = Field(default_factory=list)
+    reporting: ReportingConfig = ReportingConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    dashboard: DashboardConfig = DashboardConfig()
 
     @field_validator("redis_url", mode="before")
     @classmethod
@@ -178,6 +233,14 @@ class GatewayConfig(Strict):
             if project.name in project_names:
                 errors.append(f"projects[{p}].name: duplicate project name '{project.name}'")
             project_names.add(project.name)
+        reference = self.reporting.reference_model
+        if reference and reference not in names:
+            from gateway.costmap import (
+                cost_entry,  # reads litellm's price map only when it is needed
+            )
+
+            if cost_entry(reference) is None:
+                errors.append(f"reporting.reference_model: '{reference}' is neither a deployment nor a model in litellm's price map")
         if errors:
             raise ValueError("\n".join(errors))
         return self

@@ -57,6 +57,7 @@ class Exchange:
     admitted: Admitted
     walk: Walk = field(default_factory=Walk)
     started: float = field(default_factory=time.perf_counter)
+    project_tag: str | None = None  # the caller's x-switchyard-project-tag, for the ledger
     finished: bool = False
     cost: Decimal = Decimal(0)
 
@@ -128,5 +129,5 @@ class Exchange:
         return ledger_row(
             request_id=self.request_id, caller=self.caller, body=self.body, plan=self.plan, runtime=self.runtime,
             deployment=deployment, usage=usage, cost=cost, status=status, latency_ms=latency_ms, ttft_ms=ttft_ms,
-            streamed=streamed, fallbacks=fallbacks, error=error, error_type=error_type,
+            streamed=streamed, fallbacks=fallbacks, error=error, error_type=error_type, project_tag=self.project_tag,
         )

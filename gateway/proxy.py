@@ -20,7 +20,6 @@ from core.errors import (
     ModelNotFound,
     NoPermittedDeployment,
     ShuttingDown,
-    error_body,
 )
 from core.literals import Endpoint, Sensitivity
 from core.wire import CHECKS, reply_text
@@ -36,6 +35,7 @@ from gateway.auth import Caller
 from gateway.dialects import OPENAI, Dialect
 from gateway.exchange import Ending, Exchange
 from gateway.refusals import NO_RETRY, refusal_for
+from gateway.roles import require
 from gateway.runtime import Runtime
 from gateway.sse import EventStreamResponse
 from gateway.state import GatewayState
@@ -46,6 +46,7 @@ from routing.types import Plan, RoutingRequest
 
 HINT_HEADERS = {"sensitivity": "x-switchyard-sensitivity", "task": "x-switchyard-task"}
 HINT_PREFIX = "x-switchyard-"
+PROJECT_TAG = "x-switchyard-project-tag"
 
 _CALLS: dict[str, Callable[[dict[str, Any]], Callable[[Provider], Awaitable[Reply]]]] = {
     "chat": lambda body: lambda p: p.chat(body),
@@ -79,6 +80,7 @@ async def serve(
 async def open_exchange(state: GatewayState, incoming: Incoming, endpoint: Endpoint, dialect: Dialect = OPENAI) -> Exchange:
     """Everything before a backend is called; raises the GatewayError a refusal is."""
     caller = await state.authenticate(incoming.headers, incoming.client_host)
+    require(caller, incoming.scope["method"], incoming.scope["path"])
     runtime = state.runtime
     state.accountant.precheck(caller, runtime)
     body = dialect.to_openai(await incoming.json(runtime.body_limits))
@@ -91,7 +93,18 @@ async def open_exchange(state: GatewayState, incoming: Incoming, endpoint: Endpo
     return Exchange(
         state=state, runtime=runtime, request_id=incoming.request_id, caller=caller, endpoint=endpoint,
         body=body, sent=upstream_body(body, admitted.output_cap), plan=plan, admitted=admitted,
+        project_tag=project_tag(incoming.headers, body),
     )
+
+
+def project_tag(headers: dict[str, str], body: dict[str, Any]) -> str | None:
+    """The ``x-switchyard-project-tag`` hint (header, or the same key in ``metadata``) the ledger records."""
+    tag = headers.get(PROJECT_TAG)
+    if not tag:
+        metadata = body.get("metadata")
+        value = metadata.get(PROJECT_TAG) if isinstance(metadata, dict) else None
+        tag = value if isinstance(value, str) else None
+    return tag[:200] if tag else None
 
 
 def routing_request(
@@ -133,8 +146,9 @@ def upstream_body(body: dict[str, Any], output_cap: int | None) -> dict[str, Any
     return sent
 
 
-def response_headers(exchange: Exchange) -> dict[str, str]:
-    """``x-request-id``, where and why the request went, and the caller's limits."""
+def response_headers(exchange: Exchange, cost: Decimal | None = None) -> dict[str, str]:
+    """``x-request-id``, where and why the request went, and the caller's limits and budget left
+    (after ``cost``, when it is known before the body)."""
     plan = exchange.plan
     headers = {
         "x-request-id": exchange.request_id,
@@ -148,7 +162,7 @@ def response_headers(exchange: Exchange) -> dict[str, str]:
     if exchange.walk.current is not None:
         headers["x-switchyard-deployment"] = exchange.walk.current
         headers["x-switchyard-fallbacks"] = str(exchange.walk.fallbacks)
-    headers.update(exchange.admitted.headers())
+    headers.update(exchange.admitted.headers(cost))
     return headers
 
 
@@ -200,7 +214,7 @@ async def _answer_json(exchange: Exchange, incoming: Incoming, send: Send, diale
         raise
     watch.stop()
     cost = await exchange.finish(Ending(reported_usage=reply.usage, text=reply_text(reply.data)))
-    headers = response_headers(exchange)
+    headers = response_headers(exchange, cost)
     headers["x-switchyard-cost-usd"] = format_usd(cost)
     await send_json(send, 200, dialect.reply(reply.data, reply.body), headers)
 

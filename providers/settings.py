@@ -11,10 +11,12 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from core.literals import Capability, Locality
+from core.literals import Capability, Level, Locality
 from core.strict import Strict
 
-ProviderName = Literal["llamacpp", "openai_compatible", "litellm"]
+ProviderName = Literal["llamacpp", "openai_compatible", "litellm", "vllm", "ollama", "llamacpp_server", "tgi", "lmstudio"]
+SELF_HOSTED_PRESETS = ("vllm", "ollama", "llamacpp_server", "tgi", "lmstudio")  # providers/presets.py
+ModelKind = Literal["base", "instruct", "embedding"]
 
 
 class Timeouts(Strict):
@@ -56,8 +58,15 @@ class DeploymentConfig(Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     context_window: int = Field(default=8192, ge=1)
     capabilities: list[Capability] = Field(default_factory=lambda: ["chat", "completions"])
+    # base: a pretrained model that continues text (completions only, never chat or messages);
+    # instruct: answers turns; embedding: vectors only
+    kind: ModelKind = "instruct"
     quality: int = Field(default=3, ge=1, le=5)
     latency_ms: float | None = Field(default=None, ge=0)  # hint for the "fastest" objective
+    # the least sensitivity a request with content no detector can read (images, audio, binary
+    # files, undecodable token ids) is treated as on this deployment; confidential keeps it off
+    # hosted deployments, public lets it through
+    unscannable: Level = "confidential"
     pricing: Pricing = Pricing()
     timeouts: Timeouts = Timeouts()
     max_connections: int = Field(default=1024, ge=1)  # concurrent upstream requests (streams hold one each)
@@ -93,6 +102,8 @@ class DeploymentConfig(Strict):
     def is_enabled(self) -> bool:
         if self.enabled is not None:
             return self.enabled
-        if self.provider == "litellm" and self.api_key is not None and not self.api_key.get_secret_value():
+        # A hosted API whose key is configured but empty (``${KEY:-}`` unset) stays off.
+        if (self.provider == "litellm" or self.locality == "hosted") and self.api_key is not None \
+                and not self.api_key.get_secret_value():
             return False
         return True

@@ -120,3 +120,23 @@ async def test_a_field_one_candidate_cannot_take_moves_on_to_one_that_can(tmp_pa
     assert upstream.records[-1]["body"]["reasoning_effort"] == "high"
     # when every candidate refuses it, the caller hears why, naming the field
     assert pinned.status_code == 400 and pinned.json()["error"]["param"] == "reasoning_effort"
+
+
+async def test_the_clients_own_metadata_is_forwarded_untouched_and_only_namespaced_keys_are_hints(tmp_path: Path) -> None:
+    upstream = FakeUpstream("meta")
+    await upstream.start()
+    try:
+        config = _config(tmp_path, fake_deployment("d0", upstream.base_url))
+        async with app_client(config) as client:
+            answer = await _sdk(client).chat.completions.create(
+                model="auto", messages=MESSAGES, max_tokens=4,
+                metadata={"task": "summarize-ticket", "sensitivity": "whatever", "x-switchyard-task": "summarize"},
+            )
+            explained = await client.post("/v1/route/explain", json={
+                "model": "auto", "messages": MESSAGES, "metadata": {"task": "summarize-ticket", "x-switchyard-task": "code"},
+            })
+    finally:
+        await upstream.stop()
+    assert answer.choices  # a spec-valid metadata object is no longer a 400
+    assert upstream.records[-1]["body"]["metadata"] == {"task": "summarize-ticket", "sensitivity": "whatever"}
+    assert explained.json()["signals"]["task"] == "code"  # the namespaced key is the hint
