@@ -16,14 +16,14 @@ import ctypes, os, sys, time
 if sys.argv[2] == "detach" and os.fork():
     os._exit(0)
 ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)
-end = time.monotonic() + 4.0
+end = time.monotonic() + float(sys.argv[3])
 while time.monotonic() < end:
     pass
 """
 
 
-def _burn(name: str, mode: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", BURNER, name, mode])
+def _burn(name: str, mode: str, seconds: float = 4.0) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", BURNER, name, mode, str(seconds)])
 
 
 def test_a_process_outside_the_run_is_counted_and_one_of_the_run_is_not() -> None:
@@ -51,3 +51,16 @@ def test_quiet_means_a_low_median_and_a_low_90th_percentile() -> None:
     assert summary["max_pct"] == 3.0
     assert summary["quiet"] is True
     assert summary["busiest"] == [("nginx", 6.0)]  # under 5% is not named
+
+
+def test_require_quiet_refuses_to_start_when_the_machine_stays_busy(tmp_path, capsys) -> None:  # noqa: ANN001
+    from bench.__main__ import main
+
+    burners = [_burn(f"sy-burn-{i}", "detach", seconds=8.0) for i in range(2)]  # two spinning cores, not of this run
+    for burner in burners:
+        burner.wait(timeout=10)
+    out = tmp_path / "benchmarks.md"
+    status = main(["--quick", "--require-quiet", "--quiet-timeout", "0", "--out", str(out)])
+    assert status == 3
+    assert not out.exists()  # nothing was started, nothing written
+    assert "refusing to start: the machine stayed busy" in capsys.readouterr().err
