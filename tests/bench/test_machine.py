@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from bench.machine import is_quiet, others_cpu, summarise_load
 
@@ -53,7 +56,7 @@ def test_quiet_means_a_low_median_and_a_low_90th_percentile() -> None:
     assert summary["busiest"] == [("nginx", 6.0)]  # under 5% is not named
 
 
-def test_require_quiet_refuses_to_start_when_the_machine_stays_busy(tmp_path, capsys) -> None:  # noqa: ANN001
+def test_require_quiet_refuses_to_start_when_the_machine_stays_busy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from bench.__main__ import main
 
     burners = [_burn(f"sy-burn-{i}", "detach", seconds=8.0) for i in range(2)]  # two spinning cores, not of this run
