@@ -182,10 +182,12 @@ class Accountant:
             ) if any(p.prices.input_per_mtok for p in profiles) else plan.signals.prompt_tokens
         else:
             prompt = plan.signals.prompt_tokens
-        fixed = max((cost_usd(p.prices, TokenUsage(prompt, 0)) for p in profiles), default=Decimal(0))
+        # the priciest candidate's input and output prices: a fallback may land anywhere in the plan
+        input_price = max((exact_prices(p.prices)[0] for p in profiles), default=Decimal(0))
+        fixed = prompt * input_price / _MTOK
         output = None
         if endpoint != "embeddings":
-            unit = max((cost_usd(p.prices, TokenUsage(0, choices)) for p in profiles), default=Decimal(0))
+            unit = choices * max((exact_prices(p.prices)[2] for p in profiles), default=Decimal(0)) / _MTOK
             units = asked if asked is not None else cap
             assert units is not None
             output = OutputClaim(unit, max_units=units, min_units=units if asked is not None else 1, tokens_per_unit=choices)

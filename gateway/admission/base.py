@@ -115,6 +115,7 @@ def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=4096)
 def usd_to_nanos(usd: Decimal | int | str, *, round_up: bool) -> int:
     """USD -> integer nano-dollars; reservations and spend round up, budgets round down."""
     amount = Decimal(usd) * NANOS
