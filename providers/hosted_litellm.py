@@ -33,6 +33,7 @@ from core.errors import (
 )
 from providers import openai_shapes as shapes
 from providers.base import Reply
+from providers.propagation import ATTEMPT_HEADERS
 from providers.settings import DeploymentConfig
 
 # Request fields that belong to the gateway (or to litellm's own logging), not to the backend.
@@ -138,6 +139,9 @@ class LiteLLMProvider:
             kwargs["api_key"] = self.config.api_key.get_secret_value()
         if self.config.headers:
             kwargs["extra_headers"] = {**self.config.headers, **(kwargs.get("extra_headers") or {})}
+        trace_headers = ATTEMPT_HEADERS.get()
+        if trace_headers:
+            kwargs["extra_headers"] = {**(kwargs.get("extra_headers") or {}), **trace_headers}
         kwargs["timeout"] = _timeout(self.config)
         kwargs.update(self.config.litellm_params)
         return kwargs
