@@ -34,12 +34,14 @@ from gateway.auth import api_key_from, is_master_key
 from gateway.config import GatewayConfig, insecure_master_key, load_config
 from gateway.executor import Executor
 from gateway.health import CircuitBreakers
+from gateway.logs import remember_secrets
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import RequestIdMiddleware
 from gateway.reload import ConfigWatcher
 from gateway.runtime import build_runtime, close_all, warm_up
 from gateway.services import StartupError, start_services
 from gateway.state import GatewayState
+from gateway.telemetry import start_telemetry
 
 log = logging.getLogger("switchyard")
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json"})
@@ -135,8 +137,13 @@ def _bounded(receive: Receive, limit: int) -> Receive:
     return bounded
 
 
-def create_app(config: GatewayConfig | None = None, *, config_path: str | Path | None = None, watch: bool = True) -> GatewayApp:
-    """Build the gateway from a config object or a config file (which is then watched for changes)."""
+def create_app(
+    config: GatewayConfig | None = None, *, config_path: str | Path | None = None, watch: bool = True, span_processor: Any = None
+) -> GatewayApp:
+    """Build the gateway from a config object or a config file (which is then watched for changes).
+
+    ``span_processor`` turns tracing on with that OpenTelemetry span processor (tests, benchmarks);
+    otherwise the config and the ``OTEL_*`` variables decide (``gateway.telemetry``)."""
     if config is None:
         if config_path is None:
             raise ValueError("create_app needs a config or a config_path")
@@ -146,6 +153,7 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        remember_secrets(initial)
         if insecure_master_key(initial):
             log.warning("running with the published development master key; set SWITCHYARD_MASTER_KEY in production")
         metrics = GatewayMetrics()
@@ -158,9 +166,10 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
             await close_all(runtime)
             raise
         breakers = CircuitBreakers(initial.circuit_breaker.failure_threshold, initial.circuit_breaker.cooldown_s)
+        telemetry = start_telemetry(initial, metrics, span_processor)
         state = GatewayState(
             runtime=runtime, breakers=breakers, executor=Executor(breakers, initial.retries),
-            services=services, metrics=metrics, config_path=path,
+            services=services, metrics=metrics, telemetry=telemetry, config_path=path,
         )
         metrics.watch(state)
         # Everything allocated so far (config, compiled detectors, SDK modules) lives as long as
@@ -182,7 +191,11 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
             try:
                 await close_all(state.runtime)
             finally:
-                await services.aclose()
+                try:
+                    await services.aclose()
+                finally:
+                    await metrics.aclose()
+                    await telemetry.aclose()
 
     app = GatewayApp(
         title="Switchyard",

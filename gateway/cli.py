@@ -6,13 +6,16 @@ import argparse
 import ipaddress
 import json
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from gateway import __version__
 from gateway.config import ConfigError, insecure_master_key, load_config
 
 CONFIG_ENV = "SWITCHYARD_CONFIG"
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def app_from_env():  # noqa: ANN201 - uvicorn factory
@@ -28,11 +31,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    import logging
+    import logging.config
+
     import uvicorn
 
-    from gateway.logs import configure_logging
+    from gateway.logs import logging_config, remember_secrets
 
-    configure_logging(args.log_level)
+    remember_secrets(config)
+    log_config = logging_config(config.logging, level=args.log_level, access_log=args.access_log)
+    logging.config.dictConfig(log_config)
+    log = logging.getLogger("switchyard")
     os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
@@ -53,21 +62,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    print(f"switchyard {__version__} serving on http://{host}:{port} ({workers} worker{'s' * (workers > 1)})", flush=True)
-    uvicorn.run(
-        "gateway.cli:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        log_level=args.log_level,
-        access_log=args.access_log,
-        timeout_graceful_shutdown=int(config.server.graceful_shutdown_s),
-        lifespan="on",
-    )
+    metrics_dir = _shared_metrics_dir() if workers > 1 else None
+    log.info("switchyard %s serving on http://%s:%s (%d worker%s)", __version__, host, port, workers, "s" * (workers > 1))
+    try:
+        uvicorn.run(
+            "gateway.cli:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            log_config=log_config,
+            log_level=args.log_level or config.logging.level,
+            access_log=args.access_log,
+            timeout_graceful_shutdown=int(config.server.graceful_shutdown_s),
+            lifespan="on",
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _shared_metrics_dir() -> str | None:
+    """A fresh directory for this run's worker metrics (prometheus_client's multiprocess mode), so
+    a scrape of any worker adds up all of them; None when the operator set one (it is theirs)."""
+    if os.environ.get(METRICS_DIR_ENV):
+        return None
+    directory = tempfile.mkdtemp(prefix="switchyard-metrics-")
+    os.environ[METRICS_DIR_ENV] = directory  # inherited by the worker processes before they import prometheus_client
+    return directory
 
 
 def _loopback(host: str) -> bool:
@@ -122,8 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, help="worker processes (default: server.workers)")
-    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    serve.add_argument("--access-log", action="store_true", help="log every request line")
+    serve.add_argument(
+        "--log-level", choices=["critical", "error", "warning", "info", "debug"], help="default: logging.level in the config"
+    )
+    serve.add_argument("--access-log", action="store_true", help="also uvicorn's access line per HTTP request, on stdout")
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check", help="validate a config file offline")
