@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import ipaddress
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -58,10 +59,13 @@ class GatewayApp(FastAPI):
         state: GatewayState | None = getattr(self.state, "gateway", None)
         handler = openai.HOT_ROUTES.get((scope["method"], scope["path"]))
         started = False
+        status, began = 500, time.perf_counter()
 
         async def tracking_send(message: dict[str, Any]) -> None:
-            nonlocal started
+            nonlocal started, status
             started = True
+            if message["type"] == "http.response.start":
+                status = message["status"]
             await send(message)
 
         try:
@@ -82,6 +86,9 @@ class GatewayApp(FastAPI):
                 await send_json(tracking_send, 500, internal_error_body(request_id), {"x-request-id": request_id})
             # Otherwise the error handler below has answered and logged it already; re-raising
             # would make the server drop this keep-alive connection.
+        finally:
+            if handler is None and state is not None:  # the model routes log themselves (gateway.proxy)
+                state.telemetry.served(scope, status, time.perf_counter() - began)
 
 
 def _request_id(scope: Scope) -> str:

@@ -20,7 +20,11 @@ METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 def app_from_env():  # noqa: ANN201 - uvicorn factory
     """Factory for uvicorn (``--workers N`` re-imports the app in each worker process)."""
+    import logging
+
     from gateway.app import create_app
+
+    logging.captureWarnings(True)  # warnings too go out in the configured format
 
     return create_app(config_path=os.environ[CONFIG_ENV])
 

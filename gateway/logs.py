@@ -101,7 +101,7 @@ def _url_password(url: str | None) -> str | None:
 
 
 def _builtin_detectors() -> DetectorSet:
-    global _detectors
+    global _detectors  # noqa: PLW0603 - compiled once per process, on the first line that needs it
     if _detectors is None:
         from routing.detectors import compile_detectors
         from routing.spec import SensitivityPolicy

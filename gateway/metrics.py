@@ -8,9 +8,9 @@ Several worker processes (``serve --workers N``) share one view: ``serve`` gives
 directory in ``PROMETHEUS_MULTIPROC_DIR`` and prometheus_client's multiprocess mode keeps every
 value in a per-process file there, so a scrape answered by any worker adds up all of them.
 Gauges say how they combine (in-flight requests and queues are summed over live workers, a
-breaker counts as open when it is open in any worker, budgets show the freshest reading), and
-each worker re-samples its own every :data:`SAMPLE_INTERVAL_S` so a scrape never waits on the
-others. With one process the registry is private, so several apps in one process never clash.
+breaker counts as open when it is open in any worker, budgets show the freshest reading, which
+the worker answering the scrape takes from the shared admission store), and each worker
+re-samples its own state every :data:`SAMPLE_INTERVAL_S` so a scrape never waits on the others. With one process the registry is private, so several apps in one process never clash.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -33,6 +32,7 @@ from prometheus_client import (
 from prometheus_client import values as _values
 
 if TYPE_CHECKING:
+    from gateway.config import ProjectConfig
     from gateway.state import GatewayState
 
 log = logging.getLogger("switchyard.metrics")
@@ -41,7 +41,7 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 _TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30)
 _RATE_BUCKETS = (1, 2.5, 5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 2500)
 SAMPLE_INTERVAL_S = 1.0
-BUDGET_INTERVAL_S = 5.0  # budget readings cost a store round trip per project
+BUDGET_READ_TIMEOUT_S = 2.0
 _LEDGER_OUTCOMES = ("submitted", "written", "spooled", "replayed", "rejected")
 disable_created_metrics()  # no `_created` twin of every counter: half the scrape, nothing a dashboard reads
 
@@ -133,7 +133,6 @@ class GatewayMetrics:
         )
         self._state: GatewayState | None = None
         self._seen: dict[str, float] = {}  # cumulative counters read from the state: what was added already
-        self._budgets_at = 0.0
         self._sampler: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ fed by requests
@@ -215,34 +214,34 @@ class GatewayMetrics:
             self._seen[key] = total
 
     async def refresh(self) -> None:
-        """:meth:`sample`, and every project's budget when the last reading is old enough."""
+        """Before a scrape: :meth:`sample`, and every project's budget, read from the admission
+        store (shared by every worker and replica, so the freshest reading is the true one)."""
         self.sample()
-        if self._state is not None and time.monotonic() - self._budgets_at >= BUDGET_INTERVAL_S:
-            self._budgets_at = time.monotonic()
-            await self._read_budgets(self._state)
+        state = self._state
+        if state is not None:
+            projects = [p for p in state.config.projects if p.budget is not None]
+            await asyncio.gather(*(self._read_budget(state, p) for p in projects))
 
-    async def _read_budgets(self, state: GatewayState) -> None:
+    async def _read_budget(self, state: GatewayState, project: ProjectConfig) -> None:
         from gateway.admission import Subject
 
-        for project in state.config.projects:
-            if project.budget is None:
-                continue
-            subject = Subject("project", project.name, project.budget.usd, project.budget.period)
-            try:
-                async with asyncio.timeout(2):
-                    reading = await state.admission.budget_state(subject)
-            except Exception as exc:  # noqa: BLE001 - a scrape reports what it can
-                log.debug("budget of project %s unreadable: %s", project.name, type(exc).__name__)
-                continue
-            self.budget.labels(project.name).set(float(project.budget.usd))
-            left = project.budget.usd - reading.spent_usd - reading.reserved_usd
-            self.budget_remaining.labels(project.name).set(max(0.0, float(left)))
+        assert project.budget is not None
+        subject = Subject("project", project.name, project.budget.usd, project.budget.period)
+        try:
+            async with asyncio.timeout(BUDGET_READ_TIMEOUT_S):
+                reading = await state.admission.budget_state(subject)
+        except Exception as exc:  # noqa: BLE001 - a scrape reports what it can
+            log.warning("metrics: the budget of project %s is unreadable (%s)", project.name, type(exc).__name__)
+            return
+        self.budget.labels(project.name).set(float(project.budget.usd))
+        left = project.budget.usd - reading.spent_usd - reading.reserved_usd
+        self.budget_remaining.labels(project.name).set(max(0.0, float(left)))
 
     async def _sample_forever(self) -> None:
         while True:
             try:
-                await self.refresh()
-            except Exception:
+                self.sample()
+            except Exception:  # sampling must never stop for one bad reading
                 log.exception("sampling metrics failed")
             await asyncio.sleep(SAMPLE_INTERVAL_S)
 

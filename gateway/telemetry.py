@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from routing.types import Plan
 
 CLIENT_CLOSED = 499
+UNLOGGED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes: noise in a request log
 OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
 _MAX_LOGGED_STRINGS = 200
 
@@ -169,10 +170,9 @@ class Observed:
             "project": None if caller is None else caller.project,
         }
         if exchange is not None:
-            model = exchange.body.get("model")
-            fields["model"] = model[:128] if isinstance(model, str) else None
             fields["stream"] = bool(exchange.sent.get("stream"))
-        if plan is not None:
+        if plan is not None:  # a planned request named a configured route or deployment: safe to log
+            fields["model"] = plan.requested_model
             fields["route"], fields["rule"] = plan.route, plan.rule
             fields["sensitivity"], fields["task"] = plan.signals.sensitivity.label, plan.signals.task
         if exchange is not None:
@@ -216,6 +216,20 @@ class Telemetry:
         observed = Observed(self, incoming, endpoint)
         observed.trace = tracing.begin(observed)
         return observed
+
+    def served(self, scope: dict[str, Any], status: int, seconds: float) -> None:
+        """A request-log line for a request outside the model routes (admin API, models, docs)."""
+        path = scope.get("path", "")
+        if path in UNLOGGED_PATHS or not self.request_log.isEnabledFor(logging.INFO):
+            return
+        fields = {
+            "request_id": scope.get("state", {}).get("request_id"),
+            "method": scope.get("method"),
+            "path": scrub(path),  # a path can carry anything a client typed, keys included
+            "status": status,
+            "latency_ms": round(seconds * 1000, 3),
+        }
+        self.request_log.info("request", extra={"request": fields})
 
     def bodies_logged(self, exchange: Exchange | None) -> bool:
         return (
