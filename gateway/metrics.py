@@ -195,6 +195,8 @@ class GatewayMetrics:
         self.in_flight.set(runtime.in_flight)
         for name in runtime.profiles:
             self.circuit_open.labels(name).set(0 if state.breakers.healthy(name) else 1)
+            self.fallbacks.labels(name)  # known deployments start at 0, so rate() and alerts see them at once
+            self.bad_usage.labels(name)
         ledger = getattr(state.ledger, "stats", None)
         if ledger is not None:
             for outcome in _LEDGER_OUTCOMES:
