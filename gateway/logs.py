@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import threading
-from datetime import UTC, datetime
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -101,7 +101,7 @@ def _url_password(url: str | None) -> str | None:
 
 
 def _builtin_detectors() -> DetectorSet:
-    global _detectors  # noqa: PLW0603 - compiled once per process, on the first line that needs it
+    global _detectors  # compiled once per process, on the first line that needs it
     if _detectors is None:
         from routing.detectors import compile_detectors
         from routing.spec import SensitivityPolicy
@@ -125,8 +125,23 @@ def scrub(text: str, detectors: DetectorSet | None = None) -> str:
 # ------------------------------------------------------------------------------ formatters
 
 
+_second: tuple[int, str] = (-1, "")
+
+
 def _timestamp(created: float) -> str:
-    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO 8601 in UTC with milliseconds; the part up to the second is formatted once a second."""
+    global _second  # a one-entry cache (one tuple, swapped atomically)
+    whole = int(created)
+    cached = _second
+    if cached[0] != whole:
+        cached = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{cached[1]}.{int((created - whole) * 1000):03d}Z"
+
+
+def log_request(logger: logging.Logger, fields: dict[str, Any]) -> None:
+    """One request-log line (the caller checked ``isEnabledFor(INFO)``): the record is made
+    directly, without ``Logger.info``'s walk up the stack for a caller nobody reads."""
+    logger.handle(logger.makeRecord(logger.name, logging.INFO, "", 0, "request", (), None, extra={"request": fields}))
 
 
 class JsonFormatter(logging.Formatter):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from core.errors import GatewayError
 from gateway.asgi import Incoming, Message, Send
-from gateway.logs import REQUEST_LOGGER, scrub
+from gateway.logs import REQUEST_LOGGER, log_request, scrub
 
 if TYPE_CHECKING:
     from gateway.auth import Caller
@@ -152,7 +152,7 @@ class Observed:
             telemetry.metrics.observe_decision(plan.route, plan.rule, plan.signals.sensitivity.label, plan.signals.task)
         try:
             if telemetry.request_log.isEnabledFor(logging.INFO):
-                telemetry.request_log.info("request", extra={"request": self.fields(seconds)})
+                log_request(telemetry.request_log, self.fields(seconds))
         finally:
             self.trace.end(self)
             self.exchange = None  # the exchange points here too: no cycle left behind
@@ -229,7 +229,7 @@ class Telemetry:
             "status": status,
             "latency_ms": round(seconds * 1000, 3),
         }
-        self.request_log.info("request", extra={"request": fields})
+        log_request(self.request_log, fields)
 
     def bodies_logged(self, exchange: Exchange | None) -> bool:
         return (

@@ -25,6 +25,7 @@ import asyncio
 import logging
 import os
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
@@ -42,7 +43,7 @@ from providers.propagation import ATTEMPT_HEADERS
 
 if TYPE_CHECKING:
     from gateway.config import GatewayConfig
-    from gateway.exchange import Exchange
+    from gateway.runtime import Runtime
     from gateway.telemetry import Observed
 
 log = logging.getLogger("switchyard.telemetry")
@@ -64,6 +65,7 @@ class Tracing:
         self.provider = provider
         self.tracer = provider.get_tracer("switchyard", __version__)
         self.propagator = get_global_textmap()  # OTEL_PROPAGATORS; W3C trace context by default
+        self._deployments: weakref.WeakKeyDictionary[Runtime, dict[str, dict[str, Any]]] = weakref.WeakKeyDictionary()
 
     @classmethod
     def create(cls, config: GatewayConfig, span_processor: SpanProcessor | None = None) -> Tracing:
@@ -78,6 +80,16 @@ class Tracing:
 
     def begin(self, observed: Observed) -> RequestTrace:
         return RequestTrace(self, observed)
+
+    def deployment_attributes(self, runtime: Runtime, deployment: str) -> dict[str, Any]:
+        """A deployment's span attributes, worked out once per runtime (a reload makes a new one)."""
+        known = self._deployments.get(runtime)
+        if known is None:
+            known = self._deployments[runtime] = {}
+        attributes = known.get(deployment)
+        if attributes is None:
+            attributes = known[deployment] = _deployment_attributes(runtime, deployment)
+        return attributes
 
     async def aclose(self) -> None:
         """Flush what is queued, waiting at most :data:`SHUTDOWN_WAIT_S` (a dead collector must not
@@ -174,18 +186,14 @@ class RequestTrace:
         return _Attempt(self, deployment, self.attempts)
 
     def attempt_span(self, deployment: str, number: int) -> trace.Span:
-        span = self.tracing.tracer.start_span("attempt", context=self.context, kind=SpanKind.CLIENT)
-        if not span.is_recording():
-            return span
         exchange = self.observed.exchange if self.observed is not None else None
         operation = OPERATIONS.get(exchange.endpoint, "chat") if exchange is not None else "chat"
         attributes: dict[str, Any] = {"gen_ai.operation.name": operation, "switchyard.deployment": deployment,
                                       "switchyard.attempt": number}
         if exchange is not None:
-            attributes.update(_deployment_attributes(exchange, deployment))
-        span.update_name(f"{operation} {attributes.get('gen_ai.request.model', deployment)}")
-        span.set_attributes(attributes)
-        return span
+            attributes.update(self.tracing.deployment_attributes(exchange.runtime, deployment))
+        name = f"{operation} {attributes.get('gen_ai.request.model', deployment)}"
+        return self.tracing.tracer.start_span(name, context=self.context, kind=SpanKind.CLIENT, attributes=attributes)
 
     def settled(self, observed: Observed, row: dict[str, Any]) -> None:
         """The answer is complete and accounted for: usage on the answering span, which ends."""
@@ -207,7 +215,7 @@ class RequestTrace:
             self.answering = None
         span = self.server
         if span.is_recording():
-            span.set_attributes(_request_attributes(observed))
+            span.set_attributes(_request_attributes(self.tracing, observed))
             status = observed.status or 0
             if status >= 500:
                 span.set_status(Status(StatusCode.ERROR, _reason(observed.error) if observed.error else f"HTTP {status}"))
@@ -282,8 +290,8 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _genai_provider(exchange: Exchange, deployment: str) -> str:
-    profile = exchange.runtime.profiles.get(deployment)
+def _genai_provider(runtime: Runtime, deployment: str) -> str:
+    profile = runtime.profiles.get(deployment)
     if profile is None:
         return "unknown"
     if profile.provider == "litellm":
@@ -291,7 +299,7 @@ def _genai_provider(exchange: Exchange, deployment: str) -> str:
         return _LITELLM_PROVIDERS.get(prefix, prefix)
     if profile.provider == "llamacpp":
         return "llama.cpp"
-    config = exchange.runtime.deployment_configs.get(deployment)
+    config = runtime.deployment_configs.get(deployment)
     host = urlsplit(config.base_url).hostname if config is not None and config.base_url else None
     return "openai" if host and host.endswith("openai.com") else profile.provider
 
@@ -301,14 +309,14 @@ def _upstream_model(provider: str, model: str) -> str:
     return model.split("/", 1)[1] if provider == "litellm" and "/" in model else model
 
 
-def _deployment_attributes(exchange: Exchange, deployment: str) -> dict[str, Any]:
-    profile = exchange.runtime.profiles.get(deployment)
-    provider = _genai_provider(exchange, deployment)
+def _deployment_attributes(runtime: Runtime, deployment: str) -> dict[str, Any]:
+    profile = runtime.profiles.get(deployment)
+    provider = _genai_provider(runtime, deployment)
     attributes: dict[str, Any] = {"gen_ai.provider.name": provider, "gen_ai.system": provider}
     if profile is not None:
         attributes["gen_ai.request.model"] = _upstream_model(profile.provider, profile.model)
         attributes["switchyard.locality"] = profile.locality
-    config = exchange.runtime.deployment_configs.get(deployment)
+    config = runtime.deployment_configs.get(deployment)
     if config is not None and config.base_url:
         parts = urlsplit(config.base_url)
         if parts.hostname:
@@ -328,7 +336,7 @@ def _usage_attributes(row: dict[str, Any]) -> dict[str, Any]:
     return attributes
 
 
-def _request_attributes(observed: Observed) -> dict[str, Any]:
+def _request_attributes(tracing: Tracing, observed: Observed) -> dict[str, Any]:
     attributes: dict[str, Any] = {"http.response.status_code": observed.status or 0}
     caller, plan, exchange, row = observed.caller, observed.plan, observed.exchange, observed.row
     if caller is not None:
@@ -358,12 +366,10 @@ def _request_attributes(observed: Observed) -> dict[str, Any]:
         deployment = row["deployment"] if row is not None else walk.current
         if deployment:
             attributes["switchyard.deployment"] = deployment
-            provider = _genai_provider(exchange, deployment)
-            attributes["gen_ai.provider.name"] = provider
-            attributes["gen_ai.system"] = provider
-            profile = exchange.runtime.profiles.get(deployment)
-            if profile is not None and walk.answered:
-                attributes["gen_ai.response.model"] = _upstream_model(profile.provider, profile.model)
+            known = tracing.deployment_attributes(exchange.runtime, deployment)
+            attributes["gen_ai.provider.name"] = attributes["gen_ai.system"] = known["gen_ai.provider.name"]
+            if walk.answered and "gen_ai.request.model" in known:
+                attributes["gen_ai.response.model"] = known["gen_ai.request.model"]
     if row is not None:
         attributes.update(_usage_attributes(row))
     if observed.error is not None:
