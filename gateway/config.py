@@ -111,7 +111,7 @@ class TelemetryConfig(Strict):
     ``OTEL_*`` variables (service name, resource, headers, timeout, sampler, batch sizes) apply."""
 
     otlp_endpoint: str | None = None  # e.g. http://otel-collector:4318 (the /v1/traces path is added)
-    service_name: str | None = None  # OTEL_SERVICE_NAME wins; "switchyard" when neither is set
+    service_name: str | None = None  # set here it wins over OTEL_SERVICE_NAME; "switchyard" when neither is set
     enabled: bool = True  # false: no traces even when an OTEL_* endpoint is set
 
     @field_validator("otlp_endpoint", mode="before")
