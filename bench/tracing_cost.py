@@ -35,13 +35,14 @@ import sys
 import tempfile
 import time
 import timeit
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import orjson
 import yaml
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from bench.procs import Services, ensure_tools
 from bench.sections import replace_section
@@ -68,12 +69,10 @@ def _config(base_url: str) -> Any:
     }), source="bench.tracing_cost")
 
 
-class _DropExporter:
+class _DropExporter(SpanExporter):
     """A span exporter that takes every batch and keeps nothing."""
 
-    def export(self, spans: Sequence[Any]) -> Any:
-        from opentelemetry.sdk.trace.export import SpanExportResult
-
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
@@ -305,12 +304,13 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="switchyard-tracing-cost-"))
     try:
         base_url = start_nginx(services, nginx, run_dir)
+        runner: Callable[..., Any] = asyncio.run
         try:
             import uvloop
 
             runner = uvloop.run
         except ImportError:
-            runner = asyncio.run
+            pass
         result = runner(measure(base_url, args.requests, args.rounds, args.warmup))
     finally:
         services.stop_all()

@@ -79,10 +79,13 @@ def remember_secrets(config: GatewayConfig) -> None:
             values.add(deployment.api_key.get_secret_value())
         values.update(deployment.headers.values())
         values.update(_secret_params(deployment.litellm_params))
-    for url in (config.database_url, config.redis_url):
+    for url in (config.database_url, config.redis_url, config.telemetry.otlp_endpoint):
         password = _url_password(url)
         if password:
             values.add(password)
+    for variable in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"):  # a collector's API key
+        for pair in os.environ.get(variable, "").split(","):
+            values.add(pair.partition("=")[2].strip())
     SECRETS.add(values)
 
 

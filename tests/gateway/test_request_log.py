@@ -149,7 +149,8 @@ def test_the_logging_config_sends_requests_to_stdout_and_the_rest_to_stderr() ->
     assert quiet["loggers"]["uvicorn.access"]["handlers"] == []
 
 
-def test_scrub_removes_config_secrets_credentials_and_what_the_detectors_find() -> None:
+def test_scrub_removes_config_secrets_credentials_and_what_the_detectors_find(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team=collector-key-5f6e7d,other=1")
     config = make_config({
         "server": {"master_key": "plain-master-secret-value"},
         "database_url": f"postgresql+asyncpg://app:{PG_PASSWORD}@db:5432/ledger",
@@ -161,11 +162,11 @@ def test_scrub_removes_config_secrets_credentials_and_what_the_detectors_find() 
     text = (
         "boom: master plain-master-secret-value, backend-key-ABCDEF123 header-secret-XYZ987; "
         f"dsn postgresql://app:{PG_PASSWORD}@db/ledger; redis RedisPass-99x; Authorization: Bearer abc.def.ghi; "
-        f"prompt {PROMPT}; other dsn mysql://u:hunter22@h/x"
+        f"prompt {PROMPT}; other dsn mysql://u:hunter22@h/x; collector said collector-key-5f6e7d"
     )
     cleaned = scrub(text)
     for secret in ("plain-master-secret-value", "backend-key-ABCDEF123", "header-secret-XYZ987", PG_PASSWORD,
-                   "RedisPass-99x", "abc.def.ghi", CARD, PLANTED_KEY, "hunter22"):
+                   "RedisPass-99x", "abc.def.ghi", CARD, PLANTED_KEY, "hunter22", "collector-key-5f6e7d"):
         assert secret not in cleaned, secret
     assert cleaned.startswith("boom: master ***") and "[credit_card]" in cleaned
     assert scrub("nothing secret here, 42 apples") == "nothing secret here, 42 apples"
