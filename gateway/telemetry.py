@@ -40,7 +40,7 @@ OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "e
 _MAX_LOGGED_STRINGS = 200
 
 
-class _Quiet:
+class Quiet:
     """A context manager that does nothing (one instance serves every untraced request)."""
 
     __slots__ = ()
@@ -52,7 +52,7 @@ class _Quiet:
         return None
 
 
-QUIET = _Quiet()
+QUIET = Quiet()
 
 
 class Untraced:
@@ -61,10 +61,10 @@ class Untraced:
     __slots__ = ()
     trace_id: str | None = None
 
-    def phase(self, name: str) -> _Quiet:
+    def phase(self, name: str) -> Quiet:
         return QUIET
 
-    def attempt(self, deployment: str) -> _Quiet:
+    def attempt(self, deployment: str) -> Quiet:
         return QUIET
 
     def settled(self, observed: Observed, row: dict[str, Any]) -> None:

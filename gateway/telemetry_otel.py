@@ -38,7 +38,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from core.errors import GatewayError, UpstreamStatus
 from gateway import __version__
-from gateway.telemetry import OPERATIONS
+from gateway.telemetry import OPERATIONS, QUIET, Quiet
 from providers.propagation import ATTEMPT_HEADERS
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def _quieten_drops() -> None:
 class RequestTrace:
     """The spans of one request (see the module docstring)."""
 
-    __slots__ = ("answering", "attempts", "context", "observed", "server", "trace_id", "tracing")
+    __slots__ = ("answering", "attempts", "carrier", "context", "observed", "recording", "server", "trace_id", "tracing")
 
     def __init__(self, tracing: Tracing, observed: Observed) -> None:
         self.tracing = tracing
@@ -177,12 +177,18 @@ class RequestTrace:
         self.attempts = 0
         context = self.server.get_span_context()
         self.trace_id: str | None = format(context.trace_id, "032x") if context.is_valid else None
+        self.recording = self.server.is_recording()
+        self.carrier: dict[str, str] | None = None  # the server span's context, for unsampled attempts
 
-    def phase(self, name: str) -> _Phase:
+    def phase(self, name: str) -> _Phase | Quiet:
+        if not self.recording:  # sampled out: children would not be recorded either
+            return QUIET
         return _Phase(self, name)
 
-    def attempt(self, deployment: str) -> _Attempt:
+    def attempt(self, deployment: str) -> _Attempt | _Propagate:
         self.attempts += 1
+        if not self.recording:  # the upstream still learns the trace and that it is not sampled
+            return _Propagate(self)
         return _Attempt(self, deployment, self.attempts)
 
     def attempt_span(self, deployment: str, number: int) -> trace.Span:
@@ -240,6 +246,26 @@ class _Phase:
             self.span.set_attribute("error.type", _error_type(exc))
             self.span.set_status(Status(StatusCode.ERROR, _reason(exc)))
         self.span.end()
+
+
+class _Propagate:
+    """An unsampled request's attempt: no span, the server span's context to the upstream."""
+
+    __slots__ = ("token", "trace")
+
+    def __init__(self, trace_: RequestTrace) -> None:
+        self.trace = trace_
+
+    def __enter__(self) -> Self:
+        trace_ = self.trace
+        if trace_.carrier is None:
+            trace_.carrier = {}
+            trace_.tracing.propagator.inject(trace_.carrier, context=trace_.context)
+        self.token = ATTEMPT_HEADERS.set(trace_.carrier)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        ATTEMPT_HEADERS.reset(self.token)
 
 
 class _Attempt:

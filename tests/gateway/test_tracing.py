@@ -295,3 +295,19 @@ async def test_concurrent_requests_never_see_each_others_trace_context(pair) -> 
         await asyncio.gather(*(client.post("/v1/chat/completions", json=CHAT, headers={"traceparent": p}) for p in parents))
     received = sorted(r["headers"].get("traceparent") or r["headers"].get("Traceparent") for r in broken.records)
     assert [t.split("-")[1] for t in received] == [f"{i:032x}" for i in range(1, 21)]
+
+
+async def test_an_unsampled_request_records_no_span_and_tells_the_upstream_so(pair) -> None:
+    """The caller's trace is not sampled (flags 00): nothing is recorded, every attempt still
+    carries the trace, marked not sampled, so the upstream does not record it either."""
+    broken, good = pair
+    exporter = InMemorySpanExporter()
+    async with app_client(_config(broken, good), span_processor=SimpleSpanProcessor(exporter)) as client:
+        response = await client.post("/v1/chat/completions", json=CHAT, headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-00"})
+    assert response.status_code == 200
+    assert exporter.get_finished_spans() == ()
+    sent = [r["headers"].get("traceparent") or r["headers"].get("Traceparent") for r in broken.records + good.records]
+    assert len(sent) == 2
+    for header in sent:
+        version, trace_id, parent_id, flags = header.split("-")
+        assert (version, trace_id, flags) == ("00", TRACE_ID, "00") and parent_id != PARENT_ID
