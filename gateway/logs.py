@@ -141,10 +141,28 @@ def _timestamp(created: float) -> str:
     return f"{cached[1]}.{int((created - whole) * 1000):03d}Z"
 
 
+_RECORD = logging.LogRecord(REQUEST_LOGGER, logging.INFO, "", 0, "request", (), None).__dict__.copy()
+_RECORD.update(filename="", module="", funcName=None, threadName=None, processName=None, taskName=None)
+
+
 def log_request(logger: logging.Logger, fields: dict[str, Any]) -> None:
-    """One request-log line (the caller checked ``isEnabledFor(INFO)``): the record is made
-    directly, without ``Logger.info``'s walk up the stack for a caller nobody reads."""
-    logger.handle(logger.makeRecord(logger.name, logging.INFO, "", 0, "request", (), None, extra={"request": fields}))
+    """One request-log line (the caller checked ``isEnabledFor(INFO)``).
+
+    The record is a copy of a template with the time and the fields filled in: ``Logger.info``
+    would walk the stack for a caller and ``LogRecord`` would look up the thread and the process
+    for every line, a third of the line's cost, for attributes no request line shows."""
+    record = logging.LogRecord.__new__(logging.LogRecord)
+    attributes = record.__dict__
+    attributes.update(_RECORD)
+    now = time.time_ns()
+    attributes["created"] = now / 1e9
+    attributes["msecs"] = (now % 1_000_000_000) // 1_000_000
+    attributes["relativeCreated"] = (now / 1e9 - getattr(logging, "_startTime", 0.0)) * 1000
+    attributes["name"] = logger.name
+    attributes["request"] = fields
+    attributes["process"] = os.getpid()
+    attributes["thread"] = threading.get_ident()
+    logger.handle(record)
 
 
 class JsonFormatter(logging.Formatter):
