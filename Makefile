@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 CONFIG ?= config.example.yaml
 
-.PHONY: serve test test-fast bench services tools check clean
+.PHONY: serve test test-fast lint fmt bench services tools check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ check: $(VENV)/.stamp-serve
 
 test: $(VENV)/.stamp-dev services tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Lint, format and types: the same checks `make test` runs first.
+lint: $(VENV)/.stamp-dev
+	$(BIN)/ruff check core routing providers gateway tests bench
+	$(BIN)/ruff format --check core routing providers gateway tests bench
+	$(BIN)/mypy core routing providers gateway
+
+fmt: $(VENV)/.stamp-dev
+	$(BIN)/ruff check --fix core routing providers gateway tests bench
+	$(BIN)/ruff format core routing providers gateway tests bench
 
 test-fast: $(VENV)/.stamp-dev
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)

@@ -23,7 +23,6 @@ from bench.machine import busy_processes, describe
 from bench.procs import Services, ensure_tools, raise_fd_limit
 from bench.report import render
 from bench.scenarios import Bench, Plan
-from bench.sections import carry_sections
 from bench.targets import (
     VARIANTS,
     Target,
@@ -66,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render_only:
-        _write(args.out, render(json.loads((RESULTS / "last-run.json").read_text())) + "\n")
+        args.out.write_text(_keep_sections(args.out, render(json.loads((RESULTS / "last-run.json").read_text())) + "\n"))
         print(f"re-rendered {args.out} from {RESULTS / 'last-run.json'}")
         return 0
     started = time.monotonic()
@@ -167,15 +166,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    _write(args.out, render(results) + "\n")
+    args.out.write_text(_keep_sections(args.out, render(results) + "\n"))
     log(f"wrote {args.out} ({meta['wall_s'] / 60:.1f} min)")
     return 0
 
 
-def _write(out: Path, report: str) -> None:
-    """The report, keeping the sections other benchmarks own (bench/sections.py)."""
-    old = out.read_text() if out.exists() else ""
-    out.write_text(carry_sections(old, report))
+def _keep_sections(path: Path, text: str) -> str:
+    """Sections other benchmarks keep in the same file (e.g. bench.reports') survive a re-render."""
+    from bench.sections import keep_sections
+
+    return keep_sections(path.read_text(encoding="utf-8"), text) if path.exists() else text
 
 
 def run_profile(bench: Bench, target: Target, seconds: float) -> dict:

@@ -4,6 +4,11 @@ Run: ``.venv/bin/python -m bench.routing_bench [--quick]``. Prints a markdown ta
 to ``docs/benchmarks-routing.md``. Each sample is one ``Router.plan`` call -- content extraction,
 every sensitivity detector, the task heuristic, token estimate, rule matching and ranking -- over
 a chat request whose user message is realistic prose, code and numbers with planted entities.
+
+The detectors remember what they scanned (by content hash), so three cases are measured:
+*cold* -- every sample's text is new (a unique prefix), the cost of a first sight; *repeat* --
+the same request again; *new turn* -- a chat whose earlier turns (64 KB) were classified
+before, plus a new user turn of the given size.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from routing.spec import Route, RoutingDefaults, Rule, SensitivityPolicy
 from routing.types import DeploymentProfile, Prices, RoutingRequest
 
 SIZES_KB = (1, 4, 64, 256)
-TARGET_P99_MS_AT_4KB = 0.3
+TARGET_P99_MS_AT_4KB = 0.1  # issue 12
+TARGET_US_PER_KB_BEYOND = 5.0
+HISTORY_TURNS = 16  # x 4 KB of earlier turns in the "new turn" case
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks-routing.md"
 
 _PROSE = (
@@ -86,30 +93,51 @@ def bench_router() -> Router:
     return Router([route], deployments, policy, RoutingDefaults())
 
 
-def bench_request(size_kb: int) -> RoutingRequest:
+def bench_request(size_kb: int, tag: int | None = None, history: list[dict] | None = None) -> RoutingRequest:
+    text = realistic_text(size_kb * 1024)
+    if tag is not None:
+        text = f"[{tag}] {text}"
     return RoutingRequest("auto", "chat", {
         "messages": [
             {"role": "system", "content": "You are a careful assistant for the platform team."},
-            {"role": "user", "content": realistic_text(size_kb * 1024)},
+            *(history or []),
+            {"role": "user", "content": text},
         ],
         "max_tokens": 512,
     })
 
 
+def history() -> list[dict]:
+    turns = []
+    for i in range(HISTORY_TURNS):
+        turns.append({"role": "user", "content": realistic_text(4096, seed=100 + i)})
+        turns.append({"role": "assistant", "content": realistic_text(512, seed=200 + i)})
+    return turns
+
+
 HEALTH = {"local-small": True, "vllm-8b": True, "gpt-4o-mini": True, "claude-haiku": False}
 
 
-def measure(router: Router, size_kb: int, samples: int, rounds: int = 5) -> list[list[float]]:
+def measure(router: Router, size_kb: int, samples: int, mode: str = "cold", rounds: int = 5) -> list[list[float]]:
     """Milliseconds per ``plan`` call, in ``rounds`` separate rounds of ``samples // rounds`` calls."""
-    request = bench_request(size_kb)
     health = HEALTH
+    earlier = history() if mode == "new turn" else None
+    if mode == "repeat":
+        requests = [bench_request(size_kb)] * samples
+    else:  # every sample's user turn is new text
+        offset = {"cold": 0, "new turn": 1_000_000}[mode] + size_kb * 10_000  # never a text seen before
+        requests = [bench_request(size_kb, tag=offset + i, history=earlier) for i in range(samples)]
+    warm = bench_request(size_kb, tag=-1, history=earlier)
     for _ in range(max(5, samples // 20)):
-        router.plan(request, health)
+        router.plan(warm if mode != "repeat" else requests[0], health)
     results = []
+    position = 0
     for _ in range(rounds):
         gc.collect()
         timings = []
         for _ in range(samples // rounds):
+            request = requests[position]
+            position += 1
             start = time.perf_counter_ns()
             router.plan(request, health)
             timings.append((time.perf_counter_ns() - start) / 1e6)
@@ -134,24 +162,41 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
 
 
+def _rows(router: Router, samples: dict[int, int], mode: str) -> list[tuple]:
+    rows = []
+    for size in SIZES_KB:
+        rounds = measure(router, size, samples[size], mode)
+        timings = [t for r in rounds for t in r]
+        p50, p99 = percentile(timings, 0.50), percentile(timings, 0.99)
+        best_p99 = min(percentile(r, 0.99) for r in rounds)
+        rows.append((size, len(timings), p50, p99, best_p99, p50 * 1000 / size))
+    return rows
+
+
+def _table(rows: list[tuple]) -> list[str]:
+    return [
+        "| prompt | samples | p50 (ms) | p99 (ms) | p99, quietest round (ms) | p50 per KB (µs) |",
+        "|---:|---:|---:|---:|---:|---:|",
+        *(f"| {size} KB | {n} | {p50:.3f} | {p99:.3f} | {best:.3f} | {per_kb:.1f} |" for size, n, p50, p99, best, per_kb in rows),
+    ]
+
+
 def run(quick: bool = False) -> str:
     router = bench_router()
     samples = {1: 3000, 4: 3000, 64: 300, 256: 100}
     if quick:
         samples = {k: max(20, v // 10) for k, v in samples.items()}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    rows = []
-    for size in SIZES_KB:
-        rounds = measure(router, size, samples[size])
-        timings = [t for r in rounds for t in r]
-        p50, p99 = percentile(timings, 0.50), percentile(timings, 0.99)
-        best_p99 = min(percentile(r, 0.99) for r in rounds)
-        rows.append((size, len(timings), p50, p99, best_p99, p50 * 1000 / size))
+    cold = _rows(router, samples, "cold")
+    repeat = _rows(router, samples, "repeat")
+    turn = _rows(router, samples, "new turn")
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    p99_4kb = next(r[3] for r in rows if r[0] == 4)
+    p99_4kb = next(r[3] for r in cold if r[0] == 4)
+    per_kb_beyond = (cold[-1][2] - next(r[2] for r in cold if r[0] == 4)) * 1000 / (SIZES_KB[-1] - 4)
     sample = router.plan(bench_request(4), HEALTH)
     found = ", ".join(f"{h.entity} x{h.count}" for h in sample.signals.detections) or "nothing"
-    verdict = "meets" if p99_4kb < TARGET_P99_MS_AT_4KB else "misses"
+    verdict = "meets" if p99_4kb <= TARGET_P99_MS_AT_4KB else "misses"
+    verdict_kb = "meets" if per_kb_beyond <= TARGET_US_PER_KB_BEYOND else "misses"
     lines = [
         "# Routing benchmark: classification + planning",
         "",
@@ -168,11 +213,20 @@ def run(quick: bool = False) -> str:
         f"- the 4 KB request is classified {sample.signals.sensitivity.label} / {sample.signals.task} ({found})",
         f"  and planned onto {', '.join(sample.deployments)}",
         "",
-        "| prompt | samples | p50 (ms) | p99 (ms) | p99, quietest round (ms) | p50 per KB (µs) |",
-        "|---:|---:|---:|---:|---:|---:|",
-        *(f"| {size} KB | {n} | {p50:.3f} | {p99:.3f} | {best:.3f} | {per_kb:.1f} |" for size, n, p50, p99, best, per_kb in rows),
+        "## Cold: every sample's text is new to the scan cache",
         "",
-        f"Target: p99 < {TARGET_P99_MS_AT_4KB} ms at 4 KB -- this run {verdict} it ({p99_4kb:.3f} ms over all samples).",
+        *_table(cold),
+        "",
+        "## Repeat: the same request again (scan cache hits)",
+        "",
+        *_table(repeat),
+        "",
+        f"## New turn: {HISTORY_TURNS} earlier turns (about 72 KB) classified before, plus a new user turn of this size",
+        "",
+        *_table(turn),
+        "",
+        f"Target (issue 12): p99 <= {TARGET_P99_MS_AT_4KB} ms at 4 KB cold -- this run {verdict} it ({p99_4kb:.3f} ms);",
+        f"<= {TARGET_US_PER_KB_BEYOND:g} µs per KB beyond 4 KB cold -- this run {verdict_kb} it ({per_kb_beyond:.1f} µs/KB).",
         "",
         "p50 and p99 are over all samples; each size is measured in 5 rounds, and the quietest round's p99",
         "shows how much of the tail is other processes on the machine rather than the router.",

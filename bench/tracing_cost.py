@@ -47,7 +47,7 @@ import yaml
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from bench.procs import Services, ensure_tools
-from bench.sections import replace_section
+from bench.sections import write_section
 from bench.upstreams import start_nginx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -338,8 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     section = render(runs)
     print(section)
     if not args.no_write:
-        text = OUTPUT.read_text() if OUTPUT.exists() else "# Switchyard benchmarks\n"
-        OUTPUT.write_text(replace_section(text, SECTION, section))
+        write_section(OUTPUT, SECTION, section)
         print(f"wrote the {SECTION} section of {OUTPUT}")
     return 0
 

@@ -15,6 +15,7 @@ The tree::
     ├── NoPermittedDeployment         503 code=no_permitted_deployment
     ├── AdmissionUnavailable          503 code=admission_unavailable (Redis down: fail closed)
     ├── AuthUnavailable               503 code=auth_unavailable (key store unreachable, key not cached)
+    ├── ShuttingDown                  503 code=server_shutting_down (the drain deadline ended it)
     └── UpstreamError                 a backend failed; the gateway may fall back
         ├── UpstreamStatus            the backend answered 4xx/5xx (429 -> 429, 5xx -> 502)
         ├── UpstreamTimeout           504 timeout
@@ -165,6 +166,14 @@ class AuthUnavailable(GatewayError):
     code = "auth_unavailable"
 
 
+class ShuttingDown(GatewayError):
+    """The replica is shutting down and ended the request before it finished (retry it)."""
+
+    status = 503
+    type = "service_unavailable_error"
+    code = "server_shutting_down"
+
+
 class UpstreamError(GatewayError):
     """A backend failed. ``retryable`` says whether another attempt or candidate may help;
     ``backend_fault`` whether it says anything about the backend's health (circuit breakers
@@ -192,10 +201,12 @@ class UpstreamStatus(UpstreamError):
         deployment: str | None = None,
         upstream_type: str | None = None,
         upstream_code: str | None = None,
+        upstream_param: str | None = None,
         retry_after: float | None = None,
     ) -> None:
         status, type_, code = _map_upstream_status(upstream_status, upstream_type, upstream_code, message)
-        super().__init__(message, deployment=deployment, code=code, status=status)
+        # The parameter the backend refused is the client's own: keep naming it.
+        super().__init__(message, deployment=deployment, code=code, status=status, param=upstream_param)
         self.type = type_
         self.upstream_status = upstream_status
         self.retry_after = retry_after
@@ -264,7 +275,7 @@ class AllDeploymentsFailed(GatewayError):
         self.attempts = attempts
         last = _most_telling(attempts)
         summary = "; ".join(a.error.message for a in attempts)
-        super().__init__(f"All permitted deployments failed ({summary})", code=last.code, status=last.status)
+        super().__init__(f"All permitted deployments failed ({summary})", code=last.code, status=last.status, param=last.param)
         self.type = last.type
         self.headers = dict(last.headers)
 
@@ -310,6 +321,7 @@ __all__ = [
     "PermissionDenied",
     "RateLimited",
     "RequestTimeout",
+    "ShuttingDown",
     "UpstreamConnectionError",
     "UpstreamError",
     "UpstreamProtocolError",

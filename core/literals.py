@@ -1,5 +1,5 @@
 """The vocabularies every layer shares, each written once: sensitivity levels, localities,
-capabilities, endpoints, objectives, tasks and budget periods."""
+capabilities, endpoints, objectives, tasks, budget periods and key roles."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ Capability = Literal["chat", "completions", "embeddings", "tools", "vision", "js
 Endpoint = Literal["chat", "completions", "embeddings"]
 Objective = Literal["cheapest", "fastest", "best"]
 Period = Literal["daily", "weekly", "monthly", "total"]
+Role = Literal["app", "finance", "admin"]  # what an API key may do (gateway/roles.py)
+ROLES: tuple[str, ...] = get_args(Role)
 
 Task = Literal["chat", "code", "reasoning", "summarize", "extract", "classify", "translate", "embed", "tool_use"]
 TASKS: tuple[str, ...] = get_args(Task)

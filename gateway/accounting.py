@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from core.errors import AdmissionUnavailable, BudgetExceeded, GatewayError, RateLimited
 from core.literals import Endpoint
@@ -51,15 +54,18 @@ def _price(per_mtok: float | None) -> Decimal:
     return Decimal(f"{per_mtok or 0.0:.9f}")
 
 
+@functools.lru_cache(maxsize=256)
+def exact_prices(prices: Prices) -> tuple[Decimal, Decimal, Decimal]:
+    """``(input, cached input, output)`` per million tokens as exact decimals, made once per price list."""
+    cached = prices.input_per_mtok if prices.cached_input_per_mtok is None else prices.cached_input_per_mtok
+    return _price(prices.input_per_mtok), _price(cached), _price(prices.output_per_mtok)
+
+
 def cost_usd(prices: Prices, usage: TokenUsage) -> Decimal:
     """Exact cost of ``usage`` at ``prices`` (cached input at its own price when given)."""
-    cached_price = prices.input_per_mtok if prices.cached_input_per_mtok is None else prices.cached_input_per_mtok
+    input_price, cached_price, output_price = exact_prices(prices)
     uncached = max(0, usage.prompt_tokens - usage.cached_tokens)
-    total = (
-        uncached * _price(prices.input_per_mtok)
-        + usage.cached_tokens * _price(cached_price)
-        + usage.completion_tokens * _price(prices.output_per_mtok)
-    ) / _MTOK
+    total = (uncached * input_price + usage.cached_tokens * cached_price + usage.completion_tokens * output_price) / _MTOK
     return total.quantize(_QUANTUM)
 
 
@@ -99,8 +105,9 @@ class Admitted:
     output_cap: int | None = None
     prompt_bound: int = 0
 
-    def headers(self) -> dict[str, str]:
-        return self.ticket.headers() if self.ticket is not None else {}
+    def headers(self, cost: Decimal | None = None) -> dict[str, str]:
+        """Rate-limit and budget-remaining headers (``cost``: this request's, when known before the body)."""
+        return self.ticket.headers(cost) if self.ticket is not None else {}
 
 
 class Accountant:
@@ -274,10 +281,12 @@ def ledger_row(
     fallbacks: int = 0,
     error: GatewayError | None = None,
     error_type: str | None = None,
+    project_tag: str | None = None,
 ) -> dict[str, Any]:
     """One ledger row, as the writer stores it (every column, typed: it skips re-validation)."""
     profile = runtime.profiles.get(deployment)
     usage = usage or TokenUsage()
+    user = body.get("user")
     return {
         "id": os.urandom(16).hex(),  # the idempotency key of journal replays
         "ts": datetime.now(UTC),
@@ -302,4 +311,13 @@ def ledger_row(
         "error_type": error_type or (error.code if error is not None else None),
         "streamed": streamed,
         "fallbacks": fallbacks,
+        # attribution (reports group by each)
+        "end_user": user[:256] if isinstance(user, str) and user else None,
+        "key_tags": key_tags_text(caller.tags),
+        "project_tag": project_tag[:200] if project_tag else None,
     }
+
+
+def key_tags_text(tags: frozenset[str] | tuple[str, ...]) -> str | None:
+    """A key's tags as the ledger stores them: a sorted JSON array, or None for none."""
+    return orjson.dumps(sorted(tags)).decode() if tags else None

@@ -5,7 +5,6 @@ drops a keep-alive connection."""
 from __future__ import annotations
 
 import gc
-import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -20,7 +19,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.errors import (
-    AuthenticationFailed,
     GatewayError,
     InvalidRequest,
     ModelNotFound,
@@ -29,33 +27,43 @@ from core.errors import (
     internal_error_body,
 )
 from gateway import __version__
-from gateway.api import admin, explain, health, openai
-from gateway.asgi import Receive, Scope, Send, send_error, send_json
-from gateway.auth import api_key_from, is_master_key
+from gateway.api import admin, explain, health, key, openai, reports
+from gateway.asgi import Receive, Scope, Send, send_json
 from gateway.config import GatewayConfig, insecure_master_key, load_config
+from gateway.dashboard import routes as dashboard
+from gateway.drain import Drain, DrainMiddleware
 from gateway.executor import Executor
-from gateway.health import CircuitBreakers
+from gateway.health import make_breakers
 from gateway.logs import remember_secrets
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import RequestIdMiddleware
 from gateway.reload import ConfigWatcher
+from gateway.roles import RoleGuard
 from gateway.runtime import build_runtime, close_all, warm_up
 from gateway.services import StartupError, start_services
 from gateway.state import GatewayState
 from gateway.telemetry import start_telemetry
 
 log = logging.getLogger("switchyard")
-DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json"})
 
 
 class GatewayApp(FastAPI):
     """FastAPI for the admin API, health, docs and explain; the OpenAI model routes go straight to
-    their ASGI handlers (``gateway.api.openai.HOT_ROUTES``) with no framework code in between."""
+    their ASGI handlers (``gateway.api.openai.HOT_ROUTES``) with no framework code in between.
+    Every HTTP request passes the drain's tracker first (``gateway.drain``)."""
+
+    tracked: DrainMiddleware | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
-            return
+        elif self.tracked is not None:
+            await self.tracked(scope, receive, send)
+        else:
+            await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One HTTP request: a hot route's handler, or FastAPI; never an exception out of it."""
         state: GatewayState | None = getattr(self.state, "gateway", None)
         handler = openai.HOT_ROUTES.get((scope["method"], scope["path"]))
         started = False
@@ -73,10 +81,6 @@ class GatewayApp(FastAPI):
                 await handler(state, scope, receive, tracking_send)
                 return
             if state is not None:
-                refusal = _guard(state, scope)
-                if refusal is not None:
-                    await send_error(tracking_send, refusal, _request_id(scope))
-                    return
                 receive = _bounded(receive, state.config.server.max_admin_body_bytes)
             await super().__call__(scope, receive, tracking_send)
         except Exception:  # noqa: BLE001 - the last line of defence: a 500 in OpenAI's shape, connection kept
@@ -93,39 +97,6 @@ class GatewayApp(FastAPI):
 
 def _request_id(scope: Scope) -> str:
     return str(scope.get("state", {}).get("request_id") or "unknown")
-
-
-def _guard(state: GatewayState, scope: Scope) -> GatewayError | None:
-    """Closed by default: /metrics and the API docs need the master key or a trusted network."""
-    server = state.config.server
-    path = scope["path"]
-    if path == "/metrics":
-        required = server.metrics_require_auth
-    elif path in DOCS_PATHS:
-        required = server.docs_require_auth
-    else:
-        return None
-    if not required or _trusted(scope, server.trusted_networks):
-        return None
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-    try:
-        token = api_key_from(headers)
-    except AuthenticationFailed as exc:
-        return exc
-    if is_master_key(token, server.master_key.get_secret_value()):
-        return None
-    return AuthenticationFailed(f"{path} needs the master key, or a caller in server.trusted_networks.")
-
-
-def _trusted(scope: Scope, networks: list[str]) -> bool:
-    client = scope.get("client")
-    if not networks or not client:
-        return False
-    try:
-        address = ipaddress.ip_address(client[0])
-    except ValueError:
-        return False
-    return any(address in ipaddress.ip_network(n, strict=False) for n in networks)
 
 
 def _bounded(receive: Receive, limit: int) -> Receive:
@@ -157,6 +128,7 @@ def create_app(
         config = load_config(config_path)
     path = Path(config_path) if config_path is not None else None
     initial = config
+    drain = Drain(config.server.drain_timeout_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -172,13 +144,14 @@ def create_app(
             log.error("cannot start: %s", exc)
             await close_all(runtime)
             raise
-        breakers = CircuitBreakers(initial.circuit_breaker.failure_threshold, initial.circuit_breaker.cooldown_s)
+        breakers = make_breakers(initial)
         telemetry = start_telemetry(initial, metrics, span_processor)
         state = GatewayState(
             runtime=runtime, breakers=breakers, executor=Executor(breakers, initial.retries),
             services=services, metrics=metrics, telemetry=telemetry, config_path=path,
         )
         metrics.watch(state)
+        await breakers.start()
         # Everything allocated so far (config, compiled detectors, SDK modules) lives as long as
         # the process: move it out of the collector's sight so full collections stay short.
         gc.collect()
@@ -198,6 +171,7 @@ def create_app(
             try:
                 await close_all(state.runtime)
             finally:
+                await breakers.aclose()
                 try:
                     await services.aclose()
                 finally:
@@ -217,7 +191,13 @@ def create_app(
     app.include_router(explain.router)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(reports.router)
+    app.include_router(key.router)
+    app.include_router(dashboard.router)
     _install_error_handlers(app)
+    app.state.drain = drain
+    app.tracked = DrainMiddleware(app.dispatch, drain)  # every request, hot or not, known to the drain
+    app.add_middleware(RoleGuard, routes=app.router.routes)  # who may call what: gateway/roles.py
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -24,6 +24,12 @@ class Caller:
     tags: frozenset[str] = frozenset()
     allowed_models: tuple[str, ...] = ()  # empty: every model
     key_info: KeyInfo | None = field(default=None, compare=False)
+    role: str = "app"  # app | finance | admin (gateway/roles.py); the master key is admin
+    scope: tuple[str, ...] = ()  # projects a finance key may see (empty: every project)
+
+    def sees(self, project: str) -> bool:
+        """Whether reports may show this project to the caller."""
+        return not self.scope or project in self.scope
 
 
 def api_key_from(headers: Mapping[str, str]) -> str:

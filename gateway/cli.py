@@ -1,4 +1,4 @@
-"""``switchyard`` command line: serve, check, version (and the admin commands)."""
+"""``switchyard`` command line: serve, migrate, check, version (and the admin commands)."""
 
 from __future__ import annotations
 
@@ -9,36 +9,64 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import MutableMapping
 from pathlib import Path
 
 from gateway import __version__
-from gateway.config import ConfigError, insecure_master_key, load_config
+from gateway.config import ENV_REFERENCE, ConfigError, insecure_master_key, load_config
 
 CONFIG_ENV = "SWITCHYARD_CONFIG"
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def app_from_env():  # noqa: ANN201 - uvicorn factory
-    """Factory for uvicorn (``--workers N`` re-imports the app in each worker process)."""
+    """Factory for uvicorn's ``--workers N`` (it re-imports the app in each worker process).
+
+    Each worker runs uvicorn's stock server; the drain starts on the worker's SIGTERM all the same.
+    """
     import logging
 
     from gateway.app import create_app
+    from gateway.drain import drain_on_signals
 
     logging.captureWarnings(True)  # warnings too go out in the configured format
+    app = create_app(config_path=os.environ[CONFIG_ENV])
+    drain_on_signals(app.state.drain)
+    return app
 
-    return create_app(config_path=os.environ[CONFIG_ENV])
+
+def secrets_from_files(config_path: str | os.PathLike[str], environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Docker and Kubernetes secrets mounted as files: for each ``${NAME}`` the config refers to,
+    when ``NAME`` is unset and ``NAME_FILE`` names a file, set ``NAME`` to the file's content (one
+    trailing newline dropped). Returns the names set; raises ConfigError for an unreadable file."""
+    env = os.environ if environ is None else environ
+    try:
+        text = Path(config_path).read_text(encoding="utf-8")
+    except OSError:
+        return []  # load_config reports it
+    loaded: list[str] = []
+    for name in dict.fromkeys(m.group(1) for m in ENV_REFERENCE.finditer(text)):
+        path = env.get(f"{name}_FILE")
+        if not path or env.get(name):
+            continue
+        try:
+            value = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE={path}: cannot read the secret file: {exc.strerror}") from None
+        env[name] = value.removesuffix("\n").removesuffix("\r")
+        loaded.append(name)
+    return loaded
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
+        secrets_from_files(args.config)
         config = load_config(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
     import logging
     import logging.config
-
-    import uvicorn
 
     from gateway.logs import logging_config, remember_secrets
 
@@ -66,8 +94,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    metrics_dir = _shared_metrics_dir() if workers > 1 else None
     log.info("switchyard %s serving on http://%s:%s (%d worker%s)", __version__, host, port, workers, "s" * (workers > 1))
+    log_level = args.log_level or config.logging.level
+    if workers == 1:
+        from gateway import server
+        from gateway.app import create_app
+
+        app = create_app(config_path=os.environ[CONFIG_ENV])
+        return server.run(
+            app, app.state.drain, host=host, port=port, log_level=log_level, access_log=args.access_log, log_config=log_config
+        )
+    import uvicorn
+
+    metrics_dir = _shared_metrics_dir()
     try:
         uvicorn.run(
             "gateway.cli:app_from_env",
@@ -77,10 +116,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             workers=workers,
             loop="uvloop",
             http="httptools",
-            log_config=log_config,
-            log_level=args.log_level or config.logging.level,
+            log_config=log_config,  # applied again in every worker process
+            log_level=log_level,
             access_log=args.access_log,
-            timeout_graceful_shutdown=int(config.server.graceful_shutdown_s),
+            # The drain ends what is left at drain_timeout_s; this is the backstop after it.
+            timeout_graceful_shutdown=int(config.server.drain_timeout_s) + 6,
             lifespan="on",
         )
     finally:
@@ -106,8 +146,39 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Bring the ledger database's schema to the newest revision (run before a rolling deploy)."""
+    try:
+        secrets_from_files(args.config)
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    import asyncio
+
+    from gateway.db.engine import Database
+
+    async def migrate() -> tuple[str | None, str | None]:
+        db = Database(config.database_url)
+        try:
+            before = await db.schema_revision()
+            await db.migrate(args.revision)
+            return before, await db.schema_revision()
+        finally:
+            await db.aclose()
+
+    try:
+        before, after = asyncio.run(migrate())
+    except Exception as exc:  # noqa: BLE001 - a command line reports, never shows a stack trace
+        print(f"{args.config}: migration failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"database schema: {before or '(empty)'} -> {after}")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     try:
+        secrets_from_files(args.config)
         config = load_config(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
@@ -156,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--access-log", action="store_true", help="also uvicorn's access line per HTTP request, on stdout")
     serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="migrate the ledger database's schema (before a rolling deploy)")
+    migrate.add_argument("--config", default="config.example.yaml")
+    migrate.add_argument("--revision", default="head", help="Alembic revision to migrate to (default: head)")
+    migrate.set_defaults(func=cmd_migrate)
 
     check = sub.add_parser("check", help="validate a config file offline")
     check.add_argument("config")

@@ -1,11 +1,17 @@
-"""``switchyard keys …``, ``switchyard projects …`` and ``switchyard usage``: clients of a running
-gateway's admin API (``--url``, default ``$SWITCHYARD_URL`` or http://127.0.0.1:4000; master key from
-``--master-key`` or ``$SWITCHYARD_MASTER_KEY``). Plain ``urllib``: no extra dependency.
+"""``switchyard keys …``, ``switchyard projects …``, ``switchyard usage`` and ``switchyard report``:
+clients of a running gateway's admin API (``--url``, default ``$SWITCHYARD_URL`` or
+http://127.0.0.1:4000; the key from ``--api-key`` / ``$SWITCHYARD_API_KEY`` (a finance or admin
+key) or ``--master-key`` / ``$SWITCHYARD_MASTER_KEY``). Plain ``urllib``: no extra dependency.
+``switchyard report --config FILE`` reads the config's database directly instead, and
+``switchyard dev seed-ledger`` writes a realistic ledger into it.
 
     switchyard keys create --project web --name ci --budget-usd 25 --budget-period monthly --rpm 60
+    switchyard keys create --project web --name finance-team --role finance [--projects web,shop]
     switchyard keys list --project web
     switchyard keys revoke <id>          switchyard keys rotate <id>
     switchyard usage --project web --since 2026-11-01 --group-by model --format csv
+    switchyard report --since 2026-11-01 --until 2026-11-30 --format table|csv|json
+    switchyard dev seed-ledger --config config.yaml --rows 1000000 --days 60 --projects 12
 """
 
 from __future__ import annotations
@@ -62,9 +68,10 @@ class AdminClient:
 
 
 def _client(args: argparse.Namespace) -> AdminClient:
-    key = args.master_key or os.environ.get("SWITCHYARD_MASTER_KEY", "")
+    key = (getattr(args, "api_key", None) or args.master_key or os.environ.get("SWITCHYARD_API_KEY", "")
+           or os.environ.get("SWITCHYARD_MASTER_KEY", ""))
     if not key:
-        raise AdminError("no master key: pass --master-key or set SWITCHYARD_MASTER_KEY")
+        raise AdminError("no key: pass --api-key (a finance or admin key) or --master-key, or set SWITCHYARD_API_KEY")
     return AdminClient(args.url, key)
 
 
@@ -72,6 +79,8 @@ def _limits_budget(args: argparse.Namespace) -> dict[str, Any]:
     body: dict[str, Any] = {"limits": {k: v for k, v in (("rpm", args.rpm), ("tpm", args.tpm)) if v is not None}}
     if args.budget_usd is not None:
         body["budget"] = {"usd": args.budget_usd, "period": args.budget_period}
+        if args.alert_thresholds:
+            body["budget"]["alert_thresholds"] = [int(t) for t in _csv(args.alert_thresholds)]
     return body
 
 
@@ -98,7 +107,10 @@ def _run(handler: Any) -> Any:
 
 
 def keys_create(args: argparse.Namespace, client: AdminClient) -> int:
-    body = {"project": args.project, "name": args.name, "models": _csv(args.models), "tags": _csv(args.tags)}
+    body = {"project": args.project, "name": args.name, "models": _csv(args.models), "tags": _csv(args.tags),
+            "role": args.role}
+    if args.projects:
+        body["projects"] = _csv(args.projects)
     body |= _limits_budget(args)
     if args.expires_at:
         body["expires_at"] = args.expires_at
@@ -113,11 +125,11 @@ def keys_list(args: argparse.Namespace, client: AdminClient) -> int:
     if args.format == "json":
         _print_json(keys)
         return 0
-    rows = [["id", "prefix", "project", "name", "budget", "rpm", "tpm", "status"]]
+    rows = [["id", "prefix", "project", "name", "role", "budget", "rpm", "tpm", "status"]]
     for k in keys:
         budget = f"${k['budget']['usd']}/{k['budget']['period']}" if k.get("budget") else "-"
         status = "revoked" if k["revoked_at"] else ("active" if k["active"] else "expired")
-        rows.append([k["id"], k["prefix"] + "…", k["project"], k["name"], budget,
+        rows.append([k["id"], k["prefix"] + "…", k["project"], k["name"], k.get("role", "app"), budget,
                      str(k["limits"]["rpm"] or "-"), str(k["limits"]["tpm"] or "-"), status])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -160,12 +172,14 @@ def usage(args: argparse.Namespace, client: AdminClient) -> int:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=os.environ.get("SWITCHYARD_URL", DEFAULT_URL), help="gateway base URL")
+    parser.add_argument("--api-key", default=None, help="a finance or admin key (default: $SWITCHYARD_API_KEY)")
     parser.add_argument("--master-key", default=None, help="default: $SWITCHYARD_MASTER_KEY")
 
 
 def _budget_limit_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget-usd", help="budget in USD (e.g. 25 or 0.50)")
     parser.add_argument("--budget-period", default="monthly", choices=["daily", "weekly", "monthly", "total"])
+    parser.add_argument("--alert-thresholds", help="budget alert thresholds in percent, e.g. 50,80,100")
     parser.add_argument("--rpm", type=int, help="requests per minute")
     parser.add_argument("--tpm", type=int, help="tokens per minute")
 
@@ -181,6 +195,9 @@ def add_admin_commands(subparsers: Any) -> None:
     create.add_argument("--models", help="comma-separated models/routes the key may use (default: all)")
     create.add_argument("--tags", help="comma-separated tags")
     create.add_argument("--expires-at", help="ISO 8601 time, e.g. 2027-01-01T00:00:00Z")
+    create.add_argument("--role", choices=["app", "finance", "admin"], default="app",
+                        help="app: model calls; finance: read-only reports and dashboard; admin: everything")
+    create.add_argument("--projects", help="finance keys: comma-separated projects the key may see (default: all)")
     _budget_limit_args(create)
     _common(create)
     create.set_defaults(func=_run(keys_create))
@@ -218,3 +235,7 @@ def add_admin_commands(subparsers: Any) -> None:
     report.add_argument("--format", choices=["table", "csv", "json"], default="table")
     _common(report)
     report.set_defaults(func=_run(usage))
+
+    from gateway.cli_reports import add_report_commands
+
+    add_report_commands(subparsers, _common)

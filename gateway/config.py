@@ -43,6 +43,10 @@ class ServerConfig(Strict):
     workers: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     reload_interval_s: float = Field(default=1.0, gt=0)  # how often the config file is checked
+    # After SIGTERM, in-flight requests and streams get this long to finish; the rest are ended
+    # with an OpenAI-shaped error (gateway.drain). Read at start. ``graceful_shutdown_s`` is the
+    # older name of the same setting and is honoured when ``drain_timeout_s`` is not given.
+    drain_timeout_s: float = Field(default=30.0, ge=0)
     graceful_shutdown_s: float = Field(default=30.0, ge=0)
     body_idle_timeout_s: float = Field(default=15.0, gt=0)  # the longest pause while a request body arrives
     body_timeout_s: float = Field(default=120.0, gt=0)  # the longest a whole request body may take
@@ -68,10 +72,34 @@ class ServerConfig(Strict):
                 raise ValueError(f"not a network: {network!r} ({exc})") from None
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _older_drain_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "graceful_shutdown_s" in data and "drain_timeout_s" not in data:
+            return {**data, "drain_timeout_s": data["graceful_shutdown_s"]}
+        return data
+
 
 class Budget(Strict):
     usd: Decimal = Field(ge=0)
     period: Literal["daily", "weekly", "monthly", "total"] = "monthly"
+    alert_thresholds: list[int] | None = None  # percent of the budget; None: alerts.thresholds
+
+    @field_validator("alert_thresholds")
+    @classmethod
+    def _thresholds(cls, value: list[int] | None) -> list[int] | None:
+        return check_thresholds(value)
+
+
+def check_thresholds(value: list[int] | None) -> list[int] | None:
+    """Alert thresholds: whole percents from 1 to 1000, each once; returned sorted."""
+    if value is None:
+        return None
+    if any(not 1 <= t <= 1000 for t in value):
+        raise ValueError("alert thresholds are whole percents between 1 and 1000")
+    if len(set(value)) != len(value):
+        raise ValueError("alert thresholds must not repeat")
+    return sorted(value)
 
 
 class Limits(Strict):
@@ -97,6 +125,10 @@ class RetryConfig(Strict):
 class CircuitBreakerConfig(Strict):
     failure_threshold: int = Field(default=5, ge=1)  # consecutive failures that open the circuit
     cooldown_s: float = Field(default=30.0, gt=0)
+    # With redis_url set, breaker state is shared by every replica (gateway.health_sync); the
+    # request path never waits for Redis: it reads a local copy refreshed every sync_interval_s.
+    shared: bool = True
+    sync_interval_s: float = Field(default=0.5, gt=0, le=60)
 
 
 class LedgerConfig(Strict):
@@ -105,6 +137,39 @@ class LedgerConfig(Strict):
     spool_dir: str = "./spool"
 
 
+class ReportingConfig(Strict):
+    """Finance reports: savings are measured against ``reference_model``'s prices."""
+
+    reference_model: str | None = None  # a deployment name or a model in litellm's price map
+
+
+class AlertsConfig(Strict):
+    """Budget alerts: a signed JSON POST to ``webhook_url`` once per threshold, subject and budget period."""
+
+    webhook_url: str | None = None  # None: alerts are recorded (GET /admin/alerts) but not posted
+    secret: SecretStr | None = None  # HMAC-SHA256 key of the x-switchyard-signature header
+    thresholds: list[int] = Field(default_factory=lambda: [50, 80, 100])  # percent of each budget
+    max_attempts: int = Field(default=6, ge=1, le=20)
+    timeout_s: float = Field(default=5.0, gt=0)
+    backoff_s: float = Field(default=1.0, gt=0)  # doubles after every failed attempt
+    check_interval_s: float = Field(default=2.0, gt=0)  # how often new spend is compared with thresholds
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, value: list[int]) -> list[int]:
+        return check_thresholds(value) or []
+
+    @field_validator("webhook_url", "secret", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class DashboardConfig(Strict):
+    """The finance dashboard at /dashboard."""
+
+    session_ttl_s: int = Field(default=8 * 3600, ge=60)
+    session_secret: SecretStr | None = None  # signs session cookies; default: derived from server.master_key
 class TelemetryConfig(Strict):
     """OpenTelemetry traces. Off unless an OTLP endpoint is set here or in the environment
     (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``); the other standard
@@ -159,6 +224,9 @@ class GatewayConfig(Strict):
     # Model names (routes or deployments) a reload may remove although clients used them
     # recently: naming them here says the removal is meant.
     retired_models: list[str] = Field(default_factory=list)
+    reporting: ReportingConfig = ReportingConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    dashboard: DashboardConfig = DashboardConfig()
 
     @field_validator("redis_url", mode="before")
     @classmethod
@@ -200,6 +268,14 @@ class GatewayConfig(Strict):
             if project.name in project_names:
                 errors.append(f"projects[{p}].name: duplicate project name '{project.name}'")
             project_names.add(project.name)
+        reference = self.reporting.reference_model
+        if reference and reference not in names:
+            from gateway.costmap import (
+                cost_entry,  # reads litellm's price map only when it is needed
+            )
+
+            if cost_entry(reference) is None:
+                errors.append(f"reporting.reference_model: '{reference}' is neither a deployment nor a model in litellm's price map")
         if errors:
             raise ValueError("\n".join(errors))
         return self
@@ -213,6 +289,7 @@ class GatewayConfig(Strict):
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+ENV_REFERENCE = _ENV_REF  # ``${NAME}`` / ``${NAME:-default}``; group 1 is the variable's name
 
 
 def interpolate_env(text: str, environ: Mapping[str, str] | None = None, *, source: str = "<config>") -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from core.errors import GatewayError
+from core.errors import GatewayError, ShuttingDown, UpstreamError
 from core.literals import Endpoint
 from core.wire import TokenUsage
 from gateway.accounting import Admitted, cost_usd, ledger_row
@@ -59,6 +59,7 @@ class Exchange:
     observed: Observed  # the request log's and the trace's view of it
     walk: Walk = field(default_factory=Walk)
     started: float = field(default_factory=time.perf_counter)
+    project_tag: str | None = None  # the caller's x-switchyard-project-tag, for the ledger
     finished: bool = False
     cost: Decimal = Decimal(0)
 
@@ -96,11 +97,13 @@ class Exchange:
             profile = self.runtime.profiles[deployment]
             if walk.answered:
                 status = 200 if ending.error is None else ending.error.status
-                if ending.error is not None and ending.error.retryable and getattr(ending.error, "backend_fault", False):
+                if isinstance(ending.error, UpstreamError) and ending.error.backend_fault:
                     self.state.breakers.record_failure(deployment)  # a stream that broke mid-way
                 error_type = None
-            else:  # the client left while this deployment was working on it
+            elif ending.client_gone:  # the client left while this deployment was working on it
                 status, error_type = CLIENT_CLOSED, "client_closed"
+            else:  # the server ended it (the drain deadline) while this deployment was working on it
+                status, error_type = ShuttingDown.status, ShuttingDown.code
             usage = accountant.usage_of(
                 ending.reported_usage, self.sent, ending.text, profile.model, self.output_limit, deployment
             )
@@ -134,5 +137,5 @@ class Exchange:
         return ledger_row(
             request_id=self.request_id, caller=self.caller, body=self.body, plan=self.plan, runtime=self.runtime,
             deployment=deployment, usage=usage, cost=cost, status=status, latency_ms=latency_ms, ttft_ms=ttft_ms,
-            streamed=streamed, fallbacks=fallbacks, error=error, error_type=error_type,
+            streamed=streamed, fallbacks=fallbacks, error=error, error_type=error_type, project_tag=self.project_tag,
         )

@@ -115,6 +115,7 @@ class Executor:
         attempt: Callable[[Provider], Awaitable[T]],
         walk: Walk,
     ) -> T:
+        refused: GatewayError | None = None  # an adapter's own refusal of the request (a field it cannot take)
         for name in deployments:
             provider = providers[name]
             for try_number in range(self.retries.max_attempts_per_deployment):
@@ -132,9 +133,10 @@ class Executor:
                         break
                     await asyncio.sleep(self._backoff(try_number, exc))
                     continue
-                except GatewayError:
-                    walk.current = None  # refused before reaching the backend (e.g. a field it cannot take)
-                    raise
+                except GatewayError as exc:  # refused before reaching the backend: another candidate may take it
+                    walk.current = None
+                    refused = refused or exc
+                    break
                 except (asyncio.CancelledError, GeneratorExit):
                     raise
                 except Exception as exc:  # noqa: BLE001 - an adapter bug must not become a 500 or skip the fallback
@@ -145,6 +147,8 @@ class Executor:
                 walk.answered = True
                 return result
         walk.current = None
+        if refused is not None and not walk.attempts:
+            raise refused  # every candidate refused it as sent: the caller's 400, naming the param
         raise AllDeploymentsFailed(walk.attempts)
 
     def _failed(self, walk: Walk, name: str, exc: UpstreamError) -> None:

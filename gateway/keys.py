@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlmodel import select
+from sqlmodel import col, select
 
+from core.literals import Role
 from gateway.admission.base import Subject
 from gateway.db.engine import Database
 from gateway.db.models import ApiKey, BudgetPeriod, Project
@@ -87,6 +88,9 @@ class KeyInfo:
     tpm: int | None = None
     expires_at: datetime | None = None
     project_info: ProjectInfo | None = None
+    role: Role = "app"
+    projects: tuple[str, ...] = ()  # finance keys: the projects they may see (empty: every project)
+    alert_thresholds: tuple[int, ...] | None = None
 
     def allows_model(self, model: str) -> bool:
         return not self.models or model in self.models
@@ -144,17 +148,27 @@ class KeyStore:
         rpm: int | None = None,
         tpm: int | None = None,
         expires_at: datetime | None = None,
+        role: Role = "app",
+        projects: Sequence[str] = (),
+        alert_thresholds: Sequence[int] | None = None,
     ) -> tuple[ApiKey, str]:
-        """Issue a key; returns the row and the plaintext secret (shown once, never stored)."""
+        """Issue a key; returns the row and the plaintext secret (shown once, never stored).
+
+        ``projects`` narrows what a finance key sees; every name in it, like ``project``, must exist.
+        """
         secret = generate_key()
         row = ApiKey(
             project=project, name=name, models=list(models), tags=list(tags), budget_usd=budget_usd,
             budget_period=budget_period, rpm=rpm, tpm=tpm, expires_at=expires_at,
-            key_hash=hash_key(secret), prefix=secret[:DISPLAY_PREFIX_LEN],
+            key_hash=hash_key(secret), prefix=secret[:DISPLAY_PREFIX_LEN], role=role, projects=list(projects),
+            alert_thresholds=list(alert_thresholds) if alert_thresholds is not None else None,
         )
         async with self._db.session() as session:
-            if (await session.exec(select(Project.id).where(Project.name == project))).first() is None:
-                raise UnknownProject(project)
+            wanted = {project, *projects}
+            found = set((await session.exec(select(Project.name).where(col(Project.name).in_(wanted)))).all())
+            for name_ in [project, *projects]:
+                if name_ not in found:
+                    raise UnknownProject(name_)
             session.add(row)
             await session.commit()
         return row, secret
@@ -261,6 +275,21 @@ class KeyStore:
             self._cache = {h: e for h, e in self._cache.items() if e.info is not None}
         self._cache[digest] = entry
 
+    async def active_info(self, key_id: str) -> KeyInfo | None:
+        """A key's info by id, straight from the database (no cache): None if unknown, revoked or expired.
+
+        For sessions that outlive a request (the dashboard): revoking the key ends them at once.
+        """
+        stmt = select(ApiKey, Project).join(Project, Project.name == ApiKey.project).where(ApiKey.id == key_id)
+        async with self._db.session() as session:
+            found = (await session.exec(stmt)).first()
+        if found is None or found[0].revoked_at is not None:
+            return None
+        info = _key_info(*found)
+        if info.expires_at is not None and info.expires_at <= self._wall_clock():
+            return None
+        return info
+
     async def _load(self, digest: str) -> _Entry:
         stmt = select(ApiKey, Project).join(Project, Project.name == ApiKey.project).where(ApiKey.key_hash == digest)
         async with self._db.session() as session:
@@ -269,16 +298,22 @@ class KeyStore:
         if found is None:
             return _Entry(digest, None, False, now)
         key, project = found
-        info = KeyInfo(
-            id=key.id, project=key.project, name=key.name, models=tuple(key.models), tags=tuple(key.tags),
-            budget_usd=key.budget_usd, budget_period=key.budget_period, rpm=key.rpm, tpm=key.tpm,
-            expires_at=key.expires_at.astimezone(UTC) if key.expires_at else None,
-            project_info=ProjectInfo(
-                name=project.name, budget_usd=project.budget_usd, budget_period=project.budget_period,
-                rpm=project.rpm, tpm=project.tpm, sensitivity_floor=project.sensitivity_floor,
-            ),
-        )
-        return _Entry(key.key_hash, info, key.revoked_at is not None, now)
+        return _Entry(key.key_hash, _key_info(key, project), key.revoked_at is not None, now)
 
     def _forget(self, digest: str) -> None:
         self._cache.pop(digest, None)
+
+
+def _key_info(key: ApiKey, project: Project) -> KeyInfo:
+    """The request path's view of a key row and its project."""
+    return KeyInfo(
+        id=key.id, project=key.project, name=key.name, models=tuple(key.models), tags=tuple(key.tags),
+        budget_usd=key.budget_usd, budget_period=key.budget_period, rpm=key.rpm, tpm=key.tpm,
+        expires_at=key.expires_at.astimezone(UTC) if key.expires_at else None,
+        role=key.role, projects=tuple(key.projects or ()),
+        alert_thresholds=tuple(key.alert_thresholds) if key.alert_thresholds is not None else None,
+        project_info=ProjectInfo(
+            name=project.name, budget_usd=project.budget_usd, budget_period=project.budget_period,
+            rpm=project.rpm, tpm=project.tpm, sensitivity_floor=project.sensitivity_floor,
+        ),
+    )

@@ -72,14 +72,21 @@ _detectors: DetectorSet | None = None
 
 def remember_secrets(config: GatewayConfig) -> None:
     """Add ``config``'s secrets to what every log line is scrubbed of (old ones stay: a rotated key
-    can still turn up in a late message)."""
+    can still turn up in a late message): the master key, deployment keys, header values and
+    litellm credentials, the alert webhook and its signing secret, the dashboard's session secret,
+    passwords in database, Redis and collector URLs, and a collector's headers."""
     values = {config.server.master_key.get_secret_value()}
     for deployment in config.deployments:
         if deployment.api_key is not None:
             values.add(deployment.api_key.get_secret_value())
         values.update(deployment.headers.values())
         values.update(_secret_params(deployment.litellm_params))
-    for url in (config.database_url, config.redis_url, config.telemetry.otlp_endpoint):
+    for secret in (config.alerts.secret, config.dashboard.session_secret):
+        if secret is not None:
+            values.add(secret.get_secret_value())
+    if config.alerts.webhook_url:  # a webhook's URL is often its credential (Slack, Teams)
+        values.add(config.alerts.webhook_url)
+    for url in (config.database_url, config.redis_url, config.telemetry.otlp_endpoint, config.alerts.webhook_url):
         password = _url_password(url)
         if password:
             values.add(password)

@@ -19,7 +19,7 @@ from core.errors import (
     GatewayError,
     ModelNotFound,
     NoPermittedDeployment,
-    error_body,
+    ShuttingDown,
 )
 from core.literals import Endpoint, Sensitivity
 from core.wire import CHECKS, reply_text
@@ -36,6 +36,7 @@ from gateway.dialects import OPENAI, Dialect
 from gateway.exchange import Ending, Exchange
 from gateway.executor import Walk
 from gateway.refusals import NO_RETRY, refusal_for
+from gateway.roles import require
 from gateway.runtime import Runtime
 from gateway.sse import EventStreamResponse
 from gateway.state import GatewayState
@@ -47,6 +48,7 @@ from routing.types import Plan, RoutingRequest
 
 HINT_HEADERS = {"sensitivity": "x-switchyard-sensitivity", "task": "x-switchyard-task"}
 HINT_PREFIX = "x-switchyard-"
+PROJECT_TAG = "x-switchyard-project-tag"
 
 _CALLS: dict[str, Callable[[dict[str, Any]], Callable[[Provider], Awaitable[Reply]]]] = {
     "chat": lambda body: lambda p: p.chat(body),
@@ -99,7 +101,8 @@ async def open_exchange(
     trace = observed.trace
     with trace.phase("auth"):
         caller = await state.authenticate(incoming.headers, incoming.client_host)
-    observed.caller = caller
+        observed.caller = caller
+        require(caller, incoming.scope["method"], incoming.scope["path"])
     runtime = state.runtime
     state.accountant.precheck(caller, runtime)
     body = dialect.to_openai(await incoming.json(runtime.body_limits))
@@ -115,10 +118,20 @@ async def open_exchange(
     exchange = Exchange(
         state=state, runtime=runtime, request_id=incoming.request_id, caller=caller, endpoint=endpoint,
         body=body, sent=upstream_body(body, admitted.output_cap), plan=plan, admitted=admitted,
-        observed=observed, walk=Walk(trace=trace),
+        project_tag=project_tag(incoming.headers, body), observed=observed, walk=Walk(trace=trace),
     )
     observed.exchange = exchange
     return exchange
+
+
+def project_tag(headers: dict[str, str], body: dict[str, Any]) -> str | None:
+    """The ``x-switchyard-project-tag`` hint (header, or the same key in ``metadata``) the ledger records."""
+    tag = headers.get(PROJECT_TAG)
+    if not tag:
+        metadata = body.get("metadata")
+        value = metadata.get(PROJECT_TAG) if isinstance(metadata, dict) else None
+        tag = value if isinstance(value, str) else None
+    return tag[:200] if tag else None
 
 
 def routing_request(
@@ -160,8 +173,9 @@ def upstream_body(body: dict[str, Any], output_cap: int | None) -> dict[str, Any
     return sent
 
 
-def response_headers(exchange: Exchange) -> dict[str, str]:
-    """``x-request-id``, where and why the request went, and the caller's limits."""
+def response_headers(exchange: Exchange, cost: Decimal | None = None) -> dict[str, str]:
+    """``x-request-id``, where and why the request went, and the caller's limits and budget left
+    (after ``cost``, when it is known before the body)."""
     plan = exchange.plan
     headers = {
         "x-request-id": exchange.request_id,
@@ -175,7 +189,7 @@ def response_headers(exchange: Exchange) -> dict[str, str]:
     if exchange.walk.current is not None:
         headers["x-switchyard-deployment"] = exchange.walk.current
         headers["x-switchyard-fallbacks"] = str(exchange.walk.fallbacks)
-    headers.update(exchange.admitted.headers())
+    headers.update(exchange.admitted.headers(cost))
     return headers
 
 
@@ -227,7 +241,7 @@ async def _answer_json(exchange: Exchange, incoming: Incoming, send: Send, diale
         raise
     watch.stop()
     cost = await exchange.finish(Ending(reported_usage=reply.usage, text=reply_text(reply.data)))
-    headers = response_headers(exchange)
+    headers = response_headers(exchange, cost)
     headers["x-switchyard-cost-usd"] = format_usd(cost)
     await send_json(send, 200, dialect.reply(reply.data, reply.body), headers)
 
@@ -266,8 +280,11 @@ async def _answer_stream(exchange: Exchange, incoming: Incoming, send: Send, dia
         if aclose is not None:
             await aclose()
         reported = meter.usage or getattr(opened.rest, "usage", None)
+        error = meter.error
+        if error is None and not meter.completed and not client_gone:  # ended by the server (the drain deadline)
+            error = ShuttingDown("This Switchyard replica is shutting down and ended the stream.")
         await exchange.finish(Ending(
-            reported_usage=reported, text=meter.generated_text(), error=meter.error, client_gone=client_gone,
+            reported_usage=reported, text=meter.generated_text(), error=error, client_gone=client_gone,
             ttft_ms=meter.ttft_ms, streamed=True,
         ))
 

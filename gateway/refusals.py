@@ -18,12 +18,14 @@ from core.errors import (
     InvalidRequest,
     ModelNotFound,
     NoPermittedDeployment,
+    PayloadTooLarge,
     PermissionDenied,
 )
 from routing.errors import (
     InvalidHint,
     NoCandidates,
     PolicyBlocked,
+    RequestTooLarge,
     RoutingError,
     UnknownModel,
     UnsupportedEndpoint,
@@ -67,8 +69,10 @@ def refusal_for(exc: RoutingError | InvalidHint) -> GatewayError:
         if "health" in kinds:
             return NoPermittedDeployment(str(exc), headers={"retry-after": "5"})
         return NoPermittedDeployment(str(exc), headers=NO_RETRY)
-    status = getattr(exc, "status", 400)
-    return GatewayError(str(exc), status=status, code=getattr(exc, "code", "routing_refused"))
+    if isinstance(exc, RequestTooLarge):  # more text than sensitivity.max_scan_bytes, and over_limit: refuse
+        return PayloadTooLarge(str(exc), code=exc.code)
+    status = getattr(exc, "status", None) or 400
+    return GatewayError(str(exc), status=status, code=getattr(exc, "code", None) or "routing_refused")
 
 
 def refusal_summary(exc: RoutingError | InvalidHint) -> dict[str, object]:

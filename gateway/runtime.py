@@ -20,9 +20,10 @@ from gateway.costmap import cost_entry
 from providers.base import Provider
 from providers.registry import build_provider
 from providers.settings import DeploymentConfig
+from providers.tokens import decode_token_ids
 from routing.pricing import prices_from
 from routing.router import Router
-from routing.types import DeploymentProfile
+from routing.types import DeploymentProfile, Sensitivity
 
 log = logging.getLogger("switchyard.runtime")
 
@@ -83,6 +84,7 @@ def deployment_profile(dep: DeploymentConfig) -> DeploymentProfile:
         quality=dep.quality,
         prices=prices,
         latency_ms=dep.latency_ms,
+        unscannable=Sensitivity.parse(dep.unscannable),
     )
 
 
@@ -98,7 +100,8 @@ def compile_policy(config: GatewayConfig) -> tuple[Router, dict[str, DeploymentP
         for r in config.routes
     ]
     routes = [r for r in routes if r.candidates]
-    return Router(routes, list(profiles.values()), config.sensitivity, config.routing), profiles
+    router = Router(routes, list(profiles.values()), config.sensitivity, config.routing, token_decoder=decode_token_ids)
+    return router, profiles
 
 
 def build_runtime(

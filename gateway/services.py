@@ -10,6 +10,7 @@ from typing import Any
 
 from gateway.accounting import Accountant
 from gateway.admission import Admission, make_admission, seed_from_ledger
+from gateway.alerts import BudgetAlerts
 from gateway.config import GatewayConfig
 from gateway.db.engine import Database
 from gateway.db.projects import sync_projects
@@ -32,17 +33,20 @@ class Services:
     ledger: LedgerWriter
     settler: Settler
     accountant: Accountant
+    alerts: BudgetAlerts
 
     async def on_reload(self, config: GatewayConfig) -> None:
         """Projects follow the config; cached keys are re-read (their project limits may change)."""
         await sync_projects(self.db, config.projects)
         self.keys.invalidate()
+        self.alerts.reconfigure(config)
 
     async def aclose(self) -> None:
         # Settlements first, the ledger next: everything in flight has been recorded by now.
         try:
             await self.settler.aclose()
             await self.ledger.aclose()
+            await self.alerts.aclose()
         finally:
             try:
                 await self.admission.aclose()
@@ -72,13 +76,16 @@ async def start_services(config: GatewayConfig, metrics: Any = None) -> Services
         flush_interval_ms=config.ledger.flush_interval_ms,
         spool_dir=config.ledger.spool_dir,
     )
+    alerts = BudgetAlerts(db, config)
+    ledger.on_commit(alerts.observe)  # new spend may cross a budget alert threshold
     await ledger.start()
+    await alerts.start()
     keys = KeyStore(db)
     settler = Settler(admission)
     settler.start()
     return Services(
         db=db, keys=keys, admission=admission, ledger=ledger, settler=settler,
-        accountant=Accountant(admission, ledger, settler, metrics),
+        accountant=Accountant(admission, ledger, settler, metrics), alerts=alerts,
     )
 
 

@@ -54,6 +54,9 @@ class EventStreamResponse(Response):
                 client_gone = True  # the transport failed while writing
         finally:
             watcher.cancel()
+            if not pump.done():  # this response itself was cancelled (drain deadline, shutdown)
+                pump.cancel()
+                await asyncio.gather(pump, return_exceptions=True)
             await self.events.aclose()
             if self.on_close is not None:
                 try:

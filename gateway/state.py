@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from core.errors import AuthUnavailable
@@ -37,6 +39,7 @@ class GatewayState:
     telemetry: Telemetry
     config_path: Path | None = None
     model_use: dict[str, float] = field(default_factory=dict)  # model name -> when last asked for (monotonic)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # "now" for reports (tests set it)
 
     @property
     def config(self) -> GatewayConfig:
@@ -69,12 +72,14 @@ class GatewayState:
         self.executor.retries = runtime.config.retries
         return old
 
-    async def authenticate(self, headers: dict[str, str], client_host: str | None = None) -> Caller:
-        """The caller behind the request's API key, or a 401 (a 503 when keys cannot be checked)."""
+    async def authenticate(self, headers: Mapping[str, str], client_host: str | None = None) -> Caller:
+        """The caller behind the request's API key, or a 401 (a 503 when keys cannot be checked).
+
+        Which roles a route admits is checked by the caller of this (``gateway.roles``)."""
         token = api_key_from(headers)
         config = self.config
         if is_master_key(token, config.server.master_key.get_secret_value()):
-            return Caller(project=self.runtime.default_project, is_master=True)
+            return Caller(project=self.runtime.default_project, is_master=True, role="admin")
         try:
             info = await self.keys.authenticate(token)
         except Exception as exc:  # noqa: BLE001 - the database is down and the key is not cached
@@ -93,4 +98,6 @@ class GatewayState:
             tags=frozenset(info.tags or ()),
             allowed_models=tuple(info.models or ()),
             key_info=info,
+            role=info.role,
+            scope=info.projects,
         )

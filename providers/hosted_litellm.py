@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import re
 import threading
 import warnings
 from collections.abc import AsyncIterator
@@ -33,12 +34,45 @@ from core.errors import (
 )
 from providers import openai_shapes as shapes
 from providers.base import Reply
+from providers.parameters import (
+    ParameterPolicy,
+    forwarded,
+    ignored,
+    translated,
+    unsupported,
+)
 from providers.propagation import ATTEMPT_HEADERS
 from providers.settings import DeploymentConfig
+from providers.upstream_errors import summarise
 
-# Request fields that belong to the gateway (or to litellm's own logging), not to the backend.
-_GATEWAY_FIELDS = frozenset({"model", "stream", "stream_options", "metadata"})
-_DEFAULTS = {"drop_params": True, "num_retries": 0, "max_retries": 0}  # the gateway retries and falls back itself
+_DEFAULT_NOT_SENT = "the default ({value}) is not sent, so a backend without the parameter accepts it; other values as forwarded"
+_NO_OP_DEFAULTS: dict[str, Any] = {"n": 1, "logprobs": False, "presence_penalty": 0, "frequency_penalty": 0}
+
+PARAMETERS = ParameterPolicy(
+    "litellm",
+    {
+        "model": translated("the deployment's litellm model (`provider/model`)"),
+        "stream": translated("litellm's streaming call; each chunk re-shaped as OpenAI's"),
+        "stream_options": translated(
+            "usage is always asked of litellm (the ledger needs it); the usage chunk reaches the client only"
+            " with `include_usage`"
+        ),
+        "metadata": ignored(
+            "litellm reserves `metadata` for its own callbacks, so it is not sent; the gateway reads its"
+            " `x-switchyard-*` keys"
+        ),
+        **{name: translated(_DEFAULT_NOT_SENT.format(value=str(v).lower())) for name, v in _NO_OP_DEFAULTS.items()},
+    },
+    others=forwarded(
+        "to litellm, which maps it onto the backend's own parameter; a backend without one answers 400 naming it"
+        " (`unsupported_parameter`)"
+    ),
+    summary="hosted APIs through litellm (`provider: litellm`)",
+)
+"""What the litellm adapter does with each chat request parameter (see providers/parameters.py)."""
+
+# The gateway retries and falls back itself; a parameter the backend lacks is refused, not dropped.
+_DEFAULTS = {"drop_params": False, "num_retries": 0, "max_retries": 0}
 
 _litellm: Any = None
 _import_lock = threading.Lock()
@@ -130,7 +164,10 @@ class LiteLLMProvider:
 
     # --- plumbing -----------------------------------------------------------------------
     def _to_upstream(self, body: dict[str, Any]) -> dict[str, Any]:
-        kwargs = {k: v for k, v in body.items() if k not in _GATEWAY_FIELDS}
+        kwargs = PARAMETERS.forwardable(body)
+        for name, default in _NO_OP_DEFAULTS.items():
+            if name in body and body[name] != default and body[name] is not None:
+                kwargs[name] = body[name]
         kwargs.update(_DEFAULTS)
         kwargs["model"] = self.config.model
         if self.config.base_url:
@@ -275,7 +312,8 @@ def map_litellm_error(exc: BaseException, deployment: str, *, mid_stream: bool =
     litellm = _litellm
     chain = _chain(exc)
     text = str(exc).strip() or type(exc).__name__
-    message = f"{deployment}: {text[:500]}"
+    if litellm and isinstance(exc, litellm.UnsupportedParamsError):
+        return _unsupported(text, deployment)
     timeouts = (TimeoutError, httpx.TimeoutException) + ((litellm.Timeout,) if litellm else ())
     if any(isinstance(e, timeouts) for e in chain):
         what = "stopped sending mid-stream" if mid_stream else "did not answer in time"
@@ -284,13 +322,15 @@ def map_litellm_error(exc: BaseException, deployment: str, *, mid_stream: bool =
     if mid_stream and any(isinstance(e, connection) for e in chain):
         return UpstreamProtocolError(f"{deployment}: upstream response was cut short", deployment=deployment)
     if any(isinstance(e, connection) for e in chain) or (litellm and isinstance(exc, litellm.APIConnectionError)):
-        return UpstreamConnectionError(f"{deployment}: cannot connect to upstream ({text[:300]})", deployment=deployment)
+        reason = summarise(text, 502, what="a connection error")
+        return UpstreamConnectionError(f"{deployment}: cannot connect to upstream ({reason})", deployment=deployment)
     status, headers = _http_status(chain)
     code = None
     if litellm and isinstance(exc, litellm.ContextWindowExceededError):
         status, code = 400, "context_length_exceeded"
     if status is None:
-        return UpstreamError(f"{deployment}: upstream call failed ({type(exc).__name__}: {text[:300]})", deployment=deployment)
+        reason = summarise(text, 502, what="an error")
+        return UpstreamError(f"{deployment}: upstream call failed ({type(exc).__name__}: {reason})", deployment=deployment)
     retry_after = None
     if headers is not None:
         try:
@@ -298,5 +338,15 @@ def map_litellm_error(exc: BaseException, deployment: str, *, mid_stream: bool =
         except (TypeError, ValueError):
             retry_after = None
     return UpstreamStatus(
-        message, upstream_status=status, deployment=deployment, upstream_code=code, retry_after=retry_after
+        f"{deployment}: {summarise(text, status)}", upstream_status=status, deployment=deployment,
+        upstream_code=code, retry_after=retry_after,
     )
+
+
+def _unsupported(text: str, deployment: str) -> GatewayError:
+    """litellm's "<provider> does not support parameters: ['x', ...]" as a 400 naming the first."""
+    listed = re.search(r"parameters: \[([^\]]*)\]", text)
+    names = re.findall(r"'([^']+)'", listed.group(1)) if listed else []
+    if not names:
+        return InvalidRequest(f"{deployment}: {summarise(text, 400)}", code="unsupported_parameter")
+    return unsupported(names[0], f"the backend of deployment '{deployment}' has no such parameter")

@@ -3,6 +3,9 @@
 aiohttp was chosen by measurement on the target machine: a bare pass-through forwarded ~6,500
 req/s with it against ~850 req/s with httpx 0.28. Keep every upstream HTTP call behind
 :class:`UpstreamHTTP` so the choice stays in one place.
+
+Upstream error bodies are never repeated verbatim: ``providers.upstream_errors`` keeps a short,
+plain, OpenAI-shaped message (and the ``param`` it names) and summarises anything else.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from core.errors import (
     UpstreamStatus,
     UpstreamTimeout,
 )
+from providers.upstream_errors import read_error_body
 from providers.propagation import with_attempt_headers
 
 
@@ -126,7 +130,9 @@ class UpstreamHTTP:
             if "text/event-stream" not in content_type:
                 # Some servers answer an error object with 200 and JSON; surface it properly.
                 body = await response.read()
-                raise self._status_error(502, body, response.headers, fallback="upstream did not stream")
+                raise self._status_error(
+                    502, body, response.headers, fallback="upstream did not stream", answered=response.status
+                )
             try:
                 async for payload_bytes in _iter_sse_data(response.content):
                     if payload_bytes == b"[DONE]":
@@ -145,16 +151,18 @@ class UpstreamHTTP:
         )
 
     def _status_error(
-        self, status: int, body: bytes, headers: Mapping[str, str], fallback: str | None = None
+        self, status: int, body: bytes, headers: Mapping[str, str], fallback: str | None = None, answered: int | None = None
     ) -> UpstreamStatus:
-        message, type_, code = _parse_error_body(body, fallback or f"upstream answered HTTP {status}")
+        error = read_error_body(body, answered or status, headers.get("content-type", ""))
+        message = error.message if fallback is None else f"{fallback} ({error.message})"
         retry_after = _parse_retry_after(headers.get("retry-after"))
         return UpstreamStatus(
             f"{self.deployment}: {message}",
             upstream_status=status,
             deployment=self.deployment,
-            upstream_type=type_,
-            upstream_code=code,
+            upstream_type=error.type,
+            upstream_code=error.code,
+            upstream_param=error.param,
             retry_after=retry_after,
         )
 
@@ -202,23 +210,6 @@ async def _iter_sse_data(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
         # "event:", "id:", "retry:" and ":" comments carry nothing an OpenAI client needs.
     if data_lines:
         yield b"\n".join(data_lines)
-
-
-def _parse_error_body(body: bytes, fallback: str) -> tuple[str, str | None, str | None]:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        text = body.decode("utf-8", "replace").strip()
-        return (text[:500] or fallback), None, None
-    if isinstance(data, dict):
-        err = data.get("error", data)
-        if isinstance(err, dict):
-            message = err.get("message") or err.get("detail") or fallback
-            code = err.get("code")
-            return str(message), err.get("type"), (str(code) if code is not None else None)
-        if isinstance(err, str):
-            return err, None, None
-    return fallback, None, None
 
 
 def _parse_retry_after(value: str | None) -> float | None:

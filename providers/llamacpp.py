@@ -19,10 +19,14 @@ from typing import Any
 from core.errors import GatewayError, InvalidRequest, UpstreamStatus, UpstreamTimeout
 from providers import openai_shapes as shapes
 from providers.base import Reply
+from providers.llamacpp_generate import (
+    chat_choices,
+    completion_choices,
+    stream_chat,
+    stream_completion,
+)
 from providers.llamacpp_requests import (
-    chat_logprobs,
     chat_request,
-    completion_logprobs,
     completion_request,
     embedding_request,
 )
@@ -128,24 +132,7 @@ class LlamaCppProvider:
     # --- chat ---------------------------------------------------------------------------
     async def chat(self, body: dict[str, Any]) -> Reply:
         req = chat_request(body)
-
-        def run(llama: Any, job: Job) -> list[dict[str, Any]]:
-            choices = []
-            for i in range(req.n):
-                job.count_prompt = i == 0
-                result = llama.create_chat_completion(**req.kwargs_for(i))
-                choice = result["choices"][0]
-                message = choice["message"]
-                logprobs = chat_logprobs(llama, job.runs[-1].records) if req.top_logprobs is not None else None
-                choices.append(
-                    shapes.chat_choice(
-                        i, message.get("content"), choice.get("finish_reason"),
-                        tool_calls=message.get("tool_calls"), logprobs=logprobs,
-                    )
-                )
-            return choices
-
-        job = self._chat.submit(run, top_logprobs=req.top_logprobs)
+        job = self._chat.submit(lambda llama, job: chat_choices(llama, job, req), top_logprobs=req.top_logprobs)
         choices = await self._result(job, self.config.timeouts.read)
         data = shapes.chat_completion(
             id=shapes.new_id("chatcmpl"), model=self.model_name, created=shapes.now(),
@@ -157,24 +144,11 @@ class LlamaCppProvider:
         holder: dict[str, Job] = {}
 
         async def chunks() -> AsyncIterator[bytes]:
-            req = chat_request(body)
+            req = chat_request(body, stream=True)
             ident, created = shapes.new_id("chatcmpl"), shapes.now()
-
-            def run(llama: Any, job: Job) -> None:
-                announced: set[int] = set()  # tool calls whose id and name were sent already
-                for i in range(req.n):
-                    job.count_prompt = i == 0
-                    announced.clear()
-                    for chunk in llama.create_chat_completion(stream=True, **req.kwargs_for(i)):
-                        choice = chunk["choices"][0]
-                        delta = _delta(choice.get("delta") or {}, announced)
-                        logprobs = None
-                        if req.top_logprobs is not None and (delta.get("content") or delta.get("tool_calls")):
-                            records = job.take_records()
-                            logprobs = chat_logprobs(llama, records) if records else None
-                        job.emit(shapes.chunk_choice(i, delta, choice.get("finish_reason"), logprobs))
-
-            holder["job"] = job = self._chat.submit(run, top_logprobs=req.top_logprobs)
+            holder["job"] = job = self._chat.submit(
+                lambda llama, job: stream_chat(llama, job, req), top_logprobs=req.top_logprobs
+            )
             async for choice in self._items(job):
                 yield shapes.dumps(
                     shapes.chat_chunk(id=ident, model=self.model_name, created=created, choices=[choice], with_usage_field=req.include_usage)
@@ -192,19 +166,7 @@ class LlamaCppProvider:
     # --- completions --------------------------------------------------------------------
     async def complete(self, body: dict[str, Any]) -> Reply:
         req = completion_request(body)
-
-        def run(llama: Any, job: Job) -> list[dict[str, Any]]:
-            choices = []
-            for p, prompt in enumerate(req.prompts):
-                for j in range(req.n):
-                    job.count_prompt = j == 0
-                    result = llama.create_completion(prompt=prompt, **req.kwargs_for(j))
-                    choice = result["choices"][0]
-                    logprobs = completion_logprobs(llama, job.runs[-1].records) if req.top_logprobs is not None else None
-                    choices.append(shapes.text_choice(p * req.n + j, choice["text"], choice.get("finish_reason"), logprobs))
-            return choices
-
-        job = self._chat.submit(run, top_logprobs=req.top_logprobs)
+        job = self._chat.submit(lambda llama, job: completion_choices(llama, job, req), top_logprobs=req.top_logprobs)
         choices = await self._result(job, self.config.timeouts.read)
         data = shapes.text_completion(
             id=shapes.new_id("cmpl"), model=self.model_name, created=shapes.now(),
@@ -218,30 +180,18 @@ class LlamaCppProvider:
         async def chunks() -> AsyncIterator[bytes]:
             req = completion_request(body)
             ident, created = shapes.new_id("cmpl"), shapes.now()
-
-            def run(llama: Any, job: Job) -> None:
-                for p, prompt in enumerate(req.prompts):
-                    for j in range(req.n):
-                        job.count_prompt = j == 0
-                        for chunk in llama.create_completion(prompt=prompt, stream=True, **req.kwargs_for(j)):
-                            choice = chunk["choices"][0]
-                            records = job.take_records()
-                            logprobs = completion_logprobs(llama, records) if req.top_logprobs is not None and records else None
-                            job.emit(shapes.text_choice(p * req.n + j, choice["text"], choice.get("finish_reason"), logprobs))
-
-            holder["job"] = job = self._chat.submit(run, top_logprobs=req.top_logprobs)
+            holder["job"] = job = self._chat.submit(
+                lambda llama, job: stream_completion(llama, job, req), top_logprobs=req.top_logprobs
+            )
             async for choice in self._items(job):
                 yield shapes.dumps(
-                    shapes.text_completion(
-                        id=ident, model=self.model_name, created=created, choices=[choice], usage=None,
-                        chunk=True, with_usage_field=req.include_usage,
-                    )
+                    shapes.text_completion(id=ident, model=self.model_name, created=created, choices=[choice], usage=None)
                 )
             if req.include_usage:
                 yield shapes.dumps(
                     shapes.text_completion(
                         id=ident, model=self.model_name, created=created, choices=[],
-                        usage=shapes.usage(job.prompt_tokens, job.completion_tokens), chunk=True,
+                        usage=shapes.usage(job.prompt_tokens, job.completion_tokens),
                     )
                 )
 
@@ -332,24 +282,6 @@ def _warm_up(llama: Any) -> None:
     """One tiny decode at load time pages the weights in, so the first request is not slow."""
     llama.create_completion("Hi", max_tokens=1)
     llama.reset()
-
-
-def _delta(delta: dict[str, Any], announced: set[int]) -> dict[str, Any]:
-    """A llama-cpp chat delta as OpenAI streams it: no nulls, no legacy ``function_call``, and a
-    tool call's ``id`` / ``type`` / ``name`` only in its first delta (clients concatenate them)."""
-    out = {k: v for k, v in delta.items() if v is not None and k != "function_call"}
-    if out.get("role") == "assistant" and "content" not in out and "tool_calls" not in out:
-        out["content"] = ""
-    calls = []
-    for call in out.get("tool_calls") or []:
-        index = call.get("index", 0)
-        if index in announced:
-            call = {"index": index, "function": {"arguments": (call.get("function") or {}).get("arguments", "")}}
-        announced.add(index)
-        calls.append(call)
-    if calls:
-        out["tool_calls"] = calls
-    return out
 
 
 def _map_error(deployment: str, exc: BaseException) -> BaseException:

@@ -1,8 +1,11 @@
-"""OpenAI request bodies -> llama-cpp-python keyword arguments, and logprobs back to OpenAI.
+"""OpenAI request bodies -> llama-cpp-python keyword arguments, by the embedded model's
+:data:`PARAMETERS` declaration.
 
-Checks what the embedded backend cannot honour and refuses it with a 400 naming the field
-(images, token-array prompts, ``n`` above :data:`MAX_N`, ...); fields it has no use for
-(``user``, ``metadata``, ``store``, ``parallel_tool_calls``, ...) are ignored.
+What the embedded backend cannot honour is refused with a 400 naming the field (images, audio
+output, ``n`` above :data:`MAX_N`, out-of-vocabulary ``logit_bias`` ids, ...); what it has no use
+for (``user``, ``store``, ``metadata``, ...) is accepted and listed as ignored. Token-id inputs
+(``prompt`` / ``input`` as arrays of ids, LangChain's default for embeddings) were made with an
+OpenAI tokenizer, not this model's: they are decoded to text first (cl100k_base, then o200k_base).
 """
 
 from __future__ import annotations
@@ -12,11 +15,78 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import InvalidRequest
-from providers.llamacpp_worker import TokenRecord
+from providers.llamacpp_tools import ToolPlan, plan_tools
+from providers.parameters import (
+    ParameterPolicy,
+    forwarded,
+    ignored,
+    refused,
+    translated,
+)
+from providers.tokens import DECODING_ENCODINGS, decode_token_ids
 
 MAX_N = 16
 MAX_TOP_LOGPROBS = 20
 _SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+_PROMPT_CACHE = "a prompt-cache hint; llama.cpp reuses a repeated prompt prefix on its own"
+
+PARAMETERS = ParameterPolicy(
+    "llamacpp",
+    {
+        "audio": refused("generates text only"),
+        "frequency_penalty": forwarded("to llama.cpp's sampler"),
+        "function_call": translated("deprecated; as `tool_choice`, answered in the legacy `function_call` shape"),
+        "functions": translated("deprecated; as `tools`, answered in the legacy `function_call` shape"),
+        "logit_bias": translated(
+            "to llama.cpp's sampler; ids are this model's own vocabulary; an id outside it, or a bias outside"
+            " -100..100, is a 400"
+        ),
+        "logprobs": translated("computed from the model's logits"),
+        "max_completion_tokens": translated("llama.cpp's `max_tokens` (wins over `max_tokens`)"),
+        "max_tokens": translated("llama.cpp's `max_tokens`"),
+        "messages": translated(
+            "rendered with the model's chat template; `developer` becomes `system`; text parts only (an image,"
+            " audio or file part is a 400)"
+        ),
+        "metadata": ignored("nothing is stored; the gateway reads only its own `x-switchyard-*` keys"),
+        "modalities": refused('generates text only (`["text"]` is accepted)', harmless=lambda v: v == ["text"]),
+        "model": translated("routed by the gateway; the deployment's own model answers"),
+        "moderation": refused("runs no moderation"),
+        "n": translated(f"up to {MAX_N} choices, generated one after another"),
+        "parallel_tool_calls": ignored("at most one tool call is made per turn, which either value allows"),
+        "prediction": ignored("a latency hint only: the answer is the same without it"),
+        "presence_penalty": forwarded("to llama.cpp's sampler"),
+        "prompt_cache_key": ignored(_PROMPT_CACHE),
+        "prompt_cache_options": ignored(_PROMPT_CACHE),
+        "prompt_cache_retention": ignored(_PROMPT_CACHE),
+        "reasoning_effort": refused("is not a reasoning model"),
+        "response_format": translated("`json_object` / `json_schema` become a grammar: JSON, constrained to the schema"),
+        "safety_identifier": ignored("nothing leaves the machine to be reported"),
+        "seed": translated("llama.cpp's seed; choice i uses seed + i, so choices differ"),
+        "service_tier": ignored("one tier"),
+        "stop": forwarded("to llama.cpp (empty strings dropped)"),
+        "store": ignored("nothing is stored"),
+        "stream": translated("chunks as the model generates them"),
+        "stream_options": translated(
+            "`include_usage` adds the final usage chunk; `include_obfuscation` has no effect (no obfuscation field)"
+        ),
+        "temperature": forwarded("to llama.cpp's sampler"),
+        "tool_choice": translated(
+            "a named function or custom tool, `required` and `allowed_tools` (required mode) force one call through"
+            " a grammar; `auto` lets the model answer in text; a Lark custom grammar, a streamed custom tool or"
+            " `required` over several custom tools is a 400"
+        ),
+        "tools": translated("function and custom tools (see `tool_choice`); the chat template sees them"),
+        "top_logprobs": translated(f"0..{MAX_TOP_LOGPROBS} alternatives per token, from the model's logits"),
+        "top_p": forwarded("to llama.cpp's sampler"),
+        "user": ignored("no per-user state"),
+        "verbosity": refused("has no verbosity control"),
+        "web_search_options": refused("has no web search"),
+    },
+    others=ignored("a field outside OpenAI's spec has no meaning for the embedded model"),
+    summary="the embedded llama.cpp model (`provider: llamacpp`)",
+)
+"""What the embedded model does with each chat request parameter (see providers/parameters.py)."""
 
 
 @dataclass(slots=True)
@@ -28,6 +98,8 @@ class GenerationRequest:
     seed: int | None = None
     top_logprobs: int | None = None  # None: no logprobs; 0..20: that many alternatives
     include_usage: bool = False
+    logit_bias: dict[int, float] | None = None  # checked against the vocabulary in the worker
+    tools: ToolPlan | None = None  # a forced tool call
 
     def kwargs_for(self, run: int) -> dict[str, Any]:
         """Keyword arguments of the ``run``-th generation (choices differ under a fixed seed)."""
@@ -36,10 +108,20 @@ class GenerationRequest:
             kwargs["seed"] = (self.seed + run) & 0xFFFFFFFF
         return kwargs
 
+    def check_vocabulary(self, n_vocab: int) -> None:
+        """A 400 for ``logit_bias`` ids the model does not have (llama.cpp would drop them all)."""
+        for token in self.logit_bias or ():
+            if token >= n_vocab:
+                raise InvalidRequest(
+                    f"Invalid key in 'logit_bias': {token}. This model's vocabulary has ids 0 to {n_vocab - 1}.",
+                    param="logit_bias", code="invalid_value",
+                )
+
 
 @dataclass(slots=True)
 class CompletionRequest(GenerationRequest):
     prompts: list[str] = field(default_factory=list)
+    echo: bool = False
 
 
 @dataclass(slots=True)
@@ -49,7 +131,8 @@ class EmbeddingRequest:
     dimensions: int | None
 
 
-def chat_request(body: dict[str, Any]) -> GenerationRequest:
+def chat_request(body: dict[str, Any], *, stream: bool = False) -> GenerationRequest:
+    PARAMETERS.refuse(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("messages must be a non-empty list", param="messages")
@@ -57,52 +140,43 @@ def chat_request(body: dict[str, Any]) -> GenerationRequest:
     max_tokens = _positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens")
     if max_tokens is not None:
         kwargs["max_tokens"] = max_tokens
-    _common_sampling(body, kwargs)
-    fmt = _response_format(body.get("response_format"))
-    if fmt is not None:
-        kwargs["response_format"] = fmt
-    kwargs.update(_tools(body.get("tools"), body.get("tool_choice")))
-    for legacy in ("functions", "function_call"):
-        if body.get(legacy) is not None:
-            kwargs[legacy] = body[legacy]
+    bias = _common_sampling(body, kwargs)
+    setup = plan_tools(body, stream=stream)
+    kwargs.update(setup.template)
+    if setup.plan is not None:
+        # A forced call: its grammar replaces any response_format (the call is the answer).
+        if setup.plan.grammar is not None:
+            from llama_cpp.llama_grammar import LlamaGrammar
+
+            kwargs["grammar"] = LlamaGrammar.from_string(setup.plan.grammar)
+    else:
+        fmt = _response_format(body.get("response_format"))
+        if fmt is not None:
+            kwargs["response_format"] = fmt
     top_logprobs = None
     if body.get("logprobs"):
         top_logprobs = _bounded_int(body, "top_logprobs", 0, MAX_TOP_LOGPROBS) or 0
     return GenerationRequest(
-        kwargs, n=_n(body), seed=_seed(body), top_logprobs=top_logprobs, include_usage=_include_usage(body)
+        kwargs, n=_n(body), seed=_seed(body), top_logprobs=top_logprobs, include_usage=_include_usage(body),
+        logit_bias=bias, tools=setup.plan,
     )
 
 
 def completion_request(body: dict[str, Any]) -> CompletionRequest:
-    prompt = body.get("prompt")
-    if isinstance(prompt, str):
-        prompts = [prompt]
-    elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
-        prompts = list(prompt)
-    elif isinstance(prompt, list) and prompt:
-        raise InvalidRequest("token-array prompts are not supported by this deployment; send text", param="prompt")
-    else:
-        raise InvalidRequest("prompt must be a string or a non-empty list of strings", param="prompt")
+    prompts = _texts(body.get("prompt"), "prompt")
     if body.get("suffix"):
         raise InvalidRequest("suffix is not supported by this deployment", param="suffix")
     kwargs: dict[str, Any] = {"max_tokens": _positive_int(body, "max_tokens") or 16}
-    _common_sampling(body, kwargs)
-    if body.get("echo"):
-        kwargs["echo"] = True
+    bias = _common_sampling(body, kwargs)
     top_logprobs = _bounded_int(body, "logprobs", 0, 5)
     return CompletionRequest(
-        kwargs, n=_n(body), seed=_seed(body), top_logprobs=top_logprobs,
-        include_usage=_include_usage(body), prompts=prompts,
+        kwargs, n=_n(body), seed=_seed(body), top_logprobs=top_logprobs, include_usage=_include_usage(body),
+        logit_bias=bias, prompts=prompts, echo=bool(body.get("echo")),
     )
 
 
 def embedding_request(body: dict[str, Any]) -> EmbeddingRequest:
-    raw = body.get("input")
-    inputs = [raw] if isinstance(raw, str) else raw
-    if not isinstance(inputs, list) or not inputs:
-        raise InvalidRequest("input must be a string or a non-empty list of strings", param="input")
-    if not all(isinstance(item, str) for item in inputs):
-        raise InvalidRequest("token-array inputs are not supported by this deployment; send text", param="input")
+    inputs = _texts(body.get("input"), "input")
     if any(not item for item in inputs):
         raise InvalidRequest("input must not contain empty strings", param="input")
     encoding = body.get("encoding_format")
@@ -111,36 +185,33 @@ def embedding_request(body: dict[str, Any]) -> EmbeddingRequest:
     return EmbeddingRequest(inputs, encoding, _positive_int(body, "dimensions"))
 
 
-# --- logprobs -------------------------------------------------------------------------------
-def _token_text(llama: Any, token: int) -> tuple[str, list[int]]:
-    raw = llama.detokenize([token])
-    return raw.decode("utf-8", errors="replace"), list(raw)
+def _texts(value: Any, param: str) -> list[str]:
+    """A ``prompt`` / ``input`` as texts: a string, strings, token ids, or lists of token ids."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not value:
+        raise InvalidRequest(f"{param} must be a string, a list of strings or token ids, not empty", param=param)
+    if all(type(t) is int for t in value):
+        return [_decoded(value, param)]
+    texts = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, list) and item and all(type(t) is int for t in item):
+            texts.append(_decoded(item, f"{param}[{i}]"))
+        else:
+            raise InvalidRequest(f"{param}[{i}] must be a string or a non-empty list of token ids", param=param)
+    return texts
 
 
-def chat_logprobs(llama: Any, records: list[TokenRecord]) -> dict[str, Any]:
-    """Chat format: ``{"content": [{token, logprob, bytes, top_logprobs}], "refusal": null}``."""
-    content = []
-    for rec in records:
-        text, raw = _token_text(llama, rec.token)
-        top = []
-        for token, logprob in rec.top:
-            alt_text, alt_raw = _token_text(llama, token)
-            top.append({"token": alt_text, "logprob": logprob, "bytes": alt_raw})
-        content.append({"token": text, "logprob": rec.logprob, "bytes": raw, "top_logprobs": top})
-    return {"content": content, "refusal": None}
-
-
-def completion_logprobs(llama: Any, records: list[TokenRecord]) -> dict[str, Any]:
-    """Legacy completions format: parallel ``tokens`` / ``token_logprobs`` / ``top_logprobs`` lists."""
-    tokens, logprobs, tops, offsets, offset = [], [], [], [], 0
-    for rec in records:
-        text, _ = _token_text(llama, rec.token)
-        tokens.append(text)
-        logprobs.append(rec.logprob)
-        tops.append({_token_text(llama, t)[0]: lp for t, lp in rec.top})
-        offsets.append(offset)
-        offset += len(text)
-    return {"tokens": tokens, "token_logprobs": logprobs, "top_logprobs": tops, "text_offset": offsets}
+def _decoded(ids: list[int], where: str) -> str:
+    readings = decode_token_ids(ids)
+    if not readings:
+        raise InvalidRequest(
+            f"{where} holds token ids that are not in {' or '.join(DECODING_ENCODINGS)}; send text",
+            param=where.split("[", 1)[0],
+        )
+    return readings[0]
 
 
 # --- field helpers --------------------------------------------------------------------------
@@ -180,7 +251,8 @@ def _text_content(content: Any, param: str) -> str:
     raise InvalidRequest("content must be a string or a list of parts", param=f"{param}.content")
 
 
-def _common_sampling(body: dict[str, Any], kwargs: dict[str, Any]) -> None:
+def _common_sampling(body: dict[str, Any], kwargs: dict[str, Any]) -> dict[int, float] | None:
+    """Sampling options into ``kwargs``; returns the parsed ``logit_bias`` (None when absent)."""
     for key in _SAMPLING:
         value = body.get(key)
         if value is None:
@@ -195,12 +267,29 @@ def _common_sampling(body: dict[str, Any], kwargs: dict[str, Any]) -> None:
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
             raise InvalidRequest("stop must be a string or a list of strings", param="stop")
         kwargs["stop"] = [s for s in stop if s]
-    bias = body.get("logit_bias")
+    bias = _logit_bias(body.get("logit_bias"))
     if bias:
-        try:
-            kwargs["logit_bias"] = {int(k): float(v) for k, v in bias.items()}
-        except (AttributeError, TypeError, ValueError):
-            raise InvalidRequest("logit_bias must map token ids to numbers", param="logit_bias") from None
+        kwargs["logit_bias"] = bias
+    return bias
+
+
+def _logit_bias(bias: Any) -> dict[int, float] | None:
+    if bias is None:
+        return None
+    if not isinstance(bias, dict):
+        raise InvalidRequest("logit_bias must map token ids to numbers", param="logit_bias", code="invalid_type")
+    parsed: dict[int, float] = {}
+    for key, value in bias.items():
+        token = int(key) if isinstance(key, str) and key.isdigit() else None
+        if token is None:
+            raise InvalidRequest(f"Invalid key in 'logit_bias': {key!r} is not a token id.", param="logit_bias", code="invalid_value")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -100 <= value <= 100:
+            raise InvalidRequest(
+                f"Invalid value for 'logit_bias' key {key}: {value!r}; it must be a number from -100 to 100.",
+                param="logit_bias", code="invalid_value",
+            )
+        parsed[token] = float(value)
+    return parsed
 
 
 def _response_format(fmt: Any) -> dict[str, Any] | None:
@@ -216,24 +305,6 @@ def _response_format(fmt: Any) -> dict[str, Any] | None:
         schema = spec.get("schema") if isinstance(spec, dict) else None
         return {"type": "json_object", "schema": schema} if isinstance(schema, dict) else {"type": "json_object"}
     raise InvalidRequest("response_format.type must be text, json_object or json_schema", param="response_format")
-
-
-def _tools(tools: Any, choice: Any) -> dict[str, Any]:
-    if not tools or choice == "none":
-        return {}
-    if not isinstance(tools, list):
-        raise InvalidRequest("tools must be a list", param="tools")
-    names = [t.get("function", {}).get("name") for t in tools if isinstance(t, dict)]
-    if choice == "required" and len(names) == 1:
-        choice = {"type": "function", "function": {"name": names[0]}}
-    if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name")
-        if name not in names:
-            raise InvalidRequest(f"tool_choice names '{name}', which is not in tools", param="tool_choice")
-        return {"tools": tools, "tool_choice": choice}
-    # "auto" (or "required" among several tools): the chat template sees the tools; the output
-    # is constrained only when one function is named.
-    return {"tools": tools, "tool_choice": "auto"}
 
 
 def _n(body: dict[str, Any]) -> int:

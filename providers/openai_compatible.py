@@ -2,7 +2,8 @@
 LM Studio, OpenRouter, Groq, Together, Fireworks, ...
 
 Bodies pass through untouched except ``model`` (set to the deployment's upstream model), so
-vendor-specific fields reach the backend. Responses are forwarded as the upstream's bytes.
+vendor-specific fields reach the backend (:data:`PARAMETERS`). Responses are forwarded as the
+upstream's bytes; its errors keep the ``param`` they name, with their message summarised.
 
 Streams: when the deployment asks for usage on every stream (``stream_usage: always``, the
 default for hosted deployments, whose bills must be exact) but the client did not, the stream is
@@ -21,7 +22,16 @@ import orjson
 from core.errors import UpstreamProtocolError
 from providers.base import Reply
 from providers.http import HTTPTimeouts, UpstreamHTTP
+from providers.parameters import ParameterPolicy, forwarded, translated
 from providers.settings import DeploymentConfig
+
+PARAMETERS = ParameterPolicy(
+    "openai_compatible",
+    {"model": translated("the deployment's `model`, the name the backend knows")},
+    others=forwarded("as sent; the backend accepts it, or answers its own 400 (with the `param` it names)"),
+    summary="OpenAI-format HTTP backends: vLLM, Ollama, llama.cpp server, TGI, ... (`provider: openai_compatible`)",
+)
+"""What the HTTP adapter does with each chat request parameter (see providers/parameters.py)."""
 
 
 class OpenAICompatibleProvider:
@@ -82,7 +92,7 @@ class OpenAICompatibleProvider:
         await self.http.aclose()
 
     def _to_upstream(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {**body, "model": self.config.model}
+        return {**PARAMETERS.forwardable(body), "model": self.config.model}
 
     def _from_upstream(self, raw: bytes) -> Reply:
         try:

@@ -46,7 +46,6 @@ def chat_completion(
         "model": model,
         "choices": choices,
         "usage": usage,
-        "system_fingerprint": None,
     }
 
 
@@ -56,11 +55,14 @@ def chat_choice(
     finish_reason: str | None,
     *,
     tool_calls: list[dict[str, Any]] | None = None,
+    function_call: dict[str, Any] | None = None,
     logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
     if tool_calls:
         message["tool_calls"] = tool_calls
+    if function_call:
+        message["function_call"] = function_call
     return {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish_reason}
 
 
@@ -80,7 +82,6 @@ def chat_chunk(
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "system_fingerprint": None,
         "choices": choices,
     }
     if usage is not None or with_usage_field:
@@ -95,26 +96,13 @@ def chunk_choice(
 
 
 def text_completion(
-    *,
-    id: str,
-    model: str,
-    created: int,
-    choices: list[dict[str, Any]],
-    usage: dict[str, Any] | None,
-    chunk: bool = False,
-    with_usage_field: bool = False,
+    *, id: str, model: str, created: int, choices: list[dict[str, Any]], usage: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """A ``text_completion`` object (OpenAI uses the same ``object`` for stream chunks; a chunk
-    carries ``usage`` when given, or ``null`` with ``with_usage_field``)."""
-    data: dict[str, Any] = {
-        "id": id,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "choices": choices,
-        "system_fingerprint": None,
-    }
-    if usage is not None or not chunk or with_usage_field:
+    """A ``text_completion`` object, also the shape of each completions stream chunk. ``usage``
+    is left out when None: the spec's completion object has no null usage (only the last chunk
+    of a stream that asked for usage carries it)."""
+    data: dict[str, Any] = {"id": id, "object": "text_completion", "created": created, "model": model, "choices": choices}
+    if usage is not None:
         data["usage"] = usage
     return data
 
@@ -153,8 +141,8 @@ def embedding_list(
 
 # Keys some SDKs (litellm) add that no OpenAI object has.
 _VENDOR_KEYS = frozenset({"provider_specific_fields", "citations", "thinking_blocks", "_hidden_params", "_response_ms"})
-# Keys OpenAI always sends, even when null.
-_KEEP_NULL = frozenset({"content", "finish_reason", "logprobs", "system_fingerprint", "refusal", "usage"})
+# Keys OpenAI always sends, even when null (``system_fingerprint`` is a string or absent).
+_KEEP_NULL = frozenset({"content", "finish_reason", "logprobs", "refusal", "usage"})
 
 
 def clean_openai(value: Any, *, in_delta: bool = False) -> Any:

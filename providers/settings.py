@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from core.literals import Capability, Locality
+from core.literals import Capability, Level, Locality
 from core.strict import Strict
 
 ProviderName = Literal["llamacpp", "openai_compatible", "litellm"]
@@ -58,6 +58,10 @@ class DeploymentConfig(Strict):
     capabilities: list[Capability] = Field(default_factory=lambda: ["chat", "completions"])
     quality: int = Field(default=3, ge=1, le=5)
     latency_ms: float | None = Field(default=None, ge=0)  # hint for the "fastest" objective
+    # the least sensitivity a request with content no detector can read (images, audio, binary
+    # files, undecodable token ids) is treated as on this deployment; confidential keeps it off
+    # hosted deployments, public lets it through
+    unscannable: Level = "confidential"
     pricing: Pricing = Pricing()
     timeouts: Timeouts = Timeouts()
     max_connections: int = Field(default=1024, ge=1)  # concurrent upstream requests (streams hold one each)

@@ -6,7 +6,11 @@ from routing.types import Exclusion, Signals
 
 
 class RoutingError(Exception):
-    """Base for every routing refusal."""
+    """Base for every routing refusal. A refusal whose HTTP answer does not follow from its type
+    carries it in ``status`` and ``code`` (the gateway maps the others by type)."""
+
+    status: int | None = None
+    code: str | None = None
 
 
 class UnknownModel(RoutingError):
@@ -51,6 +55,20 @@ class NoCandidates(RoutingError):
         self.rule = rule
         self.signals = signals
         self.excluded = excluded
+
+
+class RequestTooLarge(RoutingError):
+    """More text than ``sensitivity.max_scan_bytes`` to scan, and ``over_limit: refuse``: a 413."""
+
+    status = 413
+    code = "request_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The request carries more than {limit} bytes of text to scan for sensitive data, and this gateway "
+            "refuses larger requests (sensitivity.over_limit: refuse). Send less text per request."
+        )
+        self.limit = limit
 
 
 class InvalidHint(ValueError):

@@ -5,27 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from routing.errors import (
-    InvalidHint,
-    NoCandidates,
-    PolicyBlocked,
-    UnknownModel,
-    UnsupportedEndpoint,
-)
 from routing.types import Signals
 
 if TYPE_CHECKING:
     from routing.router import Decision
-
-# the OpenAI-style error code each refusal maps to
-_CODES: dict[type[Exception], str] = {
-    UnknownModel: "model_not_found",
-    UnsupportedEndpoint: "unsupported_endpoint",
-    InvalidHint: "invalid_hint",
-    PolicyBlocked: "policy_blocked",
-    NoCandidates: "no_permitted_deployment",
-}
-
 
 def signals_dict(signals: Signals) -> dict[str, Any]:
     return {
@@ -38,12 +21,15 @@ def signals_dict(signals: Signals) -> dict[str, Any]:
         "task_reason": signals.task_reason,
         "prompt_tokens": signals.prompt_tokens,
         "max_output_tokens": signals.max_output_tokens,
+        "unscannable": dict(signals.unscannable),
+        "scan_limited": signals.scan_limited,
     }
 
 
 def _error_dict(error: Exception) -> dict[str, Any]:
-    code = next((c for kind, c in _CODES.items() if isinstance(error, kind)), "routing_error")
-    return {"type": type(error).__name__, "code": code, "message": str(error)}
+    # Which HTTP status and error code a refusal becomes is the gateway's one table
+    # (gateway/refusals.py), which fills them in: routing only says what was refused and why.
+    return {"type": type(error).__name__, "message": str(error)}
 
 
 def explain_decision(decision: Decision) -> dict[str, Any]:

@@ -1,5 +1,9 @@
 """Caller hints: ``x-switchyard-*`` headers (passed in as ``RoutingRequest.hints``) and the same
-names inside the body's ``metadata`` object."""
+namespaced names inside the body's ``metadata`` object.
+
+Only the namespaced keys are hints: a plain ``metadata.task`` or ``metadata.sensitivity`` is the
+client's own data (OpenAI's ``metadata`` is free-form, and a client's ``{"task": "summarize-ticket"}``
+must not become a 400), forwarded untouched and scanned like any other metadata value."""
 
 from __future__ import annotations
 
@@ -10,11 +14,9 @@ from core.literals import LEVELS, TASKS
 from routing.errors import InvalidHint
 from routing.types import RoutingRequest, Sensitivity
 
-_KEYS = {name: (name, f"x-switchyard-{name}") for name in ("sensitivity", "task")}
 
-
-def _lookup(mapping: Mapping[str, Any], name: str) -> tuple[str, Any] | None:
-    for key in _KEYS.get(name) or (name, f"x-switchyard-{name}"):
+def _lookup(mapping: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str, Any] | None:
+    for key in keys:
         value = mapping.get(key)
         if value is not None:
             return key, value
@@ -24,12 +26,12 @@ def _lookup(mapping: Mapping[str, Any], name: str) -> tuple[str, Any] | None:
 def hint_values(request: RoutingRequest, name: str) -> list[tuple[str, str, Any]]:
     """Every value given for hint ``name`` as ``(source, param, value)``; source is hint|metadata."""
     found: list[tuple[str, str, Any]] = []
-    header = _lookup(request.hints, name) if request.hints else None
+    header = _lookup(request.hints, (name, f"x-switchyard-{name}")) if request.hints else None
     if header is not None:
         found.append(("hint", f"x-switchyard-{name}", header[1]))
     metadata = request.body.get("metadata")
     if metadata and isinstance(metadata, Mapping):
-        meta = _lookup(metadata, name)
+        meta = _lookup(metadata, (f"x-switchyard-{name}",))
         if meta is not None:
             found.append(("metadata", f"metadata.{meta[0]}", meta[1]))
     return found

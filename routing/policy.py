@@ -70,10 +70,31 @@ def first_matching_rule(rules: Sequence[Rule], facts: Facts) -> Rule | None:
     return next((rule for rule in rules if when_matches(rule.when, facts)), None)
 
 
-def invariant_reason(deployment: DeploymentProfile, sensitivity: Sensitivity) -> str | None:
-    """Confidential and restricted data never go to a hosted deployment, whatever the config says."""
-    if deployment.locality == "hosted" and sensitivity >= Sensitivity.CONFIDENTIAL:
+def effective_sensitivity(deployment: DeploymentProfile, sensitivity: Sensitivity, unscannable: str = "") -> Sensitivity:
+    """The request's level as ``deployment`` must treat it: raised to the deployment's
+    ``unscannable`` level when part of the request could not be scanned (``unscannable`` names it)."""
+    if unscannable and deployment.unscannable > sensitivity:
+        return deployment.unscannable
+    return sensitivity
+
+
+def invariant_reason(deployment: DeploymentProfile, sensitivity: Sensitivity, unscannable: str = "") -> str | None:
+    """Confidential and restricted data never go to a hosted deployment, whatever the config says.
+
+    Content the detectors could not read (``unscannable``, e.g. ``"image x1"``) counts as the
+    deployment's ``unscannable`` level: by default confidential, so it stays self-hosted.
+    """
+    if deployment.locality != "hosted":
+        return None
+    if sensitivity >= Sensitivity.CONFIDENTIAL:
         return f"hosted deployments never receive {sensitivity.label} data ({INVARIANT})"
+    effective = effective_sensitivity(deployment, sensitivity, unscannable)
+    if effective >= Sensitivity.CONFIDENTIAL:
+        return (
+            f"request has content that cannot be scanned ({unscannable}), which this deployment treats as "
+            f"{effective.label} (unscannable: {deployment.unscannable.label}); hosted deployments never receive "
+            f"{effective.label} data ({INVARIANT})"
+        )
     return None
 
 
@@ -122,9 +143,11 @@ def rule_reasons(deployment: DeploymentProfile, rule: Rule | None, cost: float) 
     return reasons
 
 
-def policy_reasons(deployment: DeploymentProfile, rule: Rule | None, sensitivity: Sensitivity, cost: float) -> list[str]:
+def policy_reasons(
+    deployment: DeploymentProfile, rule: Rule | None, sensitivity: Sensitivity, cost: float, unscannable: str = ""
+) -> list[str]:
     """Why policy forbids ``deployment`` for this request (the invariant, then the rule); empty if it may."""
-    violation = invariant_reason(deployment, sensitivity)
+    violation = invariant_reason(deployment, sensitivity, unscannable)
     return ([violation] if violation else []) + rule_reasons(deployment, rule, cost)
 
 

@@ -6,7 +6,10 @@ hard constraints and the invariant); when policy forbids it, the route's ``on_vi
 re-plans over that route (``reroute``, ``Plan.rerouted``) or refuses (``block``).
 
 Whatever the config says, a request whose final sensitivity is confidential or restricted is never
-planned onto a hosted deployment (:data:`routing.policy.INVARIANT`).
+planned onto a hosted deployment (:data:`routing.policy.INVARIANT`); nor is a request with content
+the detectors cannot read (images, audio, binary files, undecodable token ids), unless that
+deployment's ``unscannable`` level is below confidential. A request with more text than
+``sensitivity.max_scan_bytes`` is confidential at least, or refused (``RequestTooLarge``).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from routing.types import (
     Plan,
     RoutingRequest,
     Sensitivity,
+    TokenDecoder,
 )
 
 
@@ -106,11 +110,14 @@ class Router:
         sensitivity: SensitivityPolicy = SensitivityPolicy(),
         defaults: RoutingDefaults = RoutingDefaults(),
         task_classifier: TaskClassifier | None = None,
+        token_decoder: TokenDecoder | None = None,
     ) -> None:
+        """``token_decoder`` reads token-id inputs back into text for the scan; without one they
+        are unscannable (see :mod:`routing.content`)."""
         self.routes: dict[str, Route] = {r.name: r for r in routes}
         self.deployments: dict[str, DeploymentProfile] = {d.name: d for d in deployments}
         self.defaults = defaults
-        self.signals = SignalExtractor(sensitivity, defaults, task_classifier)
+        self.signals = SignalExtractor(sensitivity, defaults, task_classifier, token_decoder)
         self._compiled = {r.name: CompiledRoute.build(r, self.deployments) for r in routes}
         self._route_of: dict[str, Route] = {}  # deployment -> first route listing it
         for route in routes:
@@ -174,7 +181,7 @@ class Router:
         if view.needs.endpoint_capability not in pinned.capabilities:
             raise UnsupportedEndpoint(request.model, request.endpoint)
         by_rule = rule_reasons(pinned, rule, self._cost(pinned, view))
-        violation = invariant_reason(pinned, view.signals.sensitivity)
+        violation = invariant_reason(pinned, view.signals.sensitivity, view.signals.unscannable_summary)
         if by_rule or violation:
             decision.excluded.append(Exclusion(pinned.name, "; ".join(([violation] if violation else []) + by_rule)))
             blamed = rule.name if by_rule and rule else INVARIANT
@@ -206,12 +213,13 @@ class Router:
         for capability in sorted(soft):
             decision.notes.append(f"request uses {capability} but no candidate declares it; not enforced")
         prompt, output = view.signals.prompt_tokens, view.output.total
+        unscannable = view.signals.unscannable_summary
         permitted: list[tuple[DeploymentProfile, float, int]] = []
         for index, deployment in compiled.pool:
             if deployment.name == skip:
                 continue
             cost = deployment.prices.cost(prompt, output)
-            reasons = policy_reasons(deployment, rule, sensitivity, cost) + hard_reasons(deployment, needs, soft, health)
+            reasons = policy_reasons(deployment, rule, sensitivity, cost, unscannable) + hard_reasons(deployment, needs, soft, health)
             if reasons:
                 decision.excluded.append(Exclusion(deployment.name, "; ".join(reasons)))
             else:
@@ -228,11 +236,12 @@ class Router:
         """Last line of defence for the invariant, independent of how the list was built."""
         assert decision.view is not None
         sensitivity = decision.view.signals.sensitivity
-        if sensitivity < Sensitivity.CONFIDENTIAL:
+        unscannable = decision.view.signals.unscannable_summary
+        if sensitivity < Sensitivity.CONFIDENTIAL and not unscannable:
             return candidates
         kept = []
         for candidate in candidates:
-            reason = invariant_reason(self.deployments[candidate.deployment], sensitivity)
+            reason = invariant_reason(self.deployments[candidate.deployment], sensitivity, unscannable)
             if reason:
                 decision.excluded.append(Exclusion(candidate.deployment, reason))
             else:

@@ -8,12 +8,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from routing.content import RequestContent, extract_content
+from routing.errors import RequestTooLarge
 from routing.policy import Needs
 from routing.pricing import OutputBudget, output_budget
 from routing.sensitivity import SensitivityClassifier
 from routing.spec import RoutingDefaults, SensitivityPolicy
 from routing.task import HeuristicTaskClassifier, TaskClassifier, detect_task
-from routing.types import RoutingRequest, Signals
+from routing.types import RoutingRequest, Signals, TokenDecoder
 
 
 @dataclass(slots=True)  # not frozen: built per request, and frozen ones cost 4x to construct
@@ -47,10 +48,14 @@ class SignalExtractor:
         sensitivity: SensitivityPolicy,
         defaults: RoutingDefaults,
         task_classifier: TaskClassifier | None = None,
+        token_decoder: TokenDecoder | None = None,
     ) -> None:
         self.sensitivity = SensitivityClassifier(sensitivity)
         self.task_classifier = task_classifier or HeuristicTaskClassifier()
         self.defaults = defaults
+        self.token_decoder = token_decoder
+        self.max_scan_bytes = sensitivity.max_scan_bytes
+        self.refuse_over_limit = sensitivity.over_limit == "refuse"
 
     def prompt_tokens(self, request: RoutingRequest, content: RequestContent) -> int:
         """The caller's count when given, else characters / ``chars_per_token`` plus token-id inputs."""
@@ -59,8 +64,12 @@ class SignalExtractor:
         return math.ceil(content.chars / self.defaults.chars_per_token) + content.token_ids
 
     def view(self, request: RoutingRequest, default_max_tokens: int | None = None) -> RequestView:
-        """Raises :class:`~routing.errors.InvalidHint` when a caller hint has an unknown value."""
-        content = extract_content(request.endpoint, request.body)
+        """Raises :class:`~routing.errors.InvalidHint` when a caller hint has an unknown value, and
+        :class:`~routing.errors.RequestTooLarge` when the text is over the scan budget and the
+        policy refuses such requests (before any detector runs)."""
+        content = extract_content(request.endpoint, request.body, self.token_decoder, self.max_scan_bytes)
+        if content.over_limit and self.refuse_over_limit:
+            raise RequestTooLarge(self.max_scan_bytes)
         sensitivity = self.sensitivity.classify(request, content)
         task = detect_task(request, content, self.task_classifier)
         prompt_tokens = self.prompt_tokens(request, content)
@@ -74,6 +83,8 @@ class SignalExtractor:
             prompt_tokens=prompt_tokens,
             max_output_tokens=output.per_choice,
             images=content.images,
+            unscannable=tuple(sorted(content.unscannable.items())),
+            scan_limited=content.over_limit,
         )
         # Without an explicit max_tokens only the prompt must fit: the upstream stops at the window.
         needs = Needs(

@@ -110,6 +110,14 @@ class Detector(Strict):
         return self
 
 
+DEFAULT_MAX_SCAN_BYTES = 512 * 1024
+"""512 KiB of text, about 128k tokens: a whole context window of most hosted models, so ordinary
+long prompts are scanned in full (ordinary text costs tens of µs per KB: about 10 ms here). The
+bound is for hostile input: the costliest input measured (digit groups packed with valid-looking
+numbers) scans at 0.5-1.5 ms per KB on a busy 2-core machine (docs/benchmarks.md, "Detectors"),
+so one request holds a worker for well under a second at worst. Raise it for longer prompts."""
+
+
 class SensitivityPolicy(Strict):
     """Tuning of the sensitivity signal."""
 
@@ -117,6 +125,11 @@ class SensitivityPolicy(Strict):
     disable: list[str] = Field(default_factory=list)  # built-in detector names to switch off
     levels: dict[str, Level] = Field(default_factory=dict)  # override a built-in's level
     default_level: Level = "public"
+    # Bounded scanning work: text beyond this many bytes (UTF-8) is not scanned. Such a request is
+    # classified at least confidential (``over_limit: confidential``), or refused with a 413
+    # ``request_too_large`` (``over_limit: refuse``).
+    max_scan_bytes: int = Field(default=DEFAULT_MAX_SCAN_BYTES, ge=1024)
+    over_limit: Literal["confidential", "refuse"] = "confidential"
 
     @model_validator(mode="after")
     def _known_names(self) -> SensitivityPolicy:

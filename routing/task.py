@@ -1,7 +1,7 @@
 """The task signal: what kind of work a request asks for.
 
 Decided in this order, first answer wins: an explicit hint (``x-switchyard-task`` /
-``metadata.task``); the endpoint (embeddings -> ``embed``); the request's structure (``tools``
+``metadata["x-switchyard-task"]``); the endpoint (embeddings -> ``embed``); the request's structure (``tools``
 -> ``tool_use``, a ``json_schema`` response format -> ``extract``); then a :class:`TaskClassifier`
 over the text -- by default :class:`HeuristicTaskClassifier`, replaceable by a trained model.
 A guess below ``min_confidence`` is reported as ``chat``. Every decision carries its reason.

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from core.literals import TASKS, Capability, Endpoint, Locality, Objective, Sensitivity
 
 __all__ = [
     "TASKS", "Candidate", "Capability", "DeploymentProfile", "DetectorHit", "Endpoint", "Exclusion", "Locality",
-    "Objective", "Plan", "Prices", "RoutingRequest", "Sensitivity", "Signals",
+    "Objective", "Plan", "Prices", "RoutingRequest", "Sensitivity", "Signals", "TokenDecoder",
 ]
+
+
+class TokenDecoder(Protocol):
+    """Token ids back to text: every plausible reading (one per vocabulary that holds them all).
+
+    A client does not say which tokenizer made its ids, so whoever scans reads them all; an empty
+    result means the ids decode in no vocabulary the decoder knows, and they stay unscannable.
+    """
+
+    def __call__(self, ids: Sequence[int]) -> Sequence[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +51,9 @@ class DeploymentProfile:
     quality: int = 3
     prices: Prices = Prices()
     latency_ms: float | None = None  # a static hint for the "fastest" objective
+    # the least level a request with unscannable parts (images, audio, binary files, undecodable
+    # token ids) is treated as, for this deployment: by default such a request stays self-hosted
+    unscannable: Sensitivity = Sensitivity.CONFIDENTIAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +87,13 @@ class Signals:
     prompt_tokens: int
     max_output_tokens: int
     images: int = 0  # image parts, which the prompt's text does not account for
+    unscannable: tuple[tuple[str, int], ...] = ()  # (kind, parts) the detectors could not read
+    scan_limited: bool = False  # more text than sensitivity.max_scan_bytes: not all of it was scanned
+
+    @property
+    def unscannable_summary(self) -> str:
+        """``"image x2, audio x1"``; empty when everything was scanned."""
+        return ", ".join(f"{kind} x{count}" for kind, count in self.unscannable)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,14 @@ Semantics (identical in :class:`~gateway.admission.memory.MemoryAdmission` and
   once per ticket; later calls return False.
 * A reservation whose holder never settles (a crashed replica) expires after
   ``reservation_ttl_s`` and stops counting against the budget.
+* Every ticket (and every refusal) carries the budget left to the tightest budgeted subject:
+  ``budget - spent - reserved by other requests``, at admit time. Subtract the request's own
+  cost when it is known (:meth:`Ticket.headers`); that is ``x-switchyard-budget-remaining-usd``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from collections.abc import Sequence
@@ -86,7 +90,13 @@ class Window:
 def budget_window(period: Period, now: datetime) -> Window:
     """The calendar window (UTC) that ``now`` falls in."""
     now = as_utc(now)
-    day = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    return _window(period, now.year, now.month, now.day)
+
+
+@functools.lru_cache(maxsize=64)
+def _window(period: Period, year: int, month: int, day_of_month: int) -> Window:
+    # windows are whole UTC days or longer: one computation per period per day
+    day = datetime(year, month, day_of_month, tzinfo=UTC)
     if period == "daily":
         return Window(f"d{day:%Y%m%d}", day, day + timedelta(days=1))
     if period == "weekly":
@@ -156,22 +166,39 @@ class Ticket:
     output_units: int | None = None  # granted by an OutputClaim (None: the claim had none)
     rpm_full: tuple[Subject, ...] = ()  # subjects this request filled to their RPM for the rest of the minute
     rate_reset_s: float = 0.0  # seconds left in the rate window
-    budget_remaining_nanos: int | None = None  # tightest budget after this reservation (None: no budget)
+    budget_remaining_nanos: int | None = None  # tightest subject, before this request (None: no budget)
 
     @property
     def reserve_usd(self) -> Decimal:
         return nanos_to_usd(self.reserve_nanos)
 
-    @property
-    def budget_remaining_usd(self) -> Decimal | None:
-        return None if self.budget_remaining_nanos is None else nanos_to_usd(max(0, self.budget_remaining_nanos))
+    def headers(self, cost: Decimal | None = None) -> dict[str, str]:
+        """``x-ratelimit-*`` and ``x-switchyard-budget-remaining-usd`` (after ``cost`` when given)."""
+        out = self.limits.headers()
+        if self.budget_remaining_nanos is not None:
+            out[BUDGET_REMAINING_HEADER] = remaining_usd_text(nanos_to_usd(self.budget_remaining_nanos) - (cost or 0))
+        return out
 
-    def headers(self) -> dict[str, str]:
-        headers = self.limits.headers()
-        remaining = self.budget_remaining_usd
-        if remaining is not None:
-            headers["x-switchyard-budget-remaining-usd"] = _money(remaining)
-        return headers
+
+BUDGET_REMAINING_HEADER = "x-switchyard-budget-remaining-usd"
+
+
+def remaining_usd_text(amount: Decimal) -> str:
+    """A remaining budget as plain decimal text, never below zero: ``12.5``, ``0``."""
+    if amount <= 0:
+        return "0"
+    text = format(amount.normalize(), "f")
+    return text
+
+
+def tightest_remaining(subjects: Sequence[Subject], spent: Sequence[int], reserved_by_others: Sequence[int]) -> int | None:
+    """Nano-USD left to the budgeted subject with the least left (None when no subject has a budget)."""
+    left = [
+        usd_to_nanos(s.budget_usd, round_up=False) - sp - rs
+        for s, sp, rs in zip(subjects, spent, reserved_by_others, strict=True)
+        if s.budget_usd is not None
+    ]
+    return min(left) if left else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,10 +345,13 @@ def rejection(
     reserved_nanos: int = 0,
     reserve_nanos: int = 0,
     tokens: int = 0,
+    budget_remaining_nanos: int | None = None,
 ) -> RateLimited:
-    """The error for a refused admit, with ``Retry-After`` and the ``x-ratelimit-*`` headers."""
+    """The error for a refused admit, with ``Retry-After``, the ``x-ratelimit-*`` and budget-remaining headers."""
     who = f"{subject.kind} '{subject.id}'"
     headers = info.headers()
+    if budget_remaining_nanos is not None:
+        headers[BUDGET_REMAINING_HEADER] = remaining_usd_text(nanos_to_usd(budget_remaining_nanos))
     if reason == REASON_BUDGET:
         window = budget_window(subject.period, now)
         used = nanos_to_usd(spent_nanos + reserved_nanos)

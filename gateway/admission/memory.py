@@ -32,6 +32,7 @@ from gateway.admission.base import (
     rate_info,
     rate_minute,
     rejection,
+    tightest_remaining,
     unique_subjects,
     unit_price,
     usd_to_nanos,
@@ -97,7 +98,9 @@ class MemoryAdmission:
                 raise rejection(
                     reason, subs[i], now=now, info=info, reset_s=reset_s, tokens=tokens, reserve_nanos=reserve,
                     spent_nanos=counter.spent if counter else 0, reserved_nanos=counter.reserved if counter else 0,
+                    budget_remaining_nanos=_remaining(subs, counters),
                 )
+            remaining = _remaining(subs, counters)
             ticket_id = new_ticket_id()
             for subject, counter in zip(subs, counters, strict=True):
                 if counter is not None and reserve > 0:
@@ -118,7 +121,7 @@ class MemoryAdmission:
                 rate_window=minute,
                 limits=rate_info(subs, [r[0] for r in rates], [r[1] for r in rates], reset_s),
                 output_units=units if output is not None else None,
-                budget_remaining_nanos=_remaining(subs, counters),
+                budget_remaining_nanos=remaining,
                 rpm_full=full,
                 rate_reset_s=reset_s,
             )
@@ -244,11 +247,6 @@ def _grant(
 
 
 def _remaining(subs: Sequence[Subject], counters: Sequence[_BudgetCounter | None]) -> int | None:
-    """The smallest ``budget - spent - reserved`` among the budgeted subjects (after reserving)."""
-    rooms = [
-        _budget_nanos(subject) - counter.spent - counter.reserved
-        for subject, counter in zip(subs, counters, strict=True)
-        if counter is not None
-    ]
-    return min(rooms) if rooms else None
+    """Budget left to the tightest subject, before this request's reservation."""
+    return tightest_remaining(subs, [c.spent if c else 0 for c in counters], [c.reserved if c else 0 for c in counters])
 

@@ -38,6 +38,7 @@ from gateway.admission.base import (
     rate_info,
     rate_minute,
     rejection,
+    tightest_remaining,
     unique_subjects,
     unit_price,
     usd_to_nanos,
@@ -252,17 +253,15 @@ class RedisAdmission:
             raise rejection(
                 reason, subs[index - 1], now=now, info=info, reset_s=reset_s, tokens=tokens,
                 reserve_nanos=reserve, spent_nanos=spent, reserved_nanos=reserved,
+                budget_remaining_nanos=tightest_remaining(subs, [c[0] for c in counts], [c[1] for c in counts]),
             )
-        rooms = [
-            usd_to_nanos(s.budget_usd, round_up=False) - c[0] - c[1]
-            for s, c in zip(subs, counts, strict=True)
-            if s.budget_usd is not None
-        ]
+        # The script's reserved counts include this request's own reservation on budgeted subjects.
+        others = [c[1] - (reserve if s.budget_usd is not None else 0) for s, c in zip(subs, counts, strict=True)]
         return Ticket(
             id=ticket_id, subjects=subs, tokens=tokens, reserve_nanos=reserve,
             windows=tuple(windows), rate_window=minute, limits=info,
             output_units=units if output is not None else None,
-            budget_remaining_nanos=min(rooms) if rooms else None,
+            budget_remaining_nanos=tightest_remaining(subs, [c[0] for c in counts], others),
             rpm_full=tuple(s for s, c in zip(subs, counts, strict=True) if s.rpm is not None and c[2] >= s.rpm),
             rate_reset_s=reset_s,
         )

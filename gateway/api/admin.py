@@ -1,4 +1,5 @@
-"""Admin API (master key only): projects, keys and usage reports.
+"""Admin API: projects, keys, usage and budget alerts. Who may call what is in gateway/roles.py
+(admin keys and the master key: everything; finance keys: the GETs, narrowed to their projects).
 
     POST /admin/projects                 201 project
     GET  /admin/projects                 list
@@ -8,6 +9,7 @@
     POST /admin/keys/{id}/revoke
     POST /admin/keys/{id}/rotate         the new secret in "key"
     GET  /admin/usage?project=&key=&since=&until=&group_by=day,model&format=json|csv|table
+    GET  /admin/alerts?project=          budget alerts, newest first, with their delivery state
 
 Bodies are parsed here (not by FastAPI) so every bad input is a :mod:`core.errors` error in
 OpenAI's shape. Services come from ``request.app.state.gateway`` (``config``, ``db``, ``keys``).
@@ -15,18 +17,25 @@ OpenAI's shape. Services come from ``request.app.state.gateway`` (``config``, ``
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
-from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi import APIRouter, Request, Response
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from core.errors import AuthenticationFailed, InvalidRequest
-from core.literals import Level, Period
-from gateway.auth import api_key_from, is_master_key
-from gateway.db.models import ApiKey, Project, ProjectCreate
+from core.errors import InvalidRequest, PermissionDenied
+from core.literals import Level, Period, Role
+from gateway.config import check_thresholds
+from gateway.db.models import ApiKey, BudgetAlert, Project, ProjectCreate
 from gateway.db.projects import (
     ProjectExists,
     ProjectNotFound,
@@ -37,7 +46,11 @@ from gateway.db.projects import (
 from gateway.db.types import decimal_str
 from gateway.keys import KeyNotFound, KeyRevoked, UnknownProject
 from gateway.ledger.usage import GROUP_BY_FIELDS, render_report, usage_report
+from gateway.reports.projects import project_exists
+from gateway.roles import caller_of
 
+INT_LIMIT = 2**31 - 1  # what the database's integer columns hold
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable text: no NUL or other control characters
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$"
 
 
@@ -50,13 +63,19 @@ class BudgetIn(_Body):
 
     usd: Decimal = Field(ge=0, max_digits=18, decimal_places=10)
     period: Period = "monthly"
+    alert_thresholds: list[int] | None = None  # percent; None: the config's alerts.thresholds
+
+    @field_validator("alert_thresholds")
+    @classmethod
+    def _thresholds(cls, value: list[int] | None) -> list[int] | None:
+        return check_thresholds(value)
 
 
 class LimitsIn(_Body):
     """``{"rpm": 600, "tpm": 400000}``; either may be omitted (no limit)."""
 
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
+    rpm: int | None = Field(default=None, ge=1, le=INT_LIMIT)
+    tpm: int | None = Field(default=None, ge=1, le=INT_LIMIT)
 
 
 class ProjectIn(_Body):
@@ -71,24 +90,25 @@ class ProjectIn(_Body):
 class KeyIn(_Body):
     """Body of ``POST /admin/keys``."""
 
-    project: str = Field(min_length=1, max_length=200)
-    name: str = Field(min_length=1, max_length=200)
+    project: str = Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)
+    name: str = Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)
     budget: BudgetIn | None = None
     limits: LimitsIn = LimitsIn()
-    models: list[str] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
+    models: list[Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)]] = Field(default_factory=list, max_length=256)
+    tags: list[Annotated[str, Field(min_length=1, max_length=100, pattern=TEXT_PATTERN)]] = Field(default_factory=list, max_length=64)
     expires_at: datetime | None = None
+    role: Role = "app"
+    projects: list[str] = Field(default_factory=list)  # finance keys only: the projects it may see (empty: all)
+
+    @field_validator("projects")
+    @classmethod
+    def _projects_for_finance(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if value and info.data.get("role") != "finance":
+            raise ValueError("narrows what a finance key sees; it applies to role 'finance' only")
+        return value
 
 
-async def require_master_key(request: Request) -> None:
-    """Every admin route: ``Authorization: Bearer <server.master_key>`` (constant-time compare)."""
-    token = api_key_from(request.headers)
-    master = request.app.state.gateway.config.server.master_key.get_secret_value()
-    if not is_master_key(token, master):
-        raise AuthenticationFailed("The admin API needs the master key (server.master_key) as the bearer token.")
-
-
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_master_key)])
+router = APIRouter(prefix="/admin", tags=["admin"])
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -108,12 +128,12 @@ async def _parse(request: Request, model: type[_M]) -> _M:
     except ValidationError as exc:
         err = exc.errors()[0]
         path = ".".join(str(p) for p in err["loc"])
-        message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         raise InvalidRequest(f"{path}: {message}", param=path or None) from None
 
 
-def _budget(usd: Decimal | None, period: str) -> dict[str, str] | None:
-    return None if usd is None else {"usd": decimal_str(usd), "period": period}
+def _budget(usd: Decimal | None, period: str, thresholds: list[int] | None = None) -> dict[str, Any] | None:
+    return None if usd is None else {"usd": decimal_str(usd), "period": period, "alert_thresholds": thresholds}
 
 
 def _time(value: datetime | None) -> str | None:
@@ -125,7 +145,7 @@ def project_view(project: Project) -> dict[str, Any]:
         "object": "project",
         "id": project.id,
         "name": project.name,
-        "budget": _budget(project.budget_usd, project.budget_period),
+        "budget": _budget(project.budget_usd, project.budget_period, project.alert_thresholds),
         "limits": {"rpm": project.rpm, "tpm": project.tpm},
         "sensitivity_floor": project.sensitivity_floor,
         "source": project.source,
@@ -143,9 +163,11 @@ def key_view(key: ApiKey, secret: str | None = None) -> dict[str, Any]:
         "prefix": key.prefix,
         "project": key.project,
         "name": key.name,
+        "role": key.role,
+        "projects": list(key.projects or ()),
         "models": list(key.models),
         "tags": list(key.tags),
-        "budget": _budget(key.budget_usd, key.budget_period),
+        "budget": _budget(key.budget_usd, key.budget_period, key.alert_thresholds),
         "limits": {"rpm": key.rpm, "tpm": key.tpm},
         "expires_at": _time(key.expires_at),
         "created_at": _time(key.created_at),
@@ -155,9 +177,14 @@ def key_view(key: ApiKey, secret: str | None = None) -> dict[str, Any]:
     }
 
 
-def _no_project(name: str) -> InvalidRequest:
+def _no_project(name: str, param: str = "project") -> InvalidRequest:
     return InvalidRequest(f"Project '{name}' does not exist. Create it with POST /admin/projects or in the config's projects: section.",
-                          param="project", status=404, code="project_not_found")
+                          param=param, status=404, code="project_not_found")
+
+
+def _require_visible(caller: Any, project: str) -> None:
+    if not caller.sees(project):
+        raise PermissionDenied(f"This key may not see project '{project}'.", code="permission_denied")
 
 
 def _no_key(key_id: str) -> InvalidRequest:
@@ -175,6 +202,7 @@ async def create_project_route(request: Request) -> Response:
         budget_usd=body.budget.usd if body.budget else None,
         budget_period=body.budget.period if body.budget else "monthly",
         rpm=body.limits.rpm, tpm=body.limits.tpm, sensitivity_floor=body.sensitivity_floor,
+        alert_thresholds=body.budget.alert_thresholds if body.budget else None,
     )
     try:
         project = await create_project(request.app.state.gateway.db, spec)
@@ -185,7 +213,8 @@ async def create_project_route(request: Request) -> Response:
 
 @router.get("/projects")
 async def list_projects_route(request: Request) -> Response:
-    projects = await list_projects(request.app.state.gateway.db)
+    caller = await caller_of(request)
+    projects = [p for p in await list_projects(request.app.state.gateway.db) if caller.sees(p.name)]
     return _json({"object": "list", "data": [project_view(p) for p in projects]})
 
 
@@ -206,27 +235,36 @@ async def create_key_route(request: Request) -> Response:
             budget_usd=body.budget.usd if body.budget else None,
             budget_period=body.budget.period if body.budget else "monthly",
             rpm=body.limits.rpm, tpm=body.limits.tpm, expires_at=expires_at,
+            role=body.role, projects=body.projects,
+            alert_thresholds=body.budget.alert_thresholds if body.budget else None,
         )
-    except UnknownProject:
-        raise _no_project(body.project) from None
+    except UnknownProject as exc:
+        name = str(exc.args[0]) if exc.args else body.project
+        raise _no_project(name, "project" if name == body.project else "projects") from None
     return _json(key_view(key, secret), 201)
 
 
 @router.get("/keys")
 async def list_keys_route(request: Request, project: str | None = None) -> Response:
     gw = request.app.state.gateway
+    caller = await caller_of(request)
     if project is not None:
         await _require_project(gw.db, project)
-    keys = await gw.keys.list(project)
+        _require_visible(caller, project)
+    keys = [k for k in await gw.keys.list(project) if caller.sees(k.project)]
     return _json({"object": "list", "data": [key_view(k) for k in keys]})
 
 
 @router.get("/keys/{key_id}")
 async def get_key_route(request: Request, key_id: str) -> Response:
+    caller = await caller_of(request)
     try:
-        return _json(key_view(await request.app.state.gateway.keys.get(key_id)))
+        key = await request.app.state.gateway.keys.get(key_id)
     except KeyNotFound:
         raise _no_key(key_id) from None
+    if not caller.sees(key.project):
+        raise _no_key(key_id)
+    return _json(key_view(key))
 
 
 @router.post("/keys/{key_id}/revoke")
@@ -269,14 +307,26 @@ async def usage_route(
                              param="group_by")
     if format not in ("json", "csv", "table"):
         raise InvalidRequest("format: expected json, csv or table", param="format")
+    caller = await caller_of(request)
     if project is not None:
-        await _require_project(db, project)
-    report = await usage_report(db, project=project, key=key, since=_moment(since, "since"),
-                                until=_moment(until, "until"), group_by=groups)
+        if not await project_exists(db, project):  # a project removed from the config keeps its ledger rows
+            raise _no_project(project)
+        _require_visible(caller, project)
+    start, end = _moment(since, "since"), _moment(until, "until")
+    if start is not None and end is not None and _as_time(start, end=False) >= _as_time(end, end=True):
+        raise InvalidRequest(f"since ({since}) is not before until ({until})", param="since", code="invalid_range")
+    report = await usage_report(db, project=project, key=key, since=start, until=end, group_by=groups,
+                                projects=caller.scope or None)
     if format == "json":
         return _json(report)
     media = "text/csv" if format == "csv" else "text/plain"
     return Response(render_report(report, format), media_type=f"{media}; charset=utf-8")
+
+
+def _as_time(value: datetime | date, *, end: bool) -> datetime:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return datetime.combine(value + timedelta(days=1) if end else value, datetime.min.time(), tzinfo=UTC)
 
 
 def _moment(value: str | None, param: str) -> datetime | date | None:
@@ -293,3 +343,37 @@ async def _require_project(db: Any, name: str) -> None:
         await get_project(db, name)
     except ProjectNotFound:
         raise _no_project(name) from None
+
+
+# ---------------------------------------------------------------- budget alerts
+
+
+@router.get("/alerts")
+async def list_alerts_route(request: Request, project: str | None = None, limit: int = 100) -> Response:
+    """Budget alerts (newest first): which subject crossed which threshold, and whether the webhook got it."""
+    from sqlmodel import col, select
+
+    gw = request.app.state.gateway
+    caller = await caller_of(request)
+    if not 1 <= limit <= 1000:
+        raise InvalidRequest("limit: expected 1 to 1000", param="limit")
+    stmt = select(BudgetAlert).order_by(col(BudgetAlert.created_at).desc()).limit(limit)
+    if project is not None:
+        _require_visible(caller, project)
+        stmt = stmt.where(BudgetAlert.project == project)
+    elif caller.scope:
+        stmt = stmt.where(col(BudgetAlert.project).in_(caller.scope))
+    async with gw.db.session() as session:
+        alerts = (await session.exec(stmt)).all()
+    return _json({"object": "list", "data": [alert_view(a) for a in alerts]})
+
+
+def alert_view(alert: BudgetAlert) -> dict[str, Any]:
+    return {
+        "object": "budget_alert", "id": alert.id,
+        "subject": {"kind": alert.subject_kind, "id": alert.subject_id, "name": alert.subject_name},
+        "project": alert.project, "period": alert.period, "window": alert.window_id, "threshold_pct": alert.threshold,
+        "budget_usd": decimal_str(alert.budget_usd), "spend_usd": decimal_str(alert.spend_usd),
+        "created_at": _time(alert.created_at), "delivered_at": _time(alert.delivered_at),
+        "attempts": alert.attempts, "last_error": alert.last_error,
+    }

@@ -11,6 +11,7 @@ from core.wire import CHECKS, endpoint_of
 from gateway.api.schemas import EXPLAIN_BODY
 from gateway.asgi import parse_json_object
 from gateway.explain import explain_request
+from gateway.roles import caller_of
 from gateway.state import GatewayState
 
 router = APIRouter()
@@ -21,7 +22,7 @@ async def explain(request: Request) -> Response:
     """Signals, matched rule, ranked candidates and every exclusion with its reason; a refusal is
     reported with the status and code the real call would answer with."""
     state: GatewayState = request.app.state.gateway
-    caller = await state.authenticate(request.headers, request.client.host if request.client else None)
+    caller = await caller_of(request)
     body = parse_json_object(await request.body())
     endpoint = endpoint_of(body)
     CHECKS[endpoint](body)

@@ -20,6 +20,10 @@ async def healthz() -> Response:
 @router.get("/readyz", tags=["health"])
 async def readyz(request: Request) -> Response:
     """Config loaded and every configured dependency (database, Redis) reachable."""
+    drain = getattr(request.app.state, "drain", None)
+    if (drain is not None and drain.draining) or getattr(request.app.state, "draining", False):
+        # Answered at once, on any connection: a load balancer must stop sending here.
+        return json_response({"status": "draining", "checks": {"draining": "true"}}, status=503)
     state = request.app.state.gateway
     checks: dict[str, str] = {"config": "ok"}
     ready = True
@@ -38,9 +42,6 @@ async def readyz(request: Request) -> Response:
         else:
             checks[name] = "ok" if ok is not False else "unreachable"
         ready = ready and ok is not False
-    if getattr(request.app.state, "draining", False):
-        checks["draining"] = "true"
-        ready = False
     return json_response({"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503)
 
 

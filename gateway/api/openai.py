@@ -22,6 +22,7 @@ from gateway.api.schemas import CHAT_BODY, COMPLETIONS_BODY, EMBEDDINGS_BODY
 from gateway.asgi import Incoming, Receive, Scope, Send
 from gateway.auth import Caller
 from gateway.proxy import serve
+from gateway.roles import caller_of
 from gateway.runtime import Runtime
 from gateway.state import GatewayState
 
@@ -79,7 +80,7 @@ async def embeddings(request: Request) -> Response:
 async def list_models(request: Request) -> Response:
     """Every route and deployment the caller may name in ``model``."""
     state: GatewayState = request.app.state.gateway
-    caller = await state.authenticate(request.headers, _host(request))
+    caller = await caller_of(request)
     return _json(models_listing(state.runtime, caller))
 
 
@@ -87,7 +88,7 @@ async def list_models(request: Request) -> Response:
 async def retrieve_model(model_id: str, request: Request) -> Response:
     """One model card; 404 for names that are neither a route nor a deployment (or not allowed)."""
     state: GatewayState = request.app.state.gateway
-    caller = await state.authenticate(request.headers, _host(request))
+    caller = await caller_of(request)
     if not any(m["id"] == model_id for m in models_listing(state.runtime, caller)["data"]):
         raise ModelNotFound(f"The model '{model_id}' does not exist or you do not have access to it.", param="model")
     return _json(model_card(state.runtime, model_id))
@@ -108,10 +109,6 @@ def model_card(runtime: Runtime, name: str) -> Model:
         "created": runtime.created,
         "owned_by": f"switchyard:{profile.provider}" if profile else "switchyard:route",
     }
-
-
-def _host(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 def _json(data: Any, status: int = 200) -> Response:

@@ -1,9 +1,14 @@
-"""The tables: projects, API keys and the usage ledger.
+"""The tables: projects, API keys, the usage ledger and its daily rollups, budget alerts and
+dashboard sessions.
 
 Each follows Base -> Create / Public -> ``table=True``: the Base holds the fields a caller may
 set, Create validates input, Public is what the admin API shows, and the table adds what only
 the gateway writes (ids, hashes, timestamps). ``usage_records`` has no foreign keys on purpose:
 a ledger row must be insertable whatever happened to its key or project since.
+
+The three rollup tables (``usage_daily``, ``usage_project_daily``, ``usage_daily_attribution``) are kept by the ledger
+writer in the same transaction as the rows they count (:mod:`gateway.ledger.rollups`); their
+dimensions are NOT NULL with ``''`` for "none", so that one upsert key matches one group.
 """
 
 from __future__ import annotations
@@ -11,12 +16,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import JSON, Index, String
+from sqlalchemy import JSON, BigInteger, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from core.literals import Level
+from core.literals import Level, Role
 from core.literals import Period as BudgetPeriod
 from gateway.db.types import Money, UTCDateTime, utcnow
 
@@ -39,6 +44,7 @@ class ProjectBase(SQLModel):
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
     sensitivity_floor: Level = Field(default="public", sa_type=String(16))
+    alert_thresholds: list[int] | None = Field(default=None, sa_type=JSON)  # None: alerts.thresholds
 
 
 class ProjectCreate(ProjectBase):
@@ -81,6 +87,9 @@ class ApiKeyBase(SQLModel):
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    role: Role = Field(default="app", sa_type=String(16))
+    projects: list[str] = Field(default_factory=list, sa_type=JSON)  # finance keys: visible projects (empty: all)
+    alert_thresholds: list[int] | None = Field(default=None, sa_type=JSON)  # None: alerts.thresholds
 
 
 class ApiKeyCreate(ApiKeyBase):
@@ -139,6 +148,9 @@ class UsageRecordBase(SQLModel):
     error_type: str | None = None
     streamed: bool = False
     fallbacks: int = 0
+    end_user: str | None = None  # the request's OpenAI ``user`` field
+    key_tags: str | None = None  # the key's tags at request time, as a sorted JSON array
+    project_tag: str | None = None  # the x-switchyard-project-tag hint
 
 
 class UsageRecordCreate(UsageRecordBase):
@@ -160,3 +172,116 @@ class UsageRecord(UsageRecordBase, table=True):
 
 
 USAGE_COLUMNS: tuple[str, ...] = tuple(UsageRecordCreate.model_fields)
+
+
+# ---------------------------------------------------------------- daily rollups
+
+
+def _dim(max_length: int | None = None) -> Any:
+    return Field(default="", primary_key=True, sa_type=String(max_length) if max_length else String())
+
+
+def _count() -> Any:
+    return Field(default=0, sa_type=BigInteger)
+
+
+class _Measures(SQLModel):
+    """What a rollup row sums over the ledger rows of its group."""
+
+    requests: int = _count()
+    errors: int = _count()  # rows with status >= 400
+    prompt_tokens: int = _count()
+    cached_tokens: int = _count()
+    completion_tokens: int = _count()
+    cost_usd: Decimal = Field(default=Decimal(0), sa_type=Money)
+
+
+class UsageDaily(_Measures, table=True):
+    """Ledger rows summed per UTC day x project x key x model x route x deployment x task x sensitivity.
+
+    ``provider`` and ``locality`` follow from the deployment; they are dimensions so that
+    reports never need the config to tell self-hosted from hosted spend.
+    """
+
+    __tablename__ = "usage_daily"  # type: ignore[assignment]
+    __table_args__ = (Index("ix_usage_daily_project_day", "project", "day"),)
+
+    day: str = _dim(10)  # YYYY-MM-DD, UTC
+    project: str = _dim()
+    key_id: str = _dim()
+    model: str = _dim()  # the requested model (a route or a deployment name)
+    route: str = _dim()
+    deployment: str = _dim()
+    provider: str = _dim()
+    locality: str = _dim()
+    task: str = _dim()
+    sensitivity: str = _dim()
+
+
+class UsageProjectDaily(_Measures, table=True):
+    """Ledger rows summed per UTC day x project x locality: the few rows the overview and budgets read."""
+
+    __tablename__ = "usage_project_daily"  # type: ignore[assignment]
+
+    day: str = _dim(10)
+    project: str = _dim()
+    locality: str = _dim()
+
+
+class UsageDailyAttribution(_Measures, table=True):
+    """Ledger rows summed per UTC day x project x end user x project tag x key tags."""
+
+    __tablename__ = "usage_daily_attribution"  # type: ignore[assignment]
+
+    day: str = _dim(10)
+    project: str = _dim()
+    end_user: str = _dim()
+    project_tag: str = _dim()
+    key_tags: str = _dim()
+
+
+# ---------------------------------------------------------------- budget alerts
+
+
+class BudgetAlert(SQLModel, table=True):
+    """One threshold crossed by one key or project in one budget window: claimed once, then delivered.
+
+    The unique constraint is what makes an alert fire once per threshold and period across
+    every replica: whoever inserts the row delivers the webhook.
+    """
+
+    __tablename__ = "budget_alerts"  # type: ignore[assignment]
+    __table_args__ = (
+        UniqueConstraint("subject_kind", "subject_id", "window_id", "threshold", name="uq_budget_alerts_once"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    subject_kind: str = Field(max_length=16)  # key | project
+    subject_id: str = Field(max_length=200)
+    subject_name: str = Field(max_length=200)
+    project: str = Field(max_length=200)
+    window_id: str = Field(max_length=16)  # the budget window, e.g. m202611
+    period: str = Field(max_length=16)
+    threshold: int
+    budget_usd: Decimal = Field(sa_type=Money)
+    spend_usd: Decimal = Field(sa_type=Money)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempts: int = 0
+    last_error: str | None = None
+
+
+# ---------------------------------------------------------------- dashboard sessions
+
+
+class DashboardSession(SQLModel, table=True):
+    """A dashboard login. The cookie holds a signed random id; only its SHA-256 is stored."""
+
+    __tablename__ = "dashboard_sessions"  # type: ignore[assignment]
+
+    id_hash: str = Field(primary_key=True, max_length=64)
+    key_id: str | None = Field(default=None, max_length=36)  # None: the master key
+    master_fp: str | None = Field(default=None, max_length=64)  # which master key (a changed one ends the session)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

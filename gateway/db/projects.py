@@ -36,6 +36,7 @@ def _config_values(project: ProjectConfig) -> dict[str, Any]:
         "rpm": project.limits.rpm,
         "tpm": project.limits.tpm,
         "sensitivity_floor": project.sensitivity_floor,
+        "alert_thresholds": project.budget.alert_thresholds if project.budget else None,
         "source": "config",
     }
 

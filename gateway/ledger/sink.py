@@ -1,5 +1,8 @@
 """The ledger's database side: insert-or-ignore batches, and telling an outage from a bad row.
 
+Each batch is one transaction that inserts the rows and adds the ones actually inserted to the
+daily rollups (:mod:`gateway.ledger.rollups`), so a replayed row is never counted twice.
+
 An insert that fails because the database is unreachable (connection errors, timeouts, schema
 errors such as migrations not run yet) marks it down with exponential backoff: the writer
 spools and retries at ``retry_at``. Any other failure on a reachable database may be one bad
@@ -14,10 +17,9 @@ import time
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.db.engine import Database
-from gateway.db.models import UsageRecord
+from gateway.ledger.rollups import RollupWriter
 from gateway.ledger.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -36,8 +38,8 @@ class Sink:
         self.available = True
         self.retry_at = 0.0  # monotonic time of the next attempt while the database is down
         self.refused = 0  # rows the database refused, kept in rejected.jsonl
-        insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
-        self._stmt = insert(UsageRecord.__table__).on_conflict_do_nothing(index_elements=["id"])  # type: ignore[attr-defined]
+        self._writer = RollupWriter(db.dialect)
+        self.on_commit: Any = None  # called with the rows each committed batch inserted (budget alerts)
 
     @property
     def waiting(self) -> bool:
@@ -61,7 +63,12 @@ class Sink:
     async def _execute(self, rows: list[dict[str, Any]]) -> None:
         async with asyncio.timeout(self._insert_timeout_s):
             async with self._db.engine.begin() as conn:
-                await conn.execute(self._stmt, rows)
+                fresh = await self._writer.write_rows(conn, rows)
+        if fresh and self.on_commit is not None:
+            try:
+                self.on_commit(fresh)
+            except Exception:  # noqa: BLE001 - a listener must never make a committed batch look failed
+                log.exception("ledger: the commit listener failed")
 
     async def _is_bad_data(self, exc: BaseException) -> bool:
         """True when a statement failed on a reachable database for a reason other than the connection.

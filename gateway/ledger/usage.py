@@ -3,16 +3,20 @@
 ``since`` is inclusive and ``until`` exclusive; a bare date for ``until`` means "through the end
 of that day" (``until=2026-11-30`` includes the 30th). Days are UTC. Money is summed exactly in
 the database and shown as a plain decimal string, so rows add up to the total to the last digit.
+
+When both bounds are whole days (or absent), the sums come from the daily rollups
+(:mod:`gateway.ledger.rollups`), which count exactly the same rows; a bound with a time of day
+reads the raw rows. ``source`` forces one or the other.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from sqlalchemy import case, func, select
@@ -20,6 +24,7 @@ from sqlalchemy import case, func, select
 from gateway.db.engine import Database
 from gateway.db.models import UsageRecord
 from gateway.db.types import decimal_str, utc_day
+from gateway.ledger.rollups import ATTRIBUTION_TABLE, DAILY_TABLE, PROJECT_TABLE
 
 GROUP_BY_FIELDS: dict[str, Any] = {
     "day": utc_day(UsageRecord.ts),
@@ -31,7 +36,13 @@ GROUP_BY_FIELDS: dict[str, Any] = {
     "provider": UsageRecord.provider,
     "task": UsageRecord.task,
     "sensitivity": UsageRecord.sensitivity,
+    "user": UsageRecord.end_user,
+    "project_tag": UsageRecord.project_tag,
 }
+# group_by field -> rollup column, per rollup table
+_DAILY_COLUMNS = {"day": "day", "project": "project", "key": "key_id", "model": "model", "route": "route",
+                  "deployment": "deployment", "provider": "provider", "task": "task", "sensitivity": "sensitivity"}
+_ATTRIBUTION_COLUMNS = {"day": "day", "project": "project", "user": "end_user", "project_tag": "project_tag"}
 METRICS = ("requests", "errors", "prompt_tokens", "cached_tokens", "completion_tokens", "cost_usd")
 
 
@@ -51,34 +62,25 @@ async def usage_report(
     since: datetime | date | None = None,
     until: datetime | date | None = None,
     group_by: Sequence[str] = (),
+    projects: Collection[str] | None = None,
+    source: Literal["auto", "rollup", "raw"] = "auto",
 ) -> dict[str, Any]:
-    """Totals and one row per group; raises ValueError for an unknown ``group_by`` field."""
+    """Totals and one row per group; raises ValueError for an unknown ``group_by`` field.
+
+    ``projects`` restricts the report to those projects (a finance key's scope).
+    """
     unknown = [g for g in group_by if g not in GROUP_BY_FIELDS]
     if unknown:
         raise ValueError(f"unknown group_by field(s): {', '.join(unknown)}; expected any of {', '.join(GROUP_BY_FIELDS)}")
     groups = list(dict.fromkeys(group_by))
-    keys = [GROUP_BY_FIELDS[g].label(g) for g in groups]
-    r = UsageRecord
-    stmt = select(
-        *keys,
-        func.count().label("requests"),
-        func.sum(case((r.status >= 400, 1), else_=0)).label("errors"),
-        func.sum(r.prompt_tokens).label("prompt_tokens"),
-        func.sum(r.cached_tokens).label("cached_tokens"),
-        func.sum(r.completion_tokens).label("completion_tokens"),
-        func.sum(r.cost_usd).label("cost_usd"),
-    )
     start, end = _bound(since, end=False), _bound(until, end=True)
-    if project is not None:
-        stmt = stmt.where(r.project == project)
-    if key is not None:
-        stmt = stmt.where(r.key_id == key)
-    if start is not None:
-        stmt = stmt.where(r.ts >= start)
-    if end is not None:
-        stmt = stmt.where(r.ts < end)
-    if groups:
-        stmt = stmt.group_by(*[GROUP_BY_FIELDS[g] for g in groups])
+    stmt = None
+    if source != "raw" and not isinstance(since, datetime) and not isinstance(until, datetime):
+        stmt = _rollup_query(groups, project, key, projects, start, end)
+    if stmt is None:
+        if source == "rollup":
+            raise ValueError("these filters and groups need the raw ledger rows")
+        stmt = _raw_query(groups, project, key, projects, start, end)
     async with db.engine.connect() as conn:
         result = (await conn.execute(stmt)).mappings().all()
     rows = []
@@ -105,6 +107,76 @@ async def usage_report(
         "total_cost_usd": decimal_str(total_cost),
         "rows": rows,
     }
+
+
+def _raw_query(
+    groups: list[str], project: str | None, key: str | None, projects: Collection[str] | None,
+    start: datetime | None, end: datetime | None,
+) -> Any:
+    r = UsageRecord
+    stmt = select(
+        *[GROUP_BY_FIELDS[g].label(g) for g in groups],
+        func.count().label("requests"),
+        func.sum(case((r.status >= 400, 1), else_=0)).label("errors"),
+        func.sum(r.prompt_tokens).label("prompt_tokens"),
+        func.sum(r.cached_tokens).label("cached_tokens"),
+        func.sum(r.completion_tokens).label("completion_tokens"),
+        func.sum(r.cost_usd).label("cost_usd"),
+    )
+    if project is not None:
+        stmt = stmt.where(r.project == project)
+    if projects is not None:
+        stmt = stmt.where(r.project.in_(sorted(projects)))  # type: ignore[union-attr]
+    if key is not None:
+        stmt = stmt.where(r.key_id == key)
+    if start is not None:
+        stmt = stmt.where(r.ts >= start)
+    if end is not None:
+        stmt = stmt.where(r.ts < end)
+    if groups:
+        stmt = stmt.group_by(*[GROUP_BY_FIELDS[g] for g in groups])
+    return stmt
+
+
+def _rollup_query(
+    groups: list[str], project: str | None, key: str | None, projects: Collection[str] | None,
+    start: datetime | None, end: datetime | None,
+) -> Any:
+    """The same sums from a rollup table that has every group (None when neither has them all)."""
+    needed = set(groups) | ({"key"} if key is not None else set())
+    if needed <= {"day", "project"}:
+        table, names = PROJECT_TABLE, {"day": "day", "project": "project"}
+    elif needed <= set(_DAILY_COLUMNS):
+        table, names = DAILY_TABLE, _DAILY_COLUMNS
+    elif needed <= set(_ATTRIBUTION_COLUMNS):
+        table, names = ATTRIBUTION_TABLE, _ATTRIBUTION_COLUMNS
+    else:
+        return None
+    c = table.c
+    # Rollups store "" for "none"; the raw report shows None.
+    labels = [func.nullif(c[names[g]], "").label(g) if g != "day" else c.day.label(g) for g in groups]
+    stmt = select(
+        *labels,
+        func.sum(c.requests).label("requests"),
+        func.sum(c.errors).label("errors"),
+        func.sum(c.prompt_tokens).label("prompt_tokens"),
+        func.sum(c.cached_tokens).label("cached_tokens"),
+        func.sum(c.completion_tokens).label("completion_tokens"),
+        func.sum(c.cost_usd).label("cost_usd"),
+    )
+    if project is not None:
+        stmt = stmt.where(c.project == project)
+    if projects is not None:
+        stmt = stmt.where(c.project.in_(sorted(projects)))
+    if key is not None:
+        stmt = stmt.where(c.key_id == key)
+    if start is not None:
+        stmt = stmt.where(c.day >= start.date().isoformat())
+    if end is not None:
+        stmt = stmt.where(c.day < end.date().isoformat())
+    if groups:
+        stmt = stmt.group_by(*[c[names[g]] for g in groups])
+    return stmt
 
 
 def render_report(report: dict[str, Any], fmt: str = "table") -> str:

@@ -207,6 +207,10 @@ class LedgerWriter:
         self._spool.close()
         self._closed = True
 
+    def on_commit(self, listener: Any) -> None:
+        """Call ``listener(rows)`` with the rows each committed batch inserted (never twice for one row)."""
+        self._sink.on_commit = listener
+
     @property
     def stats(self) -> LedgerStats:
         segments = self._journal.segments

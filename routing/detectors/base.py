@@ -1,10 +1,18 @@
-"""The shape every detector has, and the scan state the detectors of one request share.
+"""The shape every detector has, and the scan state the detectors of one text share.
 
-Built-in detectors work on the UTF-8 bytes of the request text: ASCII semantics for ``\\d`` and
-``\\w`` are what the checksums expect, ``bytes.lower()`` keeps offsets, and a one-byte-per-char
-"skeleton" (digits -> ``0``, separators kept, everything else -> ``a``) lets plain substring
-searches find the few places worth running a regex on, which keeps a 4 KB scan in the tens of
-microseconds.
+A scan reads *normalised* text (:mod:`.normalize`); several texts of one request may be scanned
+together, joined by NUL, which every built-in detector treats as a hard boundary (normalisation
+turns a NUL inside a text into a space, so the boundary cannot be forged).
+
+Built-in detectors work on the UTF-8 bytes: ASCII semantics for ``\\d`` and ``\\w`` are what the
+checksums expect, ``bytes.lower()`` keeps offsets, and a one-byte-per-char "skeleton" (digits ->
+``0``, letters -> ``a``, separators kept) lets plain substring searches find the few places worth
+a closer look.
+
+Linear time by construction: every pattern here and in the detector modules is searched from a
+literal or a rare byte, has bounded repetition counts or repetition over classes that cannot
+overlap with what follows, and no look-behind at its start; each scanner reads every byte a
+bounded number of times (tests/routing/test_linear_time.py times each one on hostile input).
 """
 
 from __future__ import annotations
@@ -16,29 +24,44 @@ from typing import Any, Protocol
 
 from routing.types import Sensitivity
 
+BOUNDARY = "\x00"
+"""Joins the texts of one scan; no detector matches across it."""
+
 _WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+CHAIN_SEPARATORS = b" .,-_/()+\"'"
+"""Bytes that may stand between the digit groups of one number (after normalisation every space
+and dash of any script is one of these)."""
 
 
 def _skeleton_table() -> bytes:
-    table = bytearray(b"a" * 256)
+    table = bytearray(b"x" * 256)
+    for byte in range(0x80, 0x100):
+        table[byte] = ord("u")  # part of a non-ASCII character: neither a letter nor a separator
+    for byte in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz":
+        table[byte] = ord("a")
     for byte in b"0123456789":
         table[byte] = ord("0")
-    for byte in b" .()/+-":
+    for byte in range(1, 0x20):
+        table[byte] = ord(" ")  # tab, line breaks and other control characters read as spaces
+    table[0x7F] = ord(" ")
+    for byte in CHAIN_SEPARATORS + b":@=#":
         table[byte] = byte
+    table[0] = ord("z")  # the boundary between texts
     return bytes(table)
 
 
 _SKELETON = _skeleton_table()
 # bytes a key is made of -> "t", everything else -> " " (not ".": a JWT's header alone is long)
 _TOKEN_SHAPE = bytes(ord("t") if (chr(b).isascii() and (chr(b).isalnum() or chr(b) in "_-")) else ord(" ") for b in range(256))
-LONG_TOKEN = 15  # shortest credential (or JWT header) any built-in format allows
+LONG_TOKEN = 15  # shortest credential (or JWT header, or private-key body start) any built-in format allows
 _LONG_RUN = b"t" * LONG_TOKEN
 
 
 class Scan:
-    """The text of one request, with derived views computed at most once and shared."""
+    """One normalised text (or several joined by :data:`BOUNDARY`), with derived views computed at
+    most once and shared by the detectors."""
 
-    __slots__ = ("text", "data", "_skeleton", "_lower", "_lower_text", "_long_tokens", "memo")
+    __slots__ = ("_long_tokens", "_lower", "_lower_text", "_skeleton", "data", "memo", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -66,7 +89,9 @@ class Scan:
 
     @property
     def skeleton(self) -> bytes:
-        """``data`` with digits as ``0``, `` .()/+-`` kept, every other byte as ``a``."""
+        """``data`` with digits as ``0``, ASCII letters as ``a``, whitespace and control characters
+        as a space, :data:`CHAIN_SEPARATORS` and ``:@=#`` kept, the boundary as ``z``, bytes of
+        non-ASCII characters as ``u`` and every other byte as ``x``."""
         if self._skeleton is None:
             self._skeleton = self.data.translate(_SKELETON)
         return self._skeleton
@@ -91,6 +116,11 @@ def word_byte_before(data: bytes, index: int, also: bytes = b"") -> bool:
         return False
     byte = data[index - 1]
     return byte in _WORD or byte in also
+
+
+def crosses_boundary(data: bytes, start: int, end: int) -> bool:
+    """True when ``data[start:end]`` spans two texts of a joined scan."""
+    return data.find(b"\x00", start, end) >= 0
 
 
 class EntityDetector(Protocol):

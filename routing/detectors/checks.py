@@ -40,30 +40,41 @@ PLACEHOLDER_WORDS = frozenset({
 })
 
 
+_DOUBLED = str.maketrans("0123456789", "0246813579")  # 2d, minus 9 when that is above 9
+
+
 def luhn_valid(digits: str) -> bool:
     """The Luhn mod-10 check used by every payment card number."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i & 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
+    kept, doubled = digits[-1::-2], digits[-2::-2].translate(_DOUBLED)
+    return (sum(map(int, kept)) + sum(map(int, doubled))) % 10 == 0
 
 
-def card_network_valid(digits: str) -> bool:
-    """True when the number's leading digits and length belong to a known card network."""
-    length = len(digits)
+def _network_lengths() -> dict[str | bytes, frozenset[int]]:
+    """Card lengths allowed per four-digit issuer prefix (every prefix any network uses)."""
+    by_prefix: dict[str, set[int]] = {}
     for ranges, lengths in _CARD_NETWORKS:
-        if length not in lengths:
-            continue
         for low, high in ranges:
-            width = len(str(low))
-            if low <= int(digits[:width]) <= high:
-                return True
-    return False
+            scale = 10 ** (4 - len(str(low)))
+            for number in range(low * scale, (high + 1) * scale):
+                by_prefix.setdefault(str(number), set()).update(lengths)
+    table: dict[str | bytes, frozenset[int]] = {}
+    for prefix, allowed in by_prefix.items():
+        table[prefix] = table[prefix.encode()] = frozenset(allowed)
+    return table
+
+
+_LENGTHS_BY_PREFIX = _network_lengths()
+
+
+def card_network_valid(digits: str | bytes) -> bool:
+    """True when the number's leading digits and length belong to a known card network."""
+    lengths = _LENGTHS_BY_PREFIX.get(digits[:4])
+    return lengths is not None and len(digits) in lengths
+
+
+def card_valid(digits: str) -> bool:
+    """Issuer prefix, the length for that network, and the Luhn check."""
+    return card_network_valid(digits) and luhn_valid(digits)
 
 
 def iban_valid(compact: str) -> bool:

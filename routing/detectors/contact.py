@@ -1,4 +1,7 @@
-"""Email addresses, phone numbers and IP addresses (confidential by default)."""
+"""Email addresses (IDN domains too), IPv4 validation and IPv6 addresses (confidential by default).
+
+Phone numbers and dotted IPv4 addresses are found by the shared numeric pass (:mod:`.numeric`).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,15 @@ import re
 
 from routing.detectors.base import Scan, word_byte_before
 
-# ---- email: candidates are an "@" followed by "label." (a C-speed scan); the local part is then
-# read backwards with a bytes.rstrip, so no byte is looked at more than a bounded number of times
+# ---- email: one pattern from the "@" (a literal the engine skips to) over the domain, iterated in
+# C: labels cannot contain "." so each is read one way, and every repetition is bounded; the local
+# part is then read backwards with a bytes.rstrip. An internationalised domain is UTF-8 here, so
+# bytes >= 0x80 are label characters; its top-level domain is ASCII letters, punycode, or non-ASCII.
 
-_AT_DOMAIN = re.compile(rb"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.")
 _LOCAL_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-"
-_DOMAIN = re.compile(
-    rb"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}([A-Za-z]{2,24})(?![A-Za-z0-9-]|\.[A-Za-z0-9])"
+_AT_DOMAIN = re.compile(
+    rb"@(?:[A-Za-z0-9\x80-\xff][A-Za-z0-9\x80-\xff-]{0,62}\.){1,8}"
+    rb"([A-Za-z]{2,24}|xn--[A-Za-z0-9-]{1,59}|[\x80-\xff]{2,64})(?![A-Za-z0-9\x80-\xff-]|\.[A-Za-z0-9\x80-\xff])"
 )
 # "icon@2x.png", "pkg@1.2.js": file names, not addresses.
 _FILE_SUFFIXES = frozenset({b"png", b"jpg", b"jpeg", b"gif", b"svg", b"webp", b"bmp", b"ico", b"js", b"css", b"json", b"ts"})
@@ -27,36 +32,21 @@ def count_emails(scan: Scan) -> int:
     if b"@" not in data:
         return 0
     found = 0
-    for candidate in _AT_DOMAIN.finditer(data):
-        at = candidate.start()
+    for match in _AT_DOMAIN.finditer(data):
+        at = match.start()
+        if match.group(1).lower() in _FILE_SUFFIXES:
+            continue
         window = data[max(0, at - 65) : at]
         name = window[len(window.rstrip(_LOCAL_CHARS)) :]
         if not 1 <= len(name) <= 64 or name.startswith(b".") or name.endswith(b".") or b".." in name:
-            continue
-        domain = _DOMAIN.match(data, at + 1)
-        if domain is None or domain.group(1).lower() in _FILE_SUFFIXES:
             continue
         if not _IN_URL_USERINFO.search(data, max(0, at - 300), at):
             found += 1
     return found
 
 
-# ---- phones and IPv4: patterns run inside the numeric windows found by .numeric
+# ---- IPv4 (the numeric pass finds dotted quads; this decides whether one is an address)
 
-# "+CC" then more digits in groups; the digit count (8-15, E.164) is checked afterwards.
-INTERNATIONAL_PHONE_PATTERN = rb"(?<![\w+])\+[1-9](?:[ .-]?\(?\d{1,5}\)?){1,7}(?![\w-]|[.,]\d)"
-# NANP: area code [2-9][0-8]x, exchange [2-9]xx, separators required (bare 10-digit runs are ids).
-NORTH_AMERICAN_PHONE_PATTERN = (
-    rb"(?<![\w+.-])(?:1[ .-]?)?(?:\([2-9][0-8]\d\)[ .-]?|[2-9][0-8]\d[ .-])[2-9]\d{2}[ .-]\d{4}(?![\w-]|[.,]\d)"
-)
-_DIGIT = re.compile(rb"\d")
-
-
-def international_phone_valid(match: re.Match[bytes], data: bytes) -> bool:
-    return 8 <= len(_DIGIT.findall(match.group())) <= 15
-
-
-IPV4_PATTERN = rb"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)"
 _VERSION_BEFORE = re.compile(rb"(?:\bv|\bversion|\bver|\brelease|\brev)\.?\s*[:=]?\s*\Z")
 
 
@@ -65,13 +55,12 @@ def _reportable(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return not (address.is_loopback or address.is_unspecified or address.is_reserved)
 
 
-def ipv4_valid(match: re.Match[bytes], data: bytes) -> bool:
-    """``ipaddress`` accepts it, and it is not written as a version ("v 1.2.3.4")."""
+def ipv4_valid(data: bytes, start: int, end: int) -> bool:
+    """``ipaddress`` accepts ``data[start:end]``, and it is not written as a version ("v 1.2.3.4")."""
     try:
-        address = ipaddress.IPv4Address(match.group().decode())
+        address = ipaddress.IPv4Address(data[start:end].decode())
     except ValueError:
         return False
-    start = match.start()
     return _reportable(address) and not _VERSION_BEFORE.search(data[max(0, start - 12) : start].lower())
 
 

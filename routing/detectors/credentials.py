@@ -1,5 +1,7 @@
-"""API keys and tokens by their issuers' formats: OpenAI, Anthropic, AWS, GitHub, Slack, Stripe,
-and JWTs whose header decodes.
+"""API keys and tokens by their issuers' formats: OpenAI, Anthropic, AWS, GitHub (every prefix and
+fine-grained PATs), Slack (every token kind, app tokens and incoming-webhook URLs), Stripe (secret,
+restricted and webhook-signing keys), Hugging Face, Google API keys, JWTs whose header decodes,
+and private-key bodies pasted without their PEM header.
 
 Each of them starts a "long token" -- a run of 15+ ``[A-Za-z0-9_-]`` bytes (a JWT's header
 segment is one) -- so one pass looks only at those, few in ordinary text. A token is skipped
@@ -29,6 +31,13 @@ _HAS_LETTER = re.compile(rb"[A-Za-z]")
 def _random_looking(token: bytes, min_entropy: float = 3.0) -> bool:
     """Real keys mix letters and digits; ``sk-learn-is-a-great-library`` does not."""
     return bool(_HAS_DIGIT.search(token) and _HAS_LETTER.search(token)) and shannon_entropy(token.decode()) >= min_entropy
+
+
+def _mixed_case_or_digits(token: bytes) -> bool:
+    """Hugging Face tokens are random letters, sometimes without a digit: mixed case will do."""
+    body = token[3:]
+    mixed = not body.islower() and not body.isupper()
+    return (mixed or bool(_HAS_DIGIT.search(body))) and shannon_entropy(body.decode()) >= 3.0
 
 
 def _openai_valid(match: re.Match[bytes], data: bytes) -> bool:
@@ -77,10 +86,26 @@ FORMATS: dict[str, tuple[bytes, re.Pattern[bytes], Validator]] = {
         re.compile(rb"(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{50,250})(?![A-Za-z0-9_])"),
         lambda m, data: not word_byte_before(data, m.start()) and _random_looking(m.group()),
     ),
+    "stripe_webhook_secret": (
+        rb"whsec_",
+        re.compile(rb"whsec_[A-Za-z0-9]{24,247}(?![A-Za-z0-9])"),
+        lambda m, data: not word_byte_before(data, m.start()),
+    ),
+    # bot, user, app-level, legacy, refresh, configuration, client and cookie tokens
     "slack_token": (
-        rb"xox[abprse]-",
-        re.compile(rb"xox[abprse]-[A-Za-z0-9-]{10,250}(?![A-Za-z0-9-])"),
-        lambda m, data: not word_byte_before(data, m.start(), b"-.") and bool(_HAS_DIGIT.search(m.group())),
+        rb"xox[abposrcde]-|xapp-",
+        re.compile(rb"(?:xox[abposrcde]|xapp)-[A-Za-z0-9-]{10,250}(?![A-Za-z0-9-])"),
+        lambda m, data: not word_byte_before(data, m.start(), b"-") and bool(_HAS_DIGIT.search(m.group())),
+    ),
+    "huggingface_token": (
+        rb"hf_",
+        re.compile(rb"hf_[A-Za-z0-9]{30,40}(?![A-Za-z0-9_-])"),
+        lambda m, data: not word_byte_before(data, m.start()) and _mixed_case_or_digits(m.group()),
+    ),
+    "google_api_key": (
+        rb"AIza",
+        re.compile(rb"AIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])"),
+        lambda m, data: not word_byte_before(data, m.start()),
     ),
     "jwt": (
         rb"eyJ",
@@ -89,7 +114,17 @@ FORMATS: dict[str, tuple[bytes, re.Pattern[bytes], Validator]] = {
     ),
 }
 _NOT_LETTERS = b"0123456789_-"
-_PREFIX_LITERALS = (b"sk-", b"k_live_", b"k_test_", b"AKIA", b"ASIA", b"ABIA", b"ACCA", b"gh", b"github_pat_", b"xox", b"eyJ")
+_PREFIX_LITERALS = (
+    b"sk-", b"k_live_", b"k_test_", b"AKIA", b"ASIA", b"ABIA", b"ACCA", b"gh", b"github_pat_", b"xox", b"xapp", b"eyJ",
+    b"whsec_", b"hf_", b"AIza",
+)
+# The DER start of every private-key encoding, as base64 (a body's first bytes): PKCS#1 RSA and
+# DSA, PKCS#8 (plain, EC, Ed25519, encrypted), SEC1 EC (P-256/384/521), and OpenSSH's own format.
+_KEY_BODY = re.compile(
+    rb"(?:MII[A-Za-z0-9+/]{3}(?:IBA(?:AK|DA)|BOBgkqhkiG9w0BBQ)|MIG[A-Za-z0-9+/]AgEAM|MHcCAQEE|MIGkAgEBBD"
+    rb"|MIHcAgEBBE|MC4CAQAw|MFECAQEw|b3BlbnNzaC1rZXktdjE)[A-Za-z0-9+/=\s]{40}"
+)
+_SLACK_WEBHOOK = re.compile(rb"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]{20,}")
 _ANY_PREFIX = re.compile(b"|".join(b"(?P<%s>%s)" % (name.encode(), fmt[0]) for name, fmt in FORMATS.items()))
 # a "-" inside a token that a Stripe, AWS or GitHub key may follow (the others reject a "-" before)
 _DASH_THEN_KEY = re.compile(
@@ -104,11 +139,15 @@ def credential_counts(scan: Scan) -> dict[str, int]:
     if cached is not None:
         return cached
     counts = dict.fromkeys(FORMATS, 0)
+    counts["private_key_body"] = 0
     data = scan.data
     for start, end in scan.long_tokens:
         token = data[start:end]
+        if token[:1] in b"Mb" and _KEY_BODY.match(data, start) is not None:
+            counts["private_key_body"] += 1
+            continue
         if token.islower():
-            if b"xox" not in token:
+            if b"xox" not in token and b"xapp" not in token:
                 continue
         elif not token.translate(None, _NOT_LETTERS) or not any(lit in token for lit in _PREFIX_LITERALS):
             continue
@@ -125,8 +164,18 @@ def credential_counts(scan: Scan) -> dict[str, int]:
             full = pattern.match(data, at)  # not bounded by the token: a JWT runs on past its header
             if full is not None and validate(full, data):
                 counts[name] += 1
+    hook = data.find(b"hooks.slack.com/")
+    while hook >= 0:
+        if _SLACK_WEBHOOK.match(data, hook) is not None:
+            counts["slack_token"] += 1
+        hook = data.find(b"hooks.slack.com/", hook + 16)
     scan.memo[_MEMO_KEY] = counts
     return counts
+
+
+def private_key_bodies(scan: Scan) -> int:
+    """Base64 private-key bodies that start a long token (pasted without a PEM header)."""
+    return credential_counts(scan)["private_key_body"]
 
 
 def _detector(name: str) -> FunctionDetector:

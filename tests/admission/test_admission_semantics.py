@@ -222,8 +222,8 @@ async def test_output_claim_grants_what_the_budget_affords(backend: Callable[...
     assert ticket.output_units == 3000
     assert ticket.reserve_usd == D("0.010")
     assert ticket.tokens == 50 + 3000
-    assert ticket.budget_remaining_usd == 0
-    assert ticket.headers()["x-switchyard-budget-remaining-usd"] == "0"
+    assert ticket.headers()["x-switchyard-budget-remaining-usd"] == "0.01"  # before this request
+    assert ticket.headers(D("0.010"))["x-switchyard-budget-remaining-usd"] == "0"  # once it cost all it reserved
     state = await adm.budget_state(subject)
     assert state.reserved_usd == D("0.010")
     # nothing is left: the next claim cannot get even one token
@@ -238,7 +238,7 @@ async def test_output_claim_is_capped_by_max_units_when_the_budget_is_ample(back
     )
     assert ticket.output_units == 256
     assert ticket.reserve_usd == D("0.001") + 256 * D("0.00001")
-    assert ticket.budget_remaining_usd == D(100) - ticket.reserve_usd
+    assert ticket.headers(ticket.reserve_usd)["x-switchyard-budget-remaining-usd"] == str(D(100) - ticket.reserve_usd)
 
 
 async def test_output_claim_below_its_minimum_is_refused_and_changes_nothing(backend: Callable[..., Admission]) -> None:
@@ -271,3 +271,21 @@ async def test_granted_output_counts_towards_tpm(backend: Callable[..., Admissio
     assert first.tokens == 900
     with pytest.raises(RateLimited):
         await adm.admit([subject], tokens=50, reserve_usd=D(0), output=OutputClaim(unit_usd=D(0), max_units=40, tokens_per_unit=2))
+
+
+async def test_tickets_carry_the_budget_left_to_the_tightest_subject(backend: Callable[..., Admission]) -> None:
+    adm = backend()
+    tight, loose = key("1", "daily"), Subject("project", "p", D("10"), "monthly")
+    first = await adm.admit([tight, loose], tokens=10, reserve_usd=D("0.4"))
+    assert first.budget_remaining_nanos == 1_000_000_000  # before this request's own reservation
+    assert first.headers(D("0.25"))["x-switchyard-budget-remaining-usd"] == "0.75"
+    second = await adm.admit([tight, loose], tokens=10, reserve_usd=D("0.3"))
+    assert second.headers()["x-switchyard-budget-remaining-usd"] == "0.6"  # the first request's hold still counts
+    await adm.settle(first, actual_usd=D("0.25"), actual_tokens=10)
+    third = await adm.admit([tight, loose], tokens=10, reserve_usd=D("0.1"))
+    assert third.headers()["x-switchyard-budget-remaining-usd"] == "0.45"  # 1 - 0.25 spent - 0.3 held
+    with pytest.raises(BudgetExceeded) as refused:
+        await adm.admit([tight, loose], tokens=10, reserve_usd=D("0.5"))
+    assert refused.value.headers["x-switchyard-budget-remaining-usd"] == "0.35"
+    unbudgeted = await adm.admit([key(None, rpm=5)], tokens=1, reserve_usd=D(0))
+    assert unbudgeted.budget_remaining_nanos is None and "x-switchyard-budget-remaining-usd" not in unbudgeted.headers()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import threading
 import time
@@ -26,6 +27,9 @@ from gateway.api.admin import router
 from gateway.config import Budget, GatewayConfig, ProjectConfig
 from gateway.db import Database, UsageRecord, sync_projects
 from gateway.keys import KeyStore
+from gateway.ledger.rollups import write_ledger
+from gateway.roles import RoleGuard
+from gateway.state import GatewayState
 from tests.db.fixtures import database, fresh_sqlite, pg_url  # noqa: F401 - fixtures
 from tests.helpers import MASTER_KEY, fake_deployment, free_port, make_config
 
@@ -39,6 +43,16 @@ def _config() -> GatewayConfig:
     })
 
 
+def gateway_state(config: GatewayConfig, db: Database, keys: KeyStore) -> SimpleNamespace:
+    """Just the services the admin routes use, with the real ``GatewayState.authenticate``."""
+    state = SimpleNamespace(
+        config=config, db=db, keys=keys, ledger=None, metrics=None, runtime=SimpleNamespace(default_project=config.projects[0].name),
+        clock=lambda: datetime.now(UTC),
+    )
+    state.authenticate = functools.partial(GatewayState.authenticate, state)
+    return state
+
+
 def build_app(gateway: object) -> FastAPI:
     app = FastAPI()
     app.state.gateway = gateway
@@ -49,6 +63,7 @@ def build_app(gateway: object) -> FastAPI:
                         media_type="application/json")
 
     app.include_router(router)
+    app.add_middleware(RoleGuard, routes=app.router.routes)
     return app
 
 
@@ -56,7 +71,7 @@ def build_app(gateway: object) -> FastAPI:
 async def client(database: Database) -> AsyncIterator[httpx.AsyncClient]:
     config = _config()
     await sync_projects(database, config.projects)
-    gateway = SimpleNamespace(config=config, db=database, keys=KeyStore(database, ttl_s=0), ledger=None)
+    gateway = gateway_state(config, database, KeyStore(database, ttl_s=0))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(build_app(gateway)), base_url="http://gw") as c:
         c.gateway = gateway  # type: ignore[attr-defined]
         yield c
@@ -71,12 +86,16 @@ def _error(response: httpx.Response, status: int, code: str | None = None) -> di
     return body["error"]
 
 
-async def test_every_admin_route_needs_the_master_key(client: httpx.AsyncClient) -> None:
+async def test_admin_routes_refuse_missing_keys_and_app_keys(client: httpx.AsyncClient) -> None:
     _, secret = await client.gateway.keys.create("default", "app")  # type: ignore[attr-defined]
-    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": f"Bearer {secret}"}):
-        for method, path in (("GET", "/admin/keys"), ("POST", "/admin/keys"), ("GET", "/admin/usage"),
-                             ("POST", "/admin/projects"), ("POST", "/admin/keys/x/revoke")):
+    routes = (("GET", "/admin/keys"), ("POST", "/admin/keys"), ("GET", "/admin/usage"),
+              ("POST", "/admin/projects"), ("POST", "/admin/keys/x/revoke"))
+    for headers in ({}, {"authorization": "Bearer wrong"}):
+        for method, path in routes:
             _error(await client.request(method, path, headers=headers), 401, "invalid_api_key")
+    for method, path in routes:  # a valid app key: authenticated, but not allowed
+        error = _error(await client.request(method, path, headers={"authorization": f"Bearer {secret}"}), 403, "permission_denied")
+        assert "role is 'app'" in error["message"]
 
 
 async def test_projects_can_be_created_once(client: httpx.AsyncClient) -> None:
@@ -86,7 +105,7 @@ async def test_projects_can_be_created_once(client: httpx.AsyncClient) -> None:
     assert created.status_code == 201, created.text
     project = created.json()
     assert (project["name"], project["budget"], project["limits"], project["source"]) == (
-        "research", {"usd": "12.5", "period": "weekly"}, {"rpm": 30, "tpm": None}, "api")
+        "research", {"usd": "12.5", "period": "weekly", "alert_thresholds": None}, {"rpm": 30, "tpm": None}, "api")
     _error(await client.post("/admin/projects", json=body, headers=AUTH), 409, "project_exists")
     listed = (await client.get("/admin/projects", headers=AUTH)).json()["data"]
     assert [(p["name"], p["source"]) for p in listed] == [("default", "config"), ("research", "api")]
@@ -122,7 +141,7 @@ async def test_key_lifecycle(client: httpx.AsyncClient) -> None:
     key = created.json()
     assert key["key"].startswith("sk-sy-") and key["prefix"] == key["key"][:12]
     assert (key["budget"], key["limits"], key["models"], key["tags"], key["active"]) == (
-        {"usd": "1", "period": "daily"}, {"rpm": 60, "tpm": 1000}, ["auto"], ["team-a"], True)
+        {"usd": "1", "period": "daily", "alert_thresholds": None}, {"rpm": 60, "tpm": 1000}, ["auto"], ["team-a"], True)
     info = await keys.authenticate(key["key"])
     assert info is not None and info.id == key["id"] and info.rpm == 60
 
@@ -156,11 +175,11 @@ async def test_key_errors(client: httpx.AsyncClient) -> None:
 
 async def test_usage_report(client: httpx.AsyncClient) -> None:
     db: Database = client.gateway.db  # type: ignore[attr-defined]
-    async with db.session() as session:
-        for i, (model, cost) in enumerate([("auto", "0.25"), ("auto", "0.5"), ("gpt-4o-mini", "0.125")]):
-            session.add(UsageRecord(id=f"u{i}", ts=datetime(2026, 11, 2 + i, tzinfo=UTC), project="default", key_id="k",
-                                    requested_model=model, prompt_tokens=10, completion_tokens=1, cost_usd=Decimal(cost)))
-        await session.commit()
+    await write_ledger(db, [
+        UsageRecord(id=f"u{i}", ts=datetime(2026, 11, 2 + i, tzinfo=UTC), project="default", key_id="k",
+                    requested_model=model, prompt_tokens=10, completion_tokens=1, cost_usd=Decimal(cost))
+        for i, (model, cost) in enumerate([("auto", "0.25"), ("auto", "0.5"), ("gpt-4o-mini", "0.125")])
+    ])
     query = {"project": "default", "since": "2026-11-01", "until": "2026-11-03", "group_by": "day,model"}
     report = (await client.get("/admin/usage", params=query, headers=AUTH)).json()
     assert (report["total_requests"], report["total_prompt_tokens"], report["total_completion_tokens"], report["total_cost_usd"]) == (
@@ -189,10 +208,8 @@ class ServerThread:
             db = await fresh_sqlite(db_path)
             config = _config()
             await sync_projects(db, [*config.projects, ProjectConfig(name="web", budget=Budget(usd=Decimal(5)))])
-            async with db.session() as session:
-                session.add(UsageRecord(id="u1", project="web", requested_model="auto", prompt_tokens=7, cost_usd=Decimal("0.02")))
-                await session.commit()
-            app.state.gateway = SimpleNamespace(config=config, db=db, keys=KeyStore(db), ledger=None)
+            await write_ledger(db, [UsageRecord(id="u1", project="web", requested_model="auto", prompt_tokens=7, cost_usd=Decimal("0.02"))])
+            app.state.gateway = gateway_state(config, db, KeyStore(db))
             yield
             await db.aclose()
 
@@ -231,7 +248,7 @@ def test_cli_drives_a_running_gateway(tmp_path: Path, capsys: pytest.CaptureFixt
                     "--models", "auto,gpt-4o-mini", *url) == 0
         created = orjson.loads(capsys.readouterr().out)
         assert created["key"].startswith("sk-sy-") and created["models"] == ["auto", "gpt-4o-mini"]
-        assert created["budget"] == {"usd": "2.5", "period": "monthly"}
+        assert created["budget"] == {"usd": "2.5", "period": "monthly", "alert_thresholds": None}
 
         assert _cli("keys", "list", "--project", "web", *url) == 0
         table = capsys.readouterr().out
@@ -248,7 +265,7 @@ def test_cli_drives_a_running_gateway(tmp_path: Path, capsys: pytest.CaptureFixt
         assert orjson.loads(capsys.readouterr().out)["total_cost_usd"] == "0.02"
 
         assert _cli("projects", "create", "--name", "cli-made", "--budget-usd", "3", "--budget-period", "total", *url) == 0
-        assert orjson.loads(capsys.readouterr().out)["budget"] == {"usd": "3", "period": "total"}
+        assert orjson.loads(capsys.readouterr().out)["budget"] == {"usd": "3", "period": "total", "alert_thresholds": None}
 
         assert _cli("keys", "create", "--project", "nope", "--name", "x", *url) == 1
         assert "404: Project 'nope' does not exist" in capsys.readouterr().err

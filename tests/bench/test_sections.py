@@ -1,24 +1,26 @@
-"""Sections of docs/benchmarks.md that one benchmark owns survive the others rewriting the file."""
+"""Marked sections of docs/benchmarks.md: one generator rewrites its own, and never the rest."""
 
 from __future__ import annotations
 
-from bench.sections import carry_sections, replace_section
+from pathlib import Path
 
-REPORT = "# Benchmarks\n\nThe main report.\n"
-
-
-def test_a_section_is_appended_then_replaced_in_place_leaving_the_rest() -> None:
-    once = replace_section(REPORT, "tracing-cost", "## Cost\n\n| a | 1 |")
-    assert once.startswith(REPORT.rstrip("\n")) and "<!-- tracing-cost:start -->\n## Cost\n\n| a | 1 |\n<!-- tracing-cost:end -->" in once
-    edited = once + "\nA note after it.\n"
-    twice = replace_section(edited, "tracing-cost", "## Cost\n\n| a | 2 |")
-    assert "| a | 2 |" in twice and "| a | 1 |" not in twice
-    assert twice.count("<!-- tracing-cost:start -->") == 1 and twice.endswith("A note after it.\n")
+from bench.sections import keep_sections, write_section
 
 
-def test_regenerating_the_report_keeps_every_marked_section() -> None:
-    old = replace_section(replace_section(REPORT, "tracing-cost", "cost table"), "other", "other table")
-    regenerated = carry_sections(old, "# Benchmarks\n\nA new main report.\n")
-    assert "A new main report." in regenerated and "The main report." not in regenerated
-    assert "cost table" in regenerated and "other table" in regenerated
-    assert carry_sections(old, old) == old  # sections already there are not doubled
+def test_a_section_is_replaced_in_place_and_everything_else_is_kept(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nhand-written intro\n")
+    write_section(doc, "reports-bench", "## Reports\n\nfirst run\n")
+    write_section(doc, "other", "other section\n")
+    write_section(doc, "reports-bench", "## Reports\n\nsecond run\n")
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks\n\nhand-written intro\n")
+    assert "first run" not in text and text.count("second run") == 1 and "other section" in text
+    assert text.index("second run") < text.index("other section")  # replaced where it was
+
+
+def test_a_full_re_render_keeps_the_other_generators_sections(tmp_path: Path) -> None:
+    old = "# Old\n\n<!-- reports-bench:start -->\nreport figures\n<!-- reports-bench:end -->\n"
+    new = keep_sections(old, "# New render\n\nfresh load-test figures\n")
+    assert new.startswith("# New render") and "report figures" in new and "Old" not in new
+    assert keep_sections(old, new) == new  # idempotent

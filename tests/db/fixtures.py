@@ -18,10 +18,10 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 
 from gateway.db import Database
-from gateway.db.testing import ADMIN_DSN, postgres_available, scratch_postgres
+from tests.db.scratch import ADMIN_DSN, postgres_available, scratch_postgres
 
 REDIS_URL = os.environ.get("SWITCHYARD_TEST_REDIS", "redis://127.0.0.1:6379/15")
-TABLES = ("usage_records", "api_keys", "projects")
+TABLES = ("usage_records", "usage_daily", "usage_project_daily", "usage_daily_attribution", "budget_alerts", "dashboard_sessions", "api_keys", "projects")
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

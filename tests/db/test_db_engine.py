@@ -14,7 +14,7 @@ from sqlalchemy import func, inspect, select, text
 from sqlmodel import SQLModel
 
 from gateway.db import Database, UsageRecord, async_url
-from gateway.db.testing import scratch_postgres
+from tests.db.scratch import scratch_postgres
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ async def _assert_schema_matches_models(db: Database) -> None:
         )
     assert {"projects", "api_keys", "usage_records", "alembic_version"} <= tables
     assert diff == [], f"models and migrations disagree: {diff}"
-    assert await db.schema_revision() == "0001_initial"
+    assert await db.schema_revision() == "0002_finance"
 
 
 async def test_sqlite_migrates_in_wal_mode_and_matches_models(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from gateway.db.testing import postgres_available, scratch_postgres
+from tests.db.scratch import postgres_available, scratch_postgres
 from providers.tokens import prompt_token_bound
 from tests.fakes.openai_upstream import FakeUpstream
 from tests.helpers import (

@@ -19,7 +19,7 @@ import httpx
 import orjson
 import pytest
 
-from gateway.db.testing import postgres_available, scratch_postgres
+from tests.db.scratch import postgres_available, scratch_postgres
 from tests.fakes.openai_upstream import FakeUpstream
 from tests.helpers import (
     AUTH,

@@ -147,7 +147,7 @@ async def test_caller_hint_raises_but_never_lowers(pair) -> None:
     async with app_client(_config(home, cloud)) as client:
         raised = await client.post("/v1/chat/completions", json=_chat(BENIGN), headers={"x-switchyard-sensitivity": "confidential"})
         lowered = await client.post("/v1/chat/completions", json=_chat(f"card {CARD}"), headers={"x-switchyard-sensitivity": "public"})
-        via_metadata = await client.post("/v1/chat/completions", json={**_chat(BENIGN), "metadata": {"sensitivity": "restricted"}})
+        via_metadata = await client.post("/v1/chat/completions", json={**_chat(BENIGN), "metadata": {"x-switchyard-sensitivity": "restricted"}})
     assert raised.headers["x-switchyard-deployment"] == "home"
     assert lowered.headers["x-switchyard-deployment"] == "home"
     assert lowered.headers["x-switchyard-sensitivity"] == "restricted"

@@ -1,10 +1,12 @@
 """A scripted OpenAI-format upstream for tests: behaviour picked by the model name or a switch.
 
 Model names: ``error-500``, ``error-429``, ``error-503``, ``context-overflow`` (400
-context_length_exceeded), ``slow-<seconds>`` (stalls before answering), ``cut-stream`` (a stream
-cut after three chunks, no [DONE]), ``garbage`` (invalid JSON), ``nousage`` (streams carry no
-usage even when asked), ``echo-500`` (a 500 whose message quotes the prompt back, as careless
-backends do). Anything else answers normally. ``POST /_control {"mode": "error-500"}``
+context_length_exceeded), ``bad-param`` (400 naming ``temperature`` in ``param``), ``html-502`` (a
+proxy's HTML error page), ``long-error`` (a 400 whose message is kilobytes of multi-line text),
+``slow-<seconds>`` (stalls before answering), ``cut-stream`` (a stream cut after three chunks, no
+[DONE]), ``garbage`` (invalid JSON), ``nousage`` (streams carry no usage even when asked),
+``echo-500`` (a 500 whose message quotes the prompt back, as careless backends do).
+Anything else answers normally, in the shapes of OpenAI's published spec. ``POST /_control {"mode": "error-500"}``
 forces a behaviour for every request; ``GET /_records`` lists what was received.
 
 Runs in-process (``FakeUpstream`` in the test's event loop) or as a process:
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import struct
 import time
@@ -101,6 +104,14 @@ class FakeUpstream:
                 "This model's maximum context length is 16 tokens. However, you requested 1000 tokens.",
                 "context_length_exceeded",
             )
+        if behaviour == "bad-param":
+            return _error(400, "Invalid value for 'temperature': must be at most 2.", "invalid_value", param="temperature")
+        if behaviour == "html-502":
+            page = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1><hr>nginx</body></html>"
+            return web.Response(status=502, text=page, content_type="text/html")
+        if behaviour == "long-error":
+            detail = "\n".join(f"  at frame {i}: internal/secret/path/module_{i}.py line {i * 7}" for i in range(200))
+            return _error(400, "Upstream validation failed:\n" + detail, "invalid_request")
         if behaviour == "garbage":
             return web.Response(body=b"<html>not json", content_type="application/json")
         return None
@@ -130,7 +141,12 @@ class FakeUpstream:
             "created": int(time.time()),
             "model": body.get("model"),
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": " ".join(words)}, "finish_reason": "stop", "logprobs": None}
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": " ".join(words), "refusal": None},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
             ],
             "usage": {"prompt_tokens": prompt, "completion_tokens": len(words), "total_tokens": prompt + len(words)},
         }
@@ -147,19 +163,8 @@ class FakeUpstream:
             await response.write(b"data: " + orjson.dumps(payload) + b"\n\n")
 
         await event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
-        try:
-            for i, word in enumerate(words):
-                if behaviour == "cut-stream" and i == 3:
-                    request.transport.close()  # type: ignore[union-attr]
-                    return response
-                if self.token_delay_s:
-                    await asyncio.sleep(self.token_delay_s)
-                text = word if i == 0 else " " + word
-                await event({**base, "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]})
-        except (ConnectionResetError, asyncio.CancelledError):
-            self.aborted_streams += 1
-            raise
-        await event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if not await self._stream_words(request, event, base, words, behaviour, text_key=None):
+            return response
         include_usage = (body.get("stream_options") or {}).get("include_usage")
         if include_usage and behaviour != "nousage":
             prompt = _prompt_tokens(body)
@@ -169,14 +174,45 @@ class FakeUpstream:
         await response.write_eof()
         return response
 
+    async def _stream_words(
+        self, request: web.Request, event: Any, base: dict[str, Any], words: list[str], behaviour: str, *, text_key: str | None
+    ) -> bool:
+        """One chunk per word, then the finish chunk: chat deltas, or completion ``text``
+        (``text_key``). False when the stream was cut on purpose (``cut-stream``)."""
+
+        def choice(text: str | None, finish: str | None) -> dict[str, Any]:
+            if text_key is not None:
+                return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+            return {"index": 0, "delta": {"content": text} if text is not None else {}, "finish_reason": finish}
+
+        try:
+            for i, word in enumerate(words):
+                if behaviour == "cut-stream" and i == 3:
+                    request.transport.close()  # type: ignore[union-attr]
+                    return False
+                if self.token_delay_s:
+                    await asyncio.sleep(self.token_delay_s)
+                text = word if i == 0 else " " + word
+                await event({**base, "choices": [choice(text, None)]})
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.aborted_streams += 1
+            raise
+        await event({**base, "choices": [choice(None, "stop")]})
+        return True
+
     async def completions(self, request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())
         self.records.append({"path": "/v1/completions", "body": body, "headers": dict(request.headers)})
-        failed = await self._misbehave(self._behaviour(body))
+        behaviour = self._behaviour(body)
+        failed = await self._misbehave(behaviour)
         if failed is not None:
             return failed
         words = _words(self.name)
+        if isinstance(body.get("max_tokens"), int):
+            words = words[: body["max_tokens"]]
         prompt = _prompt_tokens(body)
+        if body.get("stream"):
+            return await self._stream_completion(request, body, words, behaviour, prompt)
         data = {
             "id": "cmpl-fake",
             "object": "text_completion",
@@ -187,6 +223,25 @@ class FakeUpstream:
         }
         return web.Response(body=orjson.dumps(data), content_type="application/json")
 
+    async def _stream_completion(
+        self, request: web.Request, body: dict[str, Any], words: list[str], behaviour: str, prompt: int
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
+        await response.prepare(request)
+        base = {"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()), "model": body.get("model")}
+
+        async def event(payload: dict[str, Any]) -> None:
+            await response.write(b"data: " + orjson.dumps(payload) + b"\n\n")
+
+        if not await self._stream_words(request, event, base, words, behaviour, text_key="text"):
+            return response
+        if (body.get("stream_options") or {}).get("include_usage") and behaviour != "nousage":
+            usage = {"prompt_tokens": prompt, "completion_tokens": len(words), "total_tokens": prompt + len(words)}
+            await event({**base, "choices": [], "usage": usage})
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
     async def embeddings(self, request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
         self.records.append({"path": "/v1/embeddings", "body": body, "headers": dict(request.headers)})
@@ -194,7 +249,13 @@ class FakeUpstream:
         if failed is not None:
             return failed  # type: ignore[return-value]
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        data = [{"object": "embedding", "index": i, "embedding": _vector(str(text))} for i, text in enumerate(inputs)]
+        if all(isinstance(t, int) for t in inputs):  # one input given as token ids
+            inputs = [inputs]
+        base64_wanted = body.get("encoding_format") == "base64"
+        data = [
+            {"object": "embedding", "index": i, "embedding": _packed(_vector(str(text))) if base64_wanted else _vector(str(text))}
+            for i, text in enumerate(inputs)
+        ]
         prompt = _prompt_tokens(body)
         payload = {"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}
         return web.Response(body=orjson.dumps(payload), content_type="application/json")
@@ -208,9 +269,15 @@ def _vector(text: str, dims: int = 8) -> list[float]:
     return [round(v / 2**32, 6) for v in struct.unpack("<8I", digest)][:dims]
 
 
-def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> web.Response:
+def _packed(vector: list[float]) -> str:
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def _error(
+    status: int, message: str, code: str, headers: dict[str, str] | None = None, param: str | None = None
+) -> web.Response:
     err_type = "invalid_request_error" if status == 400 else ("requests" if status == 429 else "server_error")
-    body = {"error": {"message": message, "type": err_type, "param": None, "code": code}}
+    body = {"error": {"message": message, "type": err_type, "param": param, "code": code}}
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
 
 

@@ -29,16 +29,19 @@ def _config(upstream: FakeUpstream, tmp_path: Path, **server: object):
     )
 
 
-@pytest.mark.parametrize("path", ["/metrics", "/openapi.json", "/docs"])
-async def test_metrics_and_docs_need_the_master_key_by_default(upstream: FakeUpstream, tmp_path: Path, path: str) -> None:
+@pytest.mark.parametrize(("path", "app_key_status"), [("/metrics", 403), ("/openapi.json", 200), ("/docs", 200)])
+async def test_metrics_and_docs_need_a_key_by_default(upstream: FakeUpstream, tmp_path: Path, path: str, app_key_status: int) -> None:
     async with app_client(_config(upstream, tmp_path)) as client:
         anonymous = await client.get(path, headers={"authorization": ""})
         app_key = (await client.post("/admin/keys", json={"project": "team", "name": "app"})).json()["key"]
+        finance_key = (await client.post("/admin/keys", json={"project": "team", "name": "fin", "role": "finance"})).json()["key"]
         with_app_key = await client.get(path, headers={"authorization": f"Bearer {app_key}"})
+        with_finance = await client.get(path, headers={"authorization": f"Bearer {finance_key}"})
         with_master = await client.get(path)
     assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "invalid_api_key"
-    assert with_app_key.status_code == 401
-    assert with_master.status_code == 200
+    # spend per project is on /metrics: finance and admin keys only; the API docs: any key
+    assert with_app_key.status_code == app_key_status
+    assert with_finance.status_code == with_master.status_code == 200
 
 
 async def test_a_trusted_network_or_an_explicit_switch_opens_them(upstream: FakeUpstream, tmp_path: Path) -> None:

@@ -96,3 +96,47 @@ async def test_a_route_whose_backends_are_all_down_is_a_503_the_sdk_may_retry(tm
         response = await client.post("/v1/chat/completions", json={"model": "auto", "messages": MESSAGES})
     assert response.status_code == 503 and response.json()["error"]["code"] == "no_permitted_deployment"
     assert "retry-after" in response.headers and "x-should-retry" not in response.headers
+
+
+async def test_a_field_one_candidate_cannot_take_moves_on_to_one_that_can(tmp_path: Path) -> None:
+    upstream = FakeUpstream("reasoner")
+    await upstream.start()
+    try:
+        local = {
+            "name": "local", "provider": "llamacpp", "model": "smollm2-135m-instruct", "locality": "self_hosted",
+            "capabilities": ["chat"], "n_threads": 1,
+        }
+        config = _config(tmp_path, local, fake_deployment("remote", upstream.base_url))
+        async with app_client(config) as client:
+            moved = await client.post(
+                "/v1/chat/completions", json={"model": "auto", "messages": MESSAGES, "reasoning_effort": "high", "max_tokens": 4}
+            )
+            pinned = await client.post(
+                "/v1/chat/completions", json={"model": "local", "messages": MESSAGES, "reasoning_effort": "high", "max_tokens": 4}
+            )
+    finally:
+        await upstream.stop()
+    assert moved.status_code == 200 and moved.headers["x-switchyard-deployment"] == "remote"
+    assert upstream.records[-1]["body"]["reasoning_effort"] == "high"
+    # when every candidate refuses it, the caller hears why, naming the field
+    assert pinned.status_code == 400 and pinned.json()["error"]["param"] == "reasoning_effort"
+
+
+async def test_the_clients_own_metadata_is_forwarded_untouched_and_only_namespaced_keys_are_hints(tmp_path: Path) -> None:
+    upstream = FakeUpstream("meta")
+    await upstream.start()
+    try:
+        config = _config(tmp_path, fake_deployment("d0", upstream.base_url))
+        async with app_client(config) as client:
+            answer = await _sdk(client).chat.completions.create(
+                model="auto", messages=MESSAGES, max_tokens=4,
+                metadata={"task": "summarize-ticket", "sensitivity": "whatever", "x-switchyard-task": "summarize"},
+            )
+            explained = await client.post("/v1/route/explain", json={
+                "model": "auto", "messages": MESSAGES, "metadata": {"task": "summarize-ticket", "x-switchyard-task": "code"},
+            })
+    finally:
+        await upstream.stop()
+    assert answer.choices  # a spec-valid metadata object is no longer a 400
+    assert upstream.records[-1]["body"]["metadata"] == {"task": "summarize-ticket", "sensitivity": "whatever"}
+    assert explained.json()["signals"]["task"] == "code"  # the namespaced key is the hint

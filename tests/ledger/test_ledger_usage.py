@@ -12,6 +12,7 @@ import pytest
 
 from gateway.db import Database, UsageRecord
 from gateway.ledger import render_report, usage_report
+from gateway.ledger.rollups import write_ledger
 
 D = Decimal
 
@@ -34,9 +35,7 @@ async def ledger(database: Database) -> Database:
         _rec(5, datetime(2026, 10, 31, 23, 0, tzinfo=UTC), "auto", "gpt", "k1", "7"),  # the month before
         _rec(6, datetime(2026, 11, 3, 1, 0, tzinfo=UTC), "auto", "gpt", "k3", "2", project="other", task=None),
     ]
-    async with database.session() as session:
-        session.add_all(rows)
-        await session.commit()
+    assert await write_ledger(database, rows) == len(rows)
     return database
 
 

@@ -19,7 +19,8 @@ from sqlalchemy.engine import make_url
 from sqlmodel import select
 
 from gateway.db import Database, UsageRecord
-from gateway.ledger import LedgerWriter
+from gateway.ledger import LedgerWriter, usage_report
+from gateway.ledger.rollups import write_ledger
 from gateway.ledger.spool import Spool
 from tests.db.fixtures import fresh_postgres
 from tests.helpers import ROOT
@@ -55,7 +56,11 @@ def insert_log(db: Database) -> list[list[str]]:
 
     def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
         if statement.lstrip().upper().startswith("INSERT INTO USAGE_RECORDS"):
-            params = parameters if executemany else [parameters]
+            # One flat tuple when the rows go as one multi-VALUES statement (INSERT ... RETURNING).
+            flat = isinstance(parameters, dict) or (
+                isinstance(parameters, tuple | list) and parameters and not isinstance(parameters[0], dict | tuple | list)
+            )
+            params = [parameters] if flat or not executemany else parameters
             ids = []
             for p in params:
                 values = list(p.values()) if isinstance(p, dict) else list(p)
@@ -241,9 +246,7 @@ async def test_spool_left_by_a_killed_process_is_replayed_on_start(database: Dat
     assert proc.returncode == -signal.SIGKILL
 
     # Rows that reached the database before the crash but are still in the spool must not double.
-    async with database.session() as session:
-        session.add(UsageRecord(id="s-00003", project="web", cost_usd=Decimal("0.001"), prompt_tokens=3))
-        await session.commit()
+    await write_ledger(database, [{"id": "s-00003", "project": "web", "cost_usd": Decimal("0.001"), "prompt_tokens": 3}])
     writer = writer_factory(database)
     await writer.start()
     await wait_for(lambda: writer.stats.rows_replayed == 57)
@@ -251,6 +254,8 @@ async def test_spool_left_by_a_killed_process_is_replayed_on_start(database: Dat
     async with database.session() as session:
         total = (await session.exec(select(func.sum(UsageRecord.cost_usd)))).one()
     assert total == Decimal("0.057")
+    rolled = await usage_report(database, source="rollup")  # the replayed row was not counted twice
+    assert (rolled["total_requests"], rolled["total_cost_usd"]) == (57, "0.057")
     assert sorted(p.name for p in spool_dir.iterdir()) == [f"{writer._spool.owner}.lock"]  # only our own lock is left
 
 

@@ -209,7 +209,7 @@ async def test_bad_input_is_a_400(provider: LlamaCppProvider) -> None:
     with pytest.raises(InvalidRequest):
         await anext(provider.chat_stream({"messages": []}))
     with pytest.raises(InvalidRequest):
-        await provider.embed({"input": [1, 2, 3]})
+        await provider.embed({"input": [10**9, 2, 3]})  # token ids no OpenAI vocabulary has
 
 
 async def test_full_queue_is_overloaded_and_long_prompts_are_context_errors() -> None:

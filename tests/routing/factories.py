@@ -10,7 +10,13 @@ from routing.detectors import compile_detectors
 from routing.detectors.checks import IBAN_LENGTHS
 from routing.router import Router
 from routing.spec import Route, RoutingDefaults, SensitivityPolicy
-from routing.types import DeploymentProfile, Endpoint, Prices, RoutingRequest
+from routing.types import (
+    DeploymentProfile,
+    Endpoint,
+    Prices,
+    RoutingRequest,
+    Sensitivity,
+)
 
 DETECTORS = compile_detectors(SensitivityPolicy())
 
@@ -29,6 +35,7 @@ def deployment(
     quality: int = 3,
     prices: tuple[float, float] = (0.0, 0.0),
     latency_ms: float | None = None,
+    unscannable: Sensitivity = Sensitivity.CONFIDENTIAL,
 ) -> DeploymentProfile:
     return DeploymentProfile(
         name=name,
@@ -40,6 +47,7 @@ def deployment(
         quality=quality,
         prices=Prices(*prices),
         latency_ms=latency_ms,
+        unscannable=unscannable,
     )
 
 

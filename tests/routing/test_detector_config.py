@@ -16,7 +16,8 @@ def hits(policy: SensitivityPolicy, text: str) -> dict[str, tuple[int, Sensitivi
 
 def test_default_levels_restrict_credentials_and_financial_data_and_keep_contacts_confidential() -> None:
     restricted = {"credit_card", "iban", "us_ssn", "openai_api_key", "anthropic_api_key", "aws_access_key",
-                  "github_token", "slack_token", "stripe_secret_key", "jwt", "private_key", "url_password", "secret_assignment"}
+                  "github_token", "slack_token", "stripe_secret_key", "stripe_webhook_secret", "huggingface_token", "google_api_key",
+                  "jwt", "private_key", "url_password", "secret_assignment"}
     assert {n for n, lvl in BUILTIN_LEVELS.items() if lvl == Sensitivity.RESTRICTED} == restricted
     assert {n for n, lvl in BUILTIN_LEVELS.items() if lvl == Sensitivity.CONFIDENTIAL} == {"email", "phone", "ip_address"}
 

@@ -32,19 +32,19 @@ def test_explain_reports_signals_rule_candidates_and_exclusions() -> None:
 def test_explain_reports_a_refusal_instead_of_raising() -> None:
     report = router([route(rules=[KEEP_HOME])]).explain(chat("auto", f"card {CARD}"), {"local-small": False, "vllm-8b": False})
     assert report["decision"] == "refused" and report["candidates"] == []
-    assert report["error"]["code"] == "no_permitted_deployment" and "keep-home" in report["error"]["message"]
+    assert report["error"]["type"] == "NoCandidates" and "keep-home" in report["error"]["message"]
     assert len(report["excluded"]) == 4 and report["signals"]["sensitivity"] == "restricted"
 
 
 def test_explain_reports_a_block_and_a_reroute() -> None:
     blocked = router([route(rules=[KEEP_HOME], on_violation="block")]).explain(chat("gpt-mini", f"card {CARD}"), {})
-    assert blocked["error"]["code"] == "policy_blocked" and blocked["rule"] == "keep-home"
+    assert blocked["error"]["type"] == "PolicyBlocked" and blocked["rule"] == "keep-home"
     rerouted = router([route(rules=[KEEP_HOME])]).explain(chat("gpt-mini", f"card {CARD}"), {})
     assert rerouted["rerouted"] and rerouted["notes"] == ["'gpt-mini' is not permitted; rerouted over route 'auto'"]
 
 
 def test_explain_reports_unknown_models_and_invalid_hints() -> None:
     unknown = router().explain(chat("nope"), {})
-    assert unknown["error"]["code"] == "model_not_found" and unknown["signals"] is None
+    assert unknown["error"]["type"] == "UnknownModel" and unknown["signals"] is None
     bad_hint = router().explain(chat("auto", hints={"sensitivity": "secret"}), {})
-    assert bad_hint["error"]["code"] == "invalid_hint" and bad_hint["route"] == "auto"
+    assert bad_hint["error"]["type"] == "InvalidHint" and bad_hint["route"] == "auto"

@@ -165,7 +165,7 @@ def test_planted_secrets_never_reach_a_hosted_deployment(
     secret: str, before: str, after: str, position: str, route: Route, health: dict, model: str, lowering_hint: dict
 ) -> None:
     endpoint, body = placed(f"{before} {secret} {after}", position)
-    body["metadata"] = {"sensitivity": "public"}  # a caller trying to lower the level
+    body["metadata"] = {"x-switchyard-sensitivity": "public"}  # a caller trying to lower the level
     router = Router([route], DEPLOYMENTS, SensitivityPolicy(), RoutingDefaults())
     request = RoutingRequest(model=model, endpoint=endpoint, body=body, hints=lowering_hint)  # type: ignore[arg-type]
     decision = router.decide(request, health)

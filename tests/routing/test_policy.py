@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from routing.errors import NoCandidates, UnknownModel, UnsupportedEndpoint
@@ -191,7 +193,19 @@ def test_images_always_need_vision() -> None:
     image = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]}
     with pytest.raises(NoCandidates, match="request needs vision"):
         r.plan(chat(body=image), {})
-    assert router().plan(chat(body=image), {}).deployments == ("gpt-mini", "claude-haiku")
+    # hosted deployments that accept unscannable content (images) at public: only vision ones serve it
+    open_hosted = [replace(d, unscannable=Sensitivity.PUBLIC) if d.locality == "hosted" else d for d in catalogue()]
+    assert router(deployments=open_hosted).plan(chat(body=image), {}).deployments == ("gpt-mini", "claude-haiku")
+
+
+def test_images_stay_self_hosted_unless_a_hosted_deployment_accepts_unscannable_content() -> None:
+    image = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]}
+    deps = [*catalogue(), deployment("vllm-vision", capabilities=("chat", "vision"))]
+    plan = router([route(candidates=[d.name for d in deps])], deps).plan(chat(body=image), {})
+    assert plan.deployments == ("vllm-vision",)
+    assert plan.signals.sensitivity == Sensitivity.PUBLIC and plan.signals.unscannable == (("image", 1),)
+    reasons = {e.deployment: e.reason for e in plan.excluded}
+    assert "cannot be scanned (image x1)" in reasons["gpt-mini"] and "unscannable: confidential" in reasons["gpt-mini"]
 
 
 def test_json_schema_response_format_needs_json_schema() -> None:

@@ -66,13 +66,14 @@ def test_prompts_inputs_and_other_fields_an_upstream_sees_are_scanned(body: dict
     assert level(body, endpoint) >= Sensitivity.CONFIDENTIAL
 
 
-def test_tool_definitions_and_schemas_are_not_user_data() -> None:
-    body = {
-        "messages": [{"role": "user", "content": "what is the weather"}],
-        "tools": [{"type": "function", "function": {"name": "weather", "description": f"example card {CARD}", "parameters": {}}}],
-        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"examples": ["bob@example.com"]}}},
-    }
-    assert level(body) == Sensitivity.PUBLIC
+def test_tool_definitions_and_schemas_are_scanned_too() -> None:
+    # written by the developer, but sent upstream all the same: a card in a description leaks
+    tool = {"messages": [{"role": "user", "content": "what is the weather"}],
+            "tools": [{"type": "function", "function": {"name": "weather", "description": f"example card {CARD}", "parameters": {}}}]}
+    schema = {"messages": [{"role": "user", "content": "extract"}],
+              "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"examples": ["bob@example.com"]}}}}
+    assert level(tool) == Sensitivity.RESTRICTED
+    assert level(schema) == Sensitivity.CONFIDENTIAL
 
 
 def test_token_id_inputs_carry_no_text_but_count_as_tokens() -> None:
@@ -113,7 +114,7 @@ def test_matched_values_never_appear_in_the_result() -> None:
     "request_fields,body_metadata,expected,source",
     [
         ({"hints": {"sensitivity": "confidential"}}, None, Sensitivity.CONFIDENTIAL, "hint"),
-        ({}, {"sensitivity": "restricted"}, Sensitivity.RESTRICTED, "metadata"),
+        ({}, {"x-switchyard-sensitivity": "restricted"}, Sensitivity.RESTRICTED, "metadata"),
         ({}, {"x-switchyard-sensitivity": "internal"}, Sensitivity.INTERNAL, "metadata"),
         ({"project_floor": Sensitivity.INTERNAL}, None, Sensitivity.INTERNAL, "project_floor"),
     ],
@@ -132,7 +133,7 @@ def test_hints_never_lower_what_detectors_found() -> None:
 
 
 def test_a_lower_header_hint_cannot_mask_a_higher_metadata_hint() -> None:
-    body = {"messages": [{"role": "user", "content": "hi"}], "metadata": {"sensitivity": "restricted"}}
+    body = {"messages": [{"role": "user", "content": "hi"}], "metadata": {"x-switchyard-sensitivity": "restricted"}}
     assert level(body, hints={"sensitivity": "public"}) == Sensitivity.RESTRICTED
 
 
@@ -147,8 +148,8 @@ def test_default_level_applies_to_every_request() -> None:
     "hints,metadata,param",
     [
         ({"sensitivity": "secret"}, None, "x-switchyard-sensitivity"),
-        ({}, {"sensitivity": "top"}, "metadata.sensitivity"),
-        ({}, {"sensitivity": 3}, "metadata.sensitivity"),
+        ({}, {"x-switchyard-sensitivity": "top"}, "metadata.x-switchyard-sensitivity"),
+        ({}, {"x-switchyard-sensitivity": 3}, "metadata.x-switchyard-sensitivity"),
     ],
 )
 def test_an_unknown_hint_value_raises_invalid_hint(hints: dict, metadata: dict | None, param: str) -> None:
@@ -159,6 +160,20 @@ def test_an_unknown_hint_value_raises_invalid_hint(hints: dict, metadata: dict |
         classify(body, hints=hints)
     assert info.value.param == param and isinstance(info.value, ValueError)
     assert "expected one of public, internal, confidential, restricted" in str(info.value)
+
+
+@pytest.mark.parametrize("metadata", [{"sensitivity": "top"}, {"task": "summarize-ticket"}, {"sensitivity": 3, "project-tag": None}])
+def test_plain_metadata_keys_are_the_clients_data_not_hints(metadata: dict) -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}], "metadata": metadata}
+    result = classify(body)
+    assert result.level == Sensitivity.PUBLIC and result.sources == ()
+    content = extract_content("chat", body)
+    assert any(str(next(iter(metadata.values()))) in text for text in content.texts)  # scanned like any metadata
+
+
+def test_plain_metadata_values_are_scanned() -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}], "metadata": {"sensitivity": f"card {CARD}"}}
+    assert level(body) == Sensitivity.RESTRICTED
 
 
 def test_malformed_bodies_do_not_crash_the_scan() -> None:

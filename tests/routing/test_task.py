@@ -65,7 +65,7 @@ def test_earlier_turns_do_not_decide_the_task() -> None:
 def test_hint_wins_over_everything() -> None:
     signal = task_of({"messages": [{"role": "user", "content": "Write a function"}], "tools": [{"type": "function"}]}, hints={"task": "summarize"})
     assert (signal.task, signal.reason) == ("summarize", "caller hint: summarize")
-    assert task_of({"messages": [], "metadata": {"task": "Classify"}}).task == "classify"
+    assert task_of({"messages": [], "metadata": {"x-switchyard-task": "Classify"}}).task == "classify"
 
 
 def test_invalid_task_hint_raises() -> None:
