@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -216,8 +217,16 @@ async def test_an_unreachable_collector_neither_slows_nor_fails_a_request(pair) 
             elapsed = time.perf_counter() - started
     finally:
         hole.close()
+        await asyncio.to_thread(_export_threads_gone)  # its retries end within the exporter's timeout
     assert [r.status_code for r in responses] == [200] * 40
     assert elapsed < 10  # ~0.1 s of work; the exporter is stuck on each batch for 5 s
+
+
+def _export_threads_gone(timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread.name.startswith("OtelBatch"):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def test_tracing_off_imports_no_opentelemetry_and_serves(tmp_path: Path) -> None:
