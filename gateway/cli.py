@@ -65,15 +65,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    import logging
-    import logging.config
-
-    from gateway.logs import logging_config, remember_secrets
-
-    remember_secrets(config)
-    log_config = logging_config(config.logging, level=args.log_level, access_log=args.access_log)
-    logging.config.dictConfig(log_config)
-    log = logging.getLogger("switchyard")
     os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
@@ -94,7 +85,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    log.info("switchyard %s serving on http://%s:%s (%d worker%s)", __version__, host, port, workers, "s" * (workers > 1))
+    import logging
+    import logging.config
+
+    from gateway.logs import logging_config, remember_secrets
+
+    # Set up only now that it will serve: a refusal above leaves the calling process's logging alone.
+    remember_secrets(config)
+    log_config = logging_config(config.logging, level=args.log_level, access_log=args.access_log)
+    logging.config.dictConfig(log_config)
+    logging.getLogger("switchyard").info(
+        "switchyard %s serving on http://%s:%s (%d worker%s)", __version__, host, port, workers, "s" * (workers > 1)
+    )
     log_level = args.log_level or config.logging.level
     if workers == 1:
         from gateway import server
