@@ -27,10 +27,11 @@ from core.errors import (
     internal_error_body,
 )
 from gateway import __version__
-from gateway.api import admin, explain, health, key, openai, reports
+from gateway.api import admin, anthropic, explain, health, key, openai, reports, responses
 from gateway.asgi import Receive, Scope, Send, send_json
 from gateway.config import GatewayConfig, insecure_master_key, load_config
 from gateway.dashboard import routes as dashboard
+from gateway.dialects.anthropic import AnthropicDialect
 from gateway.drain import Drain, DrainMiddleware
 from gateway.executor import Executor
 from gateway.health import make_breakers
@@ -45,12 +46,13 @@ from gateway.state import GatewayState
 from gateway.telemetry import start_telemetry
 
 log = logging.getLogger("switchyard")
+HOT_ROUTES = {**openai.HOT_ROUTES, **anthropic.HOT_ROUTES, **responses.HOT_ROUTES}
 
 
 class GatewayApp(FastAPI):
-    """FastAPI for the admin API, health, docs and explain; the OpenAI model routes go straight to
-    their ASGI handlers (``gateway.api.openai.HOT_ROUTES``) with no framework code in between.
-    Every HTTP request passes the drain's tracker first (``gateway.drain``)."""
+    """FastAPI for the admin API, health, docs and explain; the model routes (OpenAI's, Anthropic's
+    Messages, OpenAI's Responses) go straight to their ASGI handlers (:data:`HOT_ROUTES`) with no
+    framework code in between. Every HTTP request passes the drain's tracker first (``gateway.drain``)."""
 
     tracked: DrainMiddleware | None = None
 
@@ -65,7 +67,7 @@ class GatewayApp(FastAPI):
     async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         """One HTTP request: a hot route's handler, or FastAPI; never an exception out of it."""
         state: GatewayState | None = getattr(self.state, "gateway", None)
-        handler = openai.HOT_ROUTES.get((scope["method"], scope["path"]))
+        handler = HOT_ROUTES.get((scope["method"], scope["path"]))
         started = False
         status, began = 500, time.perf_counter()
 
@@ -188,6 +190,8 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},  # it reads the environment per request
     )
     app.include_router(openai.router)
+    app.include_router(anthropic.router)
+    app.include_router(responses.router)
     app.include_router(explain.router)
     app.include_router(health.router)
     app.include_router(admin.router)
@@ -228,6 +232,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         else:
             err = GatewayError(str(exc.detail), status=exc.status_code, code="http_error")
             err.type = "invalid_request_error" if exc.status_code < 500 else "api_error"
+        if request.url.path.startswith("/v1/messages"):  # e.g. a GET: still Anthropic's shape there
+            return Response(AnthropicDialect().error(err), status_code=exc.status_code, media_type="application/json")
         return Response(error_body(err), status_code=exc.status_code, media_type="application/json")
 
     @app.exception_handler(Exception)

@@ -85,6 +85,7 @@ def deployment_profile(dep: DeploymentConfig) -> DeploymentProfile:
         prices=prices,
         latency_ms=dep.latency_ms,
         unscannable=Sensitivity.parse(dep.unscannable),
+        kind=dep.kind,
     )
 
 

@@ -303,6 +303,19 @@ def _http_status(chain: list[BaseException]) -> tuple[int | None, Any]:
     return None, None
 
 
+# How backends behind litellm word "the prompt does not fit" when litellm does not recognise it
+# (TGI-backed Hugging Face and Together endpoints, Bedrock, Gemini, Anthropic).
+_CONTEXT_PHRASES = (
+    "context length", "maximum context", "context window", "context_length_exceeded", "prompt is too long",
+    "input is too long", "exceeds the maximum number of tokens", "`max_new_tokens` must be <=", "too many input tokens",
+)
+
+
+def _says_context_exceeded(text: str) -> bool:
+    lowered = text.lower()
+    return any(phrase in lowered for phrase in _CONTEXT_PHRASES)
+
+
 def map_litellm_error(exc: BaseException, deployment: str, *, mid_stream: bool = False) -> GatewayError:
     """Translate a litellm (or transport) exception into the gateway's error tree."""
     if isinstance(exc, GatewayError):
@@ -326,8 +339,12 @@ def map_litellm_error(exc: BaseException, deployment: str, *, mid_stream: bool =
         return UpstreamConnectionError(f"{deployment}: cannot connect to upstream ({reason})", deployment=deployment)
     status, headers = _http_status(chain)
     code = None
-    if litellm and isinstance(exc, litellm.ContextWindowExceededError):
+    if (litellm and isinstance(exc, litellm.ContextWindowExceededError)) or _says_context_exceeded(text):
         status, code = 400, "context_length_exceeded"
+    elif litellm and isinstance(exc, litellm.AuthenticationError):
+        status = 401  # Gemini answers a bad key with 400 API_KEY_INVALID: still the gateway's credentials
+    elif litellm and isinstance(exc, litellm.PermissionDeniedError):
+        status = 403
     if status is None:
         reason = summarise(text, 502, what="an error")
         return UpstreamError(f"{deployment}: upstream call failed ({type(exc).__name__}: {reason})", deployment=deployment)

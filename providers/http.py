@@ -59,6 +59,11 @@ class UpstreamHTTP:
         self._session = session
         self._owns_session = session is None
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers every request carries (credentials included)."""
+        return dict(self._headers)
+
     def _get_session(self) -> aiohttp.ClientSession:
         # Created lazily so it binds to the running event loop (uvicorn's, or a test's).
         if self._session is None or self._session.closed:
@@ -93,7 +98,8 @@ class UpstreamHTTP:
         except BaseException as exc:  # noqa: BLE001 - every transport failure maps to one error tree
             raise self._transport_error(exc) from exc
 
-    async def get_json(self, path: str) -> Any:
+    async def get(self, path: str) -> bytes:
+        """GET; the raw 2xx body (probes such as vLLM's ``/health`` answer an empty one)."""
         session = self._get_session()
         try:
             async with asyncio.timeout(self.timeouts.first_byte):
@@ -101,13 +107,24 @@ class UpstreamHTTP:
                     body = await response.read()
                     if response.status >= 400:
                         raise self._status_error(response.status, body, response.headers)
-                    return orjson.loads(body)
+                    return body
         except UpstreamError:
             raise
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError(f"{self.deployment}: invalid JSON from upstream", deployment=self.deployment) from exc
         except BaseException as exc:  # noqa: BLE001
             raise self._transport_error(exc) from exc
+
+    async def get_json(self, path: str) -> Any:
+        return self._json(await self.get(path))
+
+    async def post_json_value(self, path: str, payload: Mapping[str, Any]) -> Any:
+        """POST and parse the 2xx answer (for servers' own APIs, e.g. Ollama's ``/api/show``)."""
+        return self._json(await self.post_json(path, payload))
+
+    def _json(self, body: bytes) -> Any:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamProtocolError(f"{self.deployment}: invalid JSON from upstream", deployment=self.deployment) from exc
 
     async def stream_sse(self, path: str, payload: Mapping[str, Any]) -> AsyncIterator[bytes]:
         """POST and yield each SSE ``data:`` payload until ``[DONE]``.

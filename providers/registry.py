@@ -12,6 +12,10 @@ def build_provider(config: DeploymentConfig) -> Provider:
         from providers.openai_compatible import OpenAICompatibleProvider
 
         return OpenAICompatibleProvider(config)
+    if config.provider in ("vllm", "ollama", "llamacpp_server", "tgi", "lmstudio"):
+        from providers.self_hosted import SelfHostedProvider
+
+        return SelfHostedProvider(config)
     if config.provider == "llamacpp":
         from providers.llamacpp import LlamaCppProvider
 

@@ -14,7 +14,9 @@ from pydantic import Field, SecretStr, model_validator
 from core.literals import Capability, Level, Locality
 from core.strict import Strict
 
-ProviderName = Literal["llamacpp", "openai_compatible", "litellm"]
+ProviderName = Literal["llamacpp", "openai_compatible", "litellm", "vllm", "ollama", "llamacpp_server", "tgi", "lmstudio"]
+SELF_HOSTED_PRESETS = ("vllm", "ollama", "llamacpp_server", "tgi", "lmstudio")  # providers/presets.py
+ModelKind = Literal["base", "instruct", "embedding"]
 
 
 class Timeouts(Strict):
@@ -56,6 +58,9 @@ class DeploymentConfig(Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     context_window: int = Field(default=8192, ge=1)
     capabilities: list[Capability] = Field(default_factory=lambda: ["chat", "completions"])
+    # base: a pretrained model that continues text (completions only, never chat or messages);
+    # instruct: answers turns; embedding: vectors only
+    kind: ModelKind = "instruct"
     quality: int = Field(default=3, ge=1, le=5)
     latency_ms: float | None = Field(default=None, ge=0)  # hint for the "fastest" objective
     # the least sensitivity a request with content no detector can read (images, audio, binary
@@ -97,6 +102,8 @@ class DeploymentConfig(Strict):
     def is_enabled(self) -> bool:
         if self.enabled is not None:
             return self.enabled
-        if self.provider == "litellm" and self.api_key is not None and not self.api_key.get_secret_value():
+        # A hosted API whose key is configured but empty (``${KEY:-}`` unset) stays off.
+        if (self.provider == "litellm" or self.locality == "hosted") and self.api_key is not None \
+                and not self.api_key.get_secret_value():
             return False
         return True

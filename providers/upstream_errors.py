@@ -61,18 +61,27 @@ def read_error_body(body: bytes, status: int, content_type: str = "") -> Upstrea
     except orjson.JSONDecodeError:
         data = None
     error = data.get("error", data) if isinstance(data, dict) else None
-    if isinstance(error, str):  # Ollama and others: {"error": "text"}
-        return UpstreamErrorBody(summarise(error, status))
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
+    if isinstance(error, str):  # Ollama, TGI, LM Studio: {"error": "text"[, "error_type": ...]}
+        kind = data.get("error_type") if isinstance(data, dict) else None
+        if kind == "validation" and _TGI_CONTEXT in error:
+            return UpstreamErrorBody(summarise(error, status), type="invalid_request_error", code="context_length_exceeded")
+        return UpstreamErrorBody(summarise(error, status), type=_label(kind))
+    if isinstance(error, dict) and isinstance(error.get("message") or error.get("detail"), str):
+        type_ = _label(error.get("type"))
         return UpstreamErrorBody(
-            summarise(error["message"], status),
-            type=_label(error.get("type")),
-            code=_label(error.get("code")),
+            summarise(error.get("message") or error["detail"], status),  # "detail": RFC 7807 (NVIDIA's endpoints)
+            type=type_,
+            code="context_length_exceeded" if type_ in _CONTEXT_ERROR_TYPES else _label(error.get("code")),
             param=_label(error.get("param")),
         )
     kind = (content_type.split(";", 1)[0].strip() or "an unknown type") if data is None else "JSON"
     size = f"{len(body)} bytes of {kind}" if body else "an empty body"
     return UpstreamErrorBody(f"the upstream answered HTTP {status} with {size}, not an OpenAI error")
+
+
+# Servers that say "the prompt does not fit" in their own words; the rest say "context length".
+_CONTEXT_ERROR_TYPES = frozenset({"exceed_context_size_error"})  # llama.cpp's llama-server
+_TGI_CONTEXT = "must be <="  # TGI: "`inputs` tokens + `max_new_tokens` must be <= 4096. Given: ..."
 
 
 def _label(value: object) -> str | None:

@@ -162,6 +162,10 @@ def hard_reasons(
     capabilities = deployment.capabilities
     if needs.endpoint_capability not in capabilities:
         reasons.append(f"does not support {needs.endpoint}")
+    if deployment.kind == "base" and needs.endpoint == "chat":
+        reasons.append("kind base: a base model continues text instead of answering a chat")
+    elif deployment.kind == "embedding" and needs.endpoint != "embeddings":
+        reasons.append(f"kind embedding: an embedding model cannot serve {needs.endpoint}")
     if needs.capabilities:
         for capability in sorted(needs.capabilities - soft - capabilities):
             reasons.append(f"request needs {capability}, which it does not declare")

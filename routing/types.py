@@ -54,6 +54,7 @@ class DeploymentProfile:
     # the least level a request with unscannable parts (images, audio, binary files, undecodable
     # token ids) is treated as, for this deployment: by default such a request stays self-hosted
     unscannable: Sensitivity = Sensitivity.CONFIDENTIAL
+    kind: str = "instruct"  # base | instruct | embedding: a base model never serves a chat
 
 
 @dataclass(frozen=True, slots=True)

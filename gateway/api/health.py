@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -25,7 +26,7 @@ async def readyz(request: Request) -> Response:
         # Answered at once, on any connection: a load balancer must stop sending here.
         return json_response({"status": "draining", "checks": {"draining": "true"}}, status=503)
     state = request.app.state.gateway
-    checks: dict[str, str] = {"config": "ok"}
+    checks: dict[str, Any] = {"config": "ok"}
     ready = True
     probes = [("database", state.db)]
     if state.config.redis_url:
@@ -42,7 +43,36 @@ async def readyz(request: Request) -> Response:
         else:
             checks[name] = "ok" if ok is not False else "unreachable"
         ready = ready and ok is not False
+    backends = await probe_backends(state)
+    if backends:
+        checks["backends"] = backends  # reported, not gating: one backend down leaves the gateway useful
     return json_response({"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503)
+
+
+async def probe_backends(state: Any) -> dict[str, str]:
+    """Probe every deployment that has a health endpoint of its own (the self-hosted presets:
+    vLLM ``/health``, Ollama ``/api/tags``, ...), concurrently, and feed the outcome to the circuit
+    breakers, so a server that went down leaves the plans before a request finds out."""
+    probed = {name: p for name, p in state.runtime.providers.items() if getattr(p, "preset", None) is not None}
+    if not probed:
+        return {}
+
+    async def probe(provider: Any) -> bool:
+        try:
+            async with asyncio.timeout(2.5):
+                return bool(await provider.health())
+        except Exception:  # noqa: BLE001 - a probe reports, never raises
+            return False
+
+    results = await asyncio.gather(*(probe(p) for p in probed.values()))
+    report = {}
+    for name, ok in zip(probed, results, strict=True):
+        if ok:
+            state.breakers.record_success(name)
+        else:
+            state.breakers.record_failure(name)
+        report[name] = "ok" if ok else "down"
+    return report
 
 
 @router.get("/metrics", tags=["health"])

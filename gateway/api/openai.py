@@ -44,7 +44,7 @@ HOT_ROUTES: dict[tuple[str, str], Handler] = {
 }
 
 
-class _Handover(Response):
+class Handover(Response):
     """A FastAPI endpoint's answer that is the hot route's own ASGI handler."""
 
     def __init__(self, handler: Handler, state: GatewayState) -> None:
@@ -61,19 +61,19 @@ router = APIRouter()
 @router.post("/v1/chat/completions", tags=["openai"], openapi_extra=CHAT_BODY)
 async def chat_completions(request: Request) -> Response:
     """Create a chat completion (JSON or an SSE stream), routed by policy."""
-    return _Handover(HOT_ROUTES[("POST", "/v1/chat/completions")], request.app.state.gateway)
+    return Handover(HOT_ROUTES[("POST", "/v1/chat/completions")], request.app.state.gateway)
 
 
 @router.post("/v1/completions", tags=["openai"], openapi_extra=COMPLETIONS_BODY)
 async def completions(request: Request) -> Response:
     """Create a legacy text completion (JSON or an SSE stream), routed by policy."""
-    return _Handover(HOT_ROUTES[("POST", "/v1/completions")], request.app.state.gateway)
+    return Handover(HOT_ROUTES[("POST", "/v1/completions")], request.app.state.gateway)
 
 
 @router.post("/v1/embeddings", tags=["openai"], openapi_extra=EMBEDDINGS_BODY)
 async def embeddings(request: Request) -> Response:
     """Create one embedding vector per input, routed by policy."""
-    return _Handover(HOT_ROUTES[("POST", "/v1/embeddings")], request.app.state.gateway)
+    return Handover(HOT_ROUTES[("POST", "/v1/embeddings")], request.app.state.gateway)
 
 
 @router.get("/v1/models", tags=["openai"])

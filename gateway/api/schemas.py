@@ -92,3 +92,111 @@ EXPLAIN_BODY = _body({
     "description": "The body of a chat, completion or embeddings request.",
     "properties": {**CHAT_BODY["requestBody"]["content"]["application/json"]["schema"]["properties"]},
 })
+
+# ---------------------------------------------------------------- Anthropic Messages
+
+_ANTHROPIC_BLOCK = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "type": {"type": "string", "enum": ["text", "image", "document", "tool_use", "tool_result", "thinking"]},
+        "text": {"type": "string"},
+        "source": {"type": "object"},
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "input": {"type": "object"},
+        "tool_use_id": {"type": "string"},
+        "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+        "is_error": {"type": "boolean"},
+    },
+}
+_ANTHROPIC_MESSAGES = {
+    "messages": {
+        "type": "array",
+        "minItems": 1,
+        "items": {
+            "type": "object",
+            "required": ["role", "content"],
+            "properties": {
+                "role": {"type": "string", "enum": ["user", "assistant"]},
+                "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": _ANTHROPIC_BLOCK}]},
+            },
+        },
+    },
+    "model": _COMMON["model"],
+    "system": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object", "required": ["type", "text"]}}]},
+    "tools": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["name", "input_schema"],
+            "properties": {"name": {"type": "string"}, "description": {"type": "string"}, "input_schema": {"type": "object"}},
+        },
+    },
+    "tool_choice": {
+        "type": "object",
+        "required": ["type"],
+        "properties": {"type": {"type": "string", "enum": ["auto", "any", "tool", "none"]}, "name": {"type": "string"},
+                       "disable_parallel_tool_use": {"type": "boolean"}},
+    },
+}
+MESSAGES_BODY = _body({
+    "type": "object",
+    "required": ["model", "messages", "max_tokens"],
+    "description": "Anthropic's Messages request; the key in x-api-key or a bearer token.",
+    "properties": {
+        **_ANTHROPIC_MESSAGES,
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "stream": {"type": "boolean"},
+        "stop_sequences": {"type": "array", "items": {"type": "string"}},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "top_k": {"type": "integer", "minimum": 0},
+        "metadata": {"type": "object", "properties": {"user_id": {"type": "string"}}},
+    },
+})
+COUNT_TOKENS_BODY = _body({
+    "type": "object",
+    "required": ["model", "messages"],
+    "properties": _ANTHROPIC_MESSAGES,
+})
+
+# ---------------------------------------------------------------- OpenAI Responses
+
+_RESPONSE_ITEM = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "enum": ["message", "function_call", "function_call_output"]},
+        "role": {"type": "string", "enum": ["user", "assistant", "system", "developer"]},
+        "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+        "call_id": {"type": "string"},
+        "name": {"type": "string"},
+        "arguments": {"type": "string"},
+        "output": {"type": "string"},
+    },
+}
+RESPONSES_BODY = _body({
+    "type": "object",
+    "required": ["model", "input"],
+    "description": "OpenAI's Responses request, stateless: no previous_response_id, no store: true.",
+    "properties": {
+        "model": _COMMON["model"],
+        "input": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "minItems": 1, "items": _RESPONSE_ITEM}]},
+        "instructions": {"type": "string"},
+        "max_output_tokens": {"type": "integer", "minimum": 1},
+        "stream": {"type": "boolean"},
+        "temperature": _COMMON["temperature"],
+        "top_p": _COMMON["top_p"],
+        "user": {"type": "string"},
+        "metadata": _COMMON["metadata"],
+        "tools": {
+            "type": "array",
+            "items": {"type": "object", "required": ["type", "name"],
+                      "properties": {"type": {"type": "string", "enum": ["function"]}, "name": {"type": "string"},
+                                     "parameters": {"type": "object"}, "strict": {"type": "boolean"}}},
+        },
+        "tool_choice": {"anyOf": [{"type": "string", "enum": ["auto", "none", "required"]}, {"type": "object"}]},
+        "text": {"type": "object", "properties": {"format": {"type": "object"}}},
+        "store": {"type": "boolean", "enum": [False]},
+    },
+})

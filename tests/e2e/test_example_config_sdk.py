@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -89,3 +90,57 @@ def test_health_and_readiness(gateway: GatewayProcess) -> None:
     assert httpx.get(gateway.base_url + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(gateway.base_url + "/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+# ---------------------------------------------------------------- Anthropic Messages and Responses
+
+
+@pytest.fixture
+def claude(gateway: GatewayProcess) -> anthropic.Anthropic:
+    return anthropic.Anthropic(api_key=MASTER, base_url=gateway.base_url, max_retries=0, timeout=120)
+
+
+def test_anthropic_sdk_create(claude: anthropic.Anthropic) -> None:
+    raw = claude.messages.with_raw_response.create(
+        model="auto", max_tokens=32, system="Answer briefly.", messages=[{"role": "user", "content": "What is the capital of France?"}]
+    )
+    message = raw.parse()
+    assert message.content[0].type == "text" and message.content[0].text.strip()
+    assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+    assert raw.headers["x-switchyard-deployment"] == "local-smollm2" and raw.headers["x-switchyard-route"] == "auto"
+
+
+def test_anthropic_sdk_stream(claude: anthropic.Anthropic) -> None:
+    with claude.messages.stream(model="auto", max_tokens=32, messages=[{"role": "user", "content": "Name three colours."}]) as s:
+        pieces = list(s.text_stream)
+        final = s.get_final_message()
+    assert len(pieces) >= 3 and final.content[0].text == "".join(pieces)
+    assert final.usage.output_tokens > 0 and final.stop_reason in ("end_turn", "max_tokens")
+
+
+def test_anthropic_sdk_bad_key(gateway: GatewayProcess) -> None:
+    bad = anthropic.Anthropic(api_key="sk-wrong", base_url=gateway.base_url, max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError):
+        bad.messages.create(model="auto", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+
+
+def test_responses_sdk_create(sdk: openai.OpenAI) -> None:
+    raw = sdk.responses.with_raw_response.create(model="auto", input="What is the capital of France?", max_output_tokens=32)
+    response = raw.parse()
+    assert response.status in ("completed", "incomplete") and response.output_text.strip()
+    assert response.usage.input_tokens > 0 and response.usage.output_tokens > 0
+    assert raw.headers["x-switchyard-deployment"] == "local-smollm2"
+
+
+def test_responses_sdk_stream(sdk: openai.OpenAI) -> None:
+    stream = sdk.responses.create(model="auto", input="Name three colours.", max_output_tokens=32, stream=True)
+    events = list(stream)
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert len(deltas) >= 3 and events[-1].type in ("response.completed", "response.incomplete")
+    assert events[-1].response.output_text == "".join(deltas)
+
+
+def test_responses_sdk_bad_key(gateway: GatewayProcess) -> None:
+    bad = openai.OpenAI(api_key="sk-wrong", base_url=gateway.base_url + "/v1", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.responses.create(model="auto", input="hi")

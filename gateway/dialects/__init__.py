@@ -3,9 +3,16 @@
 Inside, every request is an OpenAI chat, completion or embeddings body, and every backend answers
 in OpenAI's format. A :class:`Dialect` translates at the edges only: the client's body into an
 OpenAI body before the checks, routing and admission; the OpenAI reply, stream and errors back
-into the client's format. The OpenAI dialect translates nothing (the hot path forwards the
-backend's bytes untouched); others (Anthropic Messages, OpenAI Responses) build on the same seam,
-so routing, sensitivity, budgets and the ledger are the same whatever the client speaks.
+into the client's format. So routing, sensitivity, budgets and the ledger are the same whatever
+the client speaks.
+
+- :mod:`~gateway.dialects.openai`: the identity (the hot path forwards the backend's bytes untouched).
+- :mod:`~gateway.dialects.anthropic`: Anthropic's Messages API (``POST /v1/messages``).
+- :mod:`~gateway.dialects.responses`: OpenAI's Responses API (``POST /v1/responses``).
+
+The OpenAI dialect is one shared object; the others keep what they need of the client's request
+(the model it named, the tools it declared) between ``to_openai`` and the answer, so a new one
+is made per request (it costs a small object).
 """
 
 from __future__ import annotations
@@ -13,9 +20,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from core.errors import GatewayError, error_body
+import orjson
 
-DONE = b"data: [DONE]\n\n"
+from core.errors import GatewayError
+from gateway.dialects.openai import DONE, OPENAI, OpenAIDialect
+
+__all__ = ["DONE", "OPENAI", "Dialect", "OpenAIDialect", "sse_event"]
 
 
 class Dialect(Protocol):
@@ -44,27 +54,7 @@ class Dialect(Protocol):
         ...
 
 
-class OpenAIDialect:
-    """The identity: OpenAI in, OpenAI out, the backend's bytes forwarded as they came."""
-
-    name = "openai"
-
-    def to_openai(self, body: dict[str, Any]) -> dict[str, Any]:
-        return body
-
-    def reply(self, data: dict[str, Any], raw: bytes) -> bytes:
-        return raw
-
-    async def stream(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        async for chunk in chunks:
-            yield b"data: " + chunk + b"\n\n"
-        yield DONE
-
-    def error(self, error: GatewayError) -> bytes:
-        return error_body(error)
-
-    def stream_error(self, error: GatewayError) -> bytes:
-        return b"data: " + error_body(error) + b"\n\n"
-
-
-OPENAI = OpenAIDialect()
+def sse_event(event: str, data: dict[str, Any]) -> bytes:
+    """One named server-sent event (``event:`` and ``data:`` lines), as Anthropic and the
+    Responses API frame theirs."""
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
