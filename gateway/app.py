@@ -43,7 +43,7 @@ from gateway.roles import RoleGuard
 from gateway.runtime import build_runtime, close_all, warm_up
 from gateway.services import StartupError, start_services
 from gateway.state import GatewayState
-from gateway.telemetry import start_telemetry
+from gateway.telemetry import LOGGED, start_telemetry
 
 log = logging.getLogger("switchyard")
 HOT_ROUTES = {**openai.HOT_ROUTES, **anthropic.HOT_ROUTES, **responses.HOT_ROUTES}
@@ -93,7 +93,7 @@ class GatewayApp(FastAPI):
             # Otherwise the error handler below has answered and logged it already; re-raising
             # would make the server drop this keep-alive connection.
         finally:
-            if handler is None and state is not None:  # the model routes log themselves (gateway.proxy)
+            if state is not None and not scope.get("state", {}).get(LOGGED):  # served requests log themselves
                 state.telemetry.served(scope, status, time.perf_counter() - began)
 
 

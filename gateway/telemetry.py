@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from routing.types import Plan
 
 CLIENT_CLOSED = 499
+LOGGED = "request_logged"  # set in the ASGI scope's state once a request has its line (gateway.app)
 UNLOGGED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes: noise in a request log
 OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
 _MAX_LOGGED_STRINGS = 200
@@ -146,6 +147,7 @@ class Observed:
         if self.status is None:  # nothing was sent: the client left (serve says 500 when it was an error)
             self.status = CLIENT_CLOSED
         telemetry = self.telemetry
+        self.incoming.scope.setdefault("state", {})[LOGGED] = True
         telemetry.metrics.observe_request(self.endpoint, self.status, seconds)
         plan = self.plan
         if plan is not None:
@@ -218,7 +220,8 @@ class Telemetry:
         return observed
 
     def served(self, scope: dict[str, Any], status: int, seconds: float) -> None:
-        """A request-log line for a request outside the model routes (admin API, models, docs)."""
+        """A request-log line for a request no :class:`Observed` logged: the admin API, models,
+        docs, token counting, a model route refused before it was served."""
         path = scope.get("path", "")
         if path in UNLOGGED_PATHS or not self.request_log.isEnabledFor(logging.INFO):
             return

@@ -209,3 +209,21 @@ async def test_failure_paths_log_no_key_password_or_prompt(upstream, second, tmp
         assert secret not in text, secret
     for line in text.splitlines():
         json.loads(line)
+
+
+async def test_every_inbound_format_gets_its_line(upstream, second, tmp_path: Path) -> None:
+    """Anthropic Messages and OpenAI Responses are served and logged like chat; token counting,
+    which is not served by a backend, still gets a line."""
+    message = {"model": "auto", "max_tokens": 20, "messages": [{"role": "user", "content": "hello"}]}
+    version = {"anthropic-version": "2023-06-01"}
+    with captured(REQUEST_LOGGER, logging.INFO) as lines:
+        async with app_client(_config(upstream, second, tmp_path)) as client:
+            messages = await client.post("/v1/messages", json=message, headers=version)
+            responses = await client.post("/v1/responses", json={"model": "auto", "input": "hello"})
+            counted = await client.post("/v1/messages/count_tokens", json=message, headers=version)
+    assert (messages.status_code, responses.status_code, counted.status_code) == (200, 200, 200)
+    records = {json.loads(line)["path"]: json.loads(line) for line in lines.getvalue().splitlines()}
+    assert set(records) == {"/v1/messages", "/v1/responses", "/v1/messages/count_tokens"}
+    for path in ("/v1/messages", "/v1/responses"):
+        assert records[path]["deployment"] == "second" and records[path]["fallbacks"] == 1 and records[path]["route"] == "auto"
+    assert records["/v1/messages/count_tokens"]["status"] == 200
