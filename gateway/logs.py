@@ -33,13 +33,13 @@ if TYPE_CHECKING:
 REQUEST_LOGGER = "switchyard.requests"
 QUIET_LIBRARIES = ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router", "litellm", "httpx", "httpcore", "openai",
                    "sqlalchemy", "sqlalchemy.engine", "aiosqlite", "asyncio", "hpack", "urllib3", "multipart")
-_MIN_SECRET = 6  # shorter "secrets" would mask ordinary words
+_MIN_SECRET = 8  # shorter "secrets" would mask ordinary words
 
 _PATTERNS = (
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}"), r"\1 ***"),
     (re.compile(r"\bsk-[A-Za-z0-9_-]{6,}"), "sk-***"),
-    (re.compile(r"(?i)((?:api[_-]?key|x-api-key|authorization|password|passwd|secret|token)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]{4,}"),
-     r"\1***"),
+    (re.compile(r"(?i)((?:api[_-]?key|x-api-key|authorization|password|passwd|secret|token)[\"']?\s*[:=]\s*[\"']?)"
+                r"[^\s\"',;}]{4,}"), r"\1***"),
     (re.compile(r"(://[^/\s:@]*:)[^/\s@]+@"), r"\1***@"),
 )
 
@@ -79,7 +79,7 @@ def remember_secrets(config: GatewayConfig) -> None:
     for deployment in config.deployments:
         if deployment.api_key is not None:
             values.add(deployment.api_key.get_secret_value())
-        values.update(deployment.headers.values())
+        values.update(_secret_params(deployment.headers))
         values.update(_secret_params(deployment.litellm_params))
     for secret in (config.alerts.secret, config.dashboard.session_secret):
         if secret is not None:
@@ -96,9 +96,13 @@ def remember_secrets(config: GatewayConfig) -> None:
     SECRETS.add(values)
 
 
+_SECRET_NAMES = ("auth", "key", "secret", "token", "password", "credential", "cookie", "signature")
+
+
 def _secret_params(params: dict[str, Any]) -> set[str]:
-    hints = ("key", "secret", "token", "password", "credential")
-    return {v for k, v in params.items() if isinstance(v, str) and any(h in k.lower() for h in hints)}
+    """The values of headers or parameters whose names say they hold a credential (an
+    ``x-title: my-app`` header is not a secret, and masking it would mangle every line)."""
+    return {v for k, v in params.items() if isinstance(v, str) and any(h in k.lower() for h in _SECRET_NAMES)}
 
 
 def _url_password(url: str | None) -> str | None:

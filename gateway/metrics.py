@@ -10,7 +10,8 @@ value in a per-process file there, so a scrape answered by any worker adds up al
 Gauges say how they combine (in-flight requests and queues are summed over live workers, a
 breaker counts as open when it is open in any worker, budgets show the freshest reading, which
 the worker answering the scrape takes from the shared admission store), and each worker
-re-samples its own state every :data:`SAMPLE_INTERVAL_S` so a scrape never waits on the others. With one process the registry is private, so several apps in one process never clash.
+re-samples its own state every :data:`SAMPLE_INTERVAL_S` so a scrape never waits on the others.
+With one process the registry is private, so several apps in one process never clash.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ class GatewayMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         # -- requests and routing
-        self.requests = Counter("switchyard_requests", "Requests served, by endpoint and HTTP status", ["endpoint", "status"], registry=r)
+        self.requests = Counter(
+            "switchyard_requests", "Requests served, by endpoint and HTTP status", ["endpoint", "status"], registry=r,
+        )
         self.request_duration = Histogram(
             "switchyard_request_duration_seconds", "Whole requests, from arrival to the last byte (streams included)",
             ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r,
@@ -69,17 +72,20 @@ class GatewayMetrics:
             ["route", "rule", "sensitivity", "task"], registry=r,
         )
         self.refusals = Counter(
-            "switchyard_refusals", "Requests answered with an error before or instead of a backend", ["status", "code"], registry=r,
+            "switchyard_refusals", "Requests answered with an error before or instead of a backend", ["status", "code"],
+            registry=r,
         )
         self.sensitivity = Counter(
-            "switchyard_routed_by_sensitivity", "Answered requests by sensitivity and locality", ["sensitivity", "locality"], registry=r,
+            "switchyard_routed_by_sensitivity", "Answered requests by sensitivity and locality", ["sensitivity", "locality"],
+            registry=r,
         )
         # -- backends
         self.attempts = Counter(
             "switchyard_backend_attempts", "Backend calls by outcome", ["deployment", "locality", "status"], registry=r,
         )
         self.latency = Histogram(
-            "switchyard_backend_latency_seconds", "Backend call latency", ["deployment", "streamed"], buckets=_LATENCY_BUCKETS, registry=r,
+            "switchyard_backend_latency_seconds", "Backend call latency", ["deployment", "streamed"], buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.ttft = Histogram(
             "switchyard_time_to_first_token_seconds", "From the start of the answering attempt to its first streamed chunk",
@@ -98,11 +104,13 @@ class GatewayMetrics:
         self.tokens = Counter("switchyard_tokens", "Tokens billed", ["deployment", "kind"], registry=r)
         self.cost = Counter("switchyard_cost_usd", "Spend in USD", ["project", "deployment"], registry=r)
         self.budget_remaining = Gauge(
-            "switchyard_budget_remaining_usd", "What is left of each project's budget this period (reservations held count as spent)",
+            "switchyard_budget_remaining_usd",
+            "What is left of each project's budget this period (reservations held count as spent)",
             ["project"], multiprocess_mode="mostrecent", registry=r,
         )
         self.budget = Gauge(
-            "switchyard_budget_usd", "Each project's budget for the period", ["project"], multiprocess_mode="mostrecent", registry=r,
+            "switchyard_budget_usd", "Each project's budget for the period", ["project"], multiprocess_mode="mostrecent",
+            registry=r,
         )
         # -- the process and its queues
         self.reloads = Counter("switchyard_config_reloads", "Config reloads applied (per worker process)", registry=r)
@@ -116,7 +124,8 @@ class GatewayMetrics:
         )
         self.ledger_rows = Counter("switchyard_ledger_rows", "Ledger rows by what happened to them", ["outcome"], registry=r)
         self.ledger_queue = Gauge(
-            "switchyard_ledger_queue_depth", "Ledger rows queued in memory, waiting for the database", multiprocess_mode="livesum", registry=r,
+            "switchyard_ledger_queue_depth", "Ledger rows queued in memory, waiting for the database",
+            multiprocess_mode="livesum", registry=r,
         )
         self.ledger_spool = Gauge(
             "switchyard_ledger_spool_segments", "Journal segments holding rows the database has not taken yet",

@@ -26,8 +26,8 @@ from core.errors import (
     UpstreamStatus,
     UpstreamTimeout,
 )
-from providers.upstream_errors import read_error_body
 from providers.propagation import with_attempt_headers
+from providers.upstream_errors import read_error_body
 
 
 @dataclass(frozen=True, slots=True)

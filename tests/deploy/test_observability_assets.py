@@ -83,7 +83,8 @@ async def scraped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str
 
 def _check_expression(expr: str, scraped: dict[str, set[str]], where: str) -> set[str]:
     """The labels the expression's result can carry; fails on unknown metrics or labels."""
-    assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}") and expr.count("[") == expr.count("]"), where
+    for opening, closing in ("()", "{}", "[]"):
+        assert expr.count(opening) == expr.count(closing), f"{where}: unbalanced {opening}{closing}"
     metrics = set(_METRIC.findall(expr))
     assert metrics, f"{where}: queries no switchyard metric"
     unknown = metrics - scraped.keys()
@@ -101,16 +102,21 @@ def _check_expression(expr: str, scraped: dict[str, set[str]], where: str) -> se
 
 
 def test_the_dashboard_is_a_well_formed_grafana_dashboard(dashboard: dict[str, Any]) -> None:
-    assert dashboard["uid"] and dashboard["title"] == "Switchyard" and isinstance(dashboard["schemaVersion"], int)
+    assert dashboard["uid"]
+    assert dashboard["title"] == "Switchyard"
+    assert isinstance(dashboard["schemaVersion"], int)
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
     panels = dashboard["panels"]
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
     occupied: set[tuple[int, int]] = set()
     for panel in panels:
         grid = panel["gridPos"]
-        assert 0 <= grid["x"] and grid["w"] > 0 and grid["x"] + grid["w"] <= 24 and grid["h"] > 0, panel["title"]
+        assert grid["x"] >= 0, panel["title"]
+        assert 0 < grid["w"] <= 24 - grid["x"], panel["title"]
+        assert grid["h"] > 0, panel["title"]
         cells = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])}
         assert not cells & occupied, f"panel {panel['title']!r} overlaps another"
         occupied |= cells
@@ -143,27 +149,33 @@ def test_every_dashboard_query_names_metrics_and_labels_a_running_gateway_expose
     }
     assert wanted <= queried, sorted(wanted - queried)
     spend = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", []) if "switchyard_cost_usd_total" in t["expr"]]
-    assert any("by (project)" in e for e in spend) and any("by (deployment)" in e for e in spend)
+    assert any("by (project)" in e for e in spend)
+    assert any("by (deployment)" in e for e in spend)
 
 
 # ------------------------------------------------------------------------------ Prometheus
 
 
 def test_the_alert_rules_are_well_formed(rules: dict[str, Any]) -> None:
-    assert set(rules) == {"groups"} and rules["groups"]
+    assert set(rules) == {"groups"}
+    assert rules["groups"]
     names = [g["name"] for g in rules["groups"]]
     assert len(names) == len(set(names))
     alerts = []
     for group in rules["groups"]:
-        assert set(group) <= {"name", "interval", "rules"} and group["rules"], group["name"]
+        assert set(group) <= {"name", "interval", "rules"}, group["name"]
+        assert group["rules"], group["name"]
         for rule in group["rules"]:
             assert set(rule) <= {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}, rule
             assert re.fullmatch(r"Switchyard[A-Z][A-Za-z]+", rule["alert"])
-            assert isinstance(rule["expr"], str) and "$__" not in rule["expr"] and "$" not in rule["expr"]
+            assert isinstance(rule["expr"], str)
+            assert "$__" not in rule["expr"]
+            assert "$" not in rule["expr"]
             if "for" in rule:
                 assert re.fullmatch(r"\d+[smhd]", rule["for"]), rule["for"]
             assert rule["labels"]["severity"] in {"warning", "critical"}
-            assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+            assert rule["annotations"]["summary"]
+            assert rule["annotations"]["description"]
             alerts.append(rule["alert"])
     assert len(alerts) == len(set(alerts))
 
@@ -186,6 +198,8 @@ def test_every_alert_names_metrics_and_labels_a_running_gateway_exposes(rules: d
 
 def test_the_deploy_assets_sit_where_the_provisioning_looks(dashboard: dict[str, Any]) -> None:
     """Grafana loads every JSON under deploy/grafana/; Prometheus loads deploy/prometheus/alerts*.yml."""
-    assert DASHBOARD.parent == ROOT / "deploy" / "grafana" and DASHBOARD.suffix == ".json"
-    assert ALERTS.name.startswith("alerts") and ALERTS.suffix == ".yml"
+    assert DASHBOARD.parent == ROOT / "deploy" / "grafana"
+    assert DASHBOARD.suffix == ".json"
+    assert ALERTS.name.startswith("alerts")
+    assert ALERTS.suffix == ".yml"
     assert isinstance(Path(ALERTS).read_text(), str)

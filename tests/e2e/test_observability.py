@@ -98,7 +98,8 @@ async def test_spans_reach_a_real_otlp_receiver(rig: Rig) -> None:
     assert response.status_code == 200, response.text
     spans = await _spans_of(rig.receiver, TRACE_ID, 7)
     (server,) = [s for s in spans if s.parent_span_id == PARENT_ID]
-    assert server.name == "POST /v1/chat/completions" and server.kind == 2  # SPAN_KIND_SERVER
+    assert server.name == "POST /v1/chat/completions"
+    assert server.kind == 2
     assert server.resource["service.name"] == "switchyard-e2e"
     assert server.attributes["switchyard.deployment"] == "second"
     assert server.attributes["switchyard.fallbacks"] == 1
@@ -106,7 +107,8 @@ async def test_spans_reach_a_real_otlp_receiver(rig: Rig) -> None:
     children = sorted((s for s in spans if s.parent_span_id == server.span_id), key=lambda s: s.start_ns)
     assert [c.name for c in children] == ["auth", "routing", "admission", "chat echo-500", "chat good", "accounting"]
     failed = children[3]
-    assert failed.status_code == 2 and "HTTP 500" in failed.status_message  # STATUS_CODE_ERROR
+    assert failed.status_code == 2
+    assert "HTTP 500" in failed.status_message
     assert failed.kind == 3  # SPAN_KIND_CLIENT
     received = [r["headers"].get("Traceparent") or r["headers"].get("traceparent") for r in rig.upstream.records[-2:]]
     assert received == [f"00-{TRACE_ID}-{c.span_id}-01" for c in children[3:5]]
@@ -137,7 +139,9 @@ async def test_no_secret_appears_in_any_log_line_or_span(rig: Rig) -> None:
             await admin.post("/v1/embeddings", headers=auth, json={"model": "second", "input": {"text": PROMPT}}),
             await admin.get(f"/v1/models/{PLANTED_KEY}", headers=auth),
         ]
-    assert chat.choices[0].message.content and streamed[-1].usage is not None and len(embedded.data) == 2
+    assert chat.choices[0].message.content
+    assert streamed[-1].usage is not None
+    assert len(embedded.data) == 2
     assert completed.choices[0].text
     assert [r.status_code for r in refusals] == [400, 401, 400, 404, 400, 404]
     answered = 4
@@ -154,7 +158,8 @@ async def test_no_secret_appears_in_any_log_line_or_span(rig: Rig) -> None:
         assert value not in output, f"the {name} is in the process output"
         assert value.encode() not in wire, f"the {name} is in the exported spans"
         assert value not in span_text, f"the {name} is in a span"
-    assert MARKER not in span_text and MARKER.encode() not in wire  # spans never carry a prompt
+    assert MARKER not in span_text
+    assert MARKER.encode() not in wire
 
     lines = [json.loads(line) for line in output.splitlines() if line.strip()]
     assert all(isinstance(line, dict) and {"time", "level", "logger", "msg"} <= line.keys() for line in lines)
@@ -163,10 +168,12 @@ async def test_no_secret_appears_in_any_log_line_or_span(rig: Rig) -> None:
     mine = [line for line in requests if line.get("key_id") == key_id]
     assert len(mine) == answered + 4  # the model routes' requests but the planted key's 401 (no key id)
     (models,) = [line for line in requests if line["path"].startswith("/v1/models/")]
-    assert models["status"] == 404 and models["path"] == "/v1/models/sk-***"  # other routes: a line too, scrubbed
+    assert models["status"] == 404
+    assert models["path"] == "/v1/models/sk-***"
     assert any(line["path"] == "/admin/keys" and line["status"] == 201 for line in requests)
     masked = [line for line in mine if line.get("request_body")]
-    assert masked and all("[credit_card]" in json.dumps(line["request_body"]) for line in masked if line["status"] == 200)
+    assert masked
+    assert all("[credit_card]" in json.dumps(line["request_body"]) for line in masked if line["status"] == 200)
     assert any(MARKER in json.dumps(line["request_body"]) for line in masked)  # bodies are logged, masked
     assert any(line["logger"] == "uvicorn.access" for line in lines)  # --access-log: JSON like the rest
     by_status = sorted(line["status"] for line in mine)
