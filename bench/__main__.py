@@ -1,9 +1,13 @@
 """``python -m bench``: the whole comparison in one run, written to docs/benchmarks.md.
 
-Starts nginx and the stream upstream, then the targets (direct, the bare pass-through,
-Switchyard in each available variant, the LiteLLM proxy), runs every scenario interleaved, profiles
-Switchyard with py-spy, runs the long memory test and the ``--workers`` scaling run, stops
-everything, and renders the report from the results (raw data: bench/results/last-run.json).
+Checks that the machine is quiet (other processes' CPU; ``--require-quiet`` waits for it, bounded,
+or refuses to start) and keeps sampling it during the run. Starts nginx and the stream upstream,
+then the targets (direct, the bare pass-through, Switchyard in each available variant, the
+LiteLLM proxy, Portkey's gateway), runs every scenario interleaved, profiles Switchyard with
+py-spy, runs the long memory test and the ``--workers`` scaling run, stops everything, runs the
+routing micro-benchmark, and renders the report from the results (raw data:
+bench/results/last-run.json), keeping the sections other benchmarks own (bench/sections.py).
+Issue 12's targets are judged on ``switchyard+features+redis`` (every feature on).
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.machine import busy_processes, describe
+from bench.machine import QUIET_MEDIAN_PCT, QUIET_P90_PCT, LoadWatch, busy_processes, describe, wait_for_quiet
 from bench.procs import Services, ensure_tools, raise_fd_limit
-from bench.report import render
+from bench.report import HEADLINE, render
+from bench.routing_figures import measure as measure_routing
 from bench.scenarios import Bench, Plan
+from bench.sections import carry_sections
 from bench.targets import (
     VARIANTS,
     Target,
@@ -50,6 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="short measurements (~2-3 min): smoke-test the harness")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md", help="markdown report path")
     parser.add_argument("--skip-litellm", action="store_true", help="do not install/run the LiteLLM proxy")
+    parser.add_argument("--skip-portkey", action="store_true", help="do not install/run Portkey's gateway (Node)")
+    parser.add_argument("--require-quiet", action="store_true",
+                        help="wait (up to --quiet-timeout) until other processes leave the machine quiet, or refuse to start")
+    parser.add_argument("--quiet-timeout", type=float, default=900.0, help="seconds --require-quiet waits (default 900)")
     parser.add_argument("--variants", default="master,features,features-redis",
                         help=f"Switchyard variants to measure, comma-separated ({', '.join(VARIANTS)})")
     parser.add_argument("--long-requests", type=int, help="requests in the memory run (default 200,000; --quick 20,000)")
@@ -65,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render_only:
-        args.out.write_text(_keep_sections(args.out, render(json.loads((RESULTS / "last-run.json").read_text())) + "\n"))
+        _write(args.out, render(json.loads((RESULTS / "last-run.json").read_text())) + "\n")
         print(f"re-rendered {args.out} from {RESULTS / 'last-run.json'}")
         return 0
     started = time.monotonic()
@@ -85,6 +95,15 @@ def main(argv: list[str] | None = None) -> int:
 
     tools = ensure_tools(("wrk", "nginx"))
     raise_fd_limit()
+    log("checking that the machine is quiet (CPU of other processes) ...")
+    others_before = wait_for_quiet(args.quiet_timeout if args.require_quiet else 0.0,
+                                   window_s=4.0 if args.quick else 10.0, log=log)
+    log(f"other processes: median {others_before['median_pct']}% of a core, p90 {others_before['p90_pct']}%: "
+        + ("quiet" if others_before["quiet"] else "BUSY"))
+    if args.require_quiet and not others_before["quiet"]:
+        print(f"refusing to start: the machine stayed busy for {args.quiet_timeout:.0f} s "
+              f"({', '.join(f'{n} {p:.0f}%' for n, p in others_before['busiest'])})", file=sys.stderr)
+        return 3
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind through the finally below
     run_dir = Path(tempfile.mkdtemp(prefix="switchyard-bench-"))
     services = Services()
@@ -92,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     meta = describe(ROOT, tools["wrk"], tools["nginx"])
     meta.update({"command": "python -m bench" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip(),
                  "quick": args.quick, "load_start": round(os.getloadavg()[0], 2),
-                 "busy_start": busy_processes({os.getpid()})})
+                 "busy_start": busy_processes({os.getpid()}), "others_before": others_before,
+                 "quiet_rule": {"median_pct": QUIET_MEDIAN_PCT, "p90_pct": QUIET_P90_PCT}})
     results["meta"] = meta
+    watch = LoadWatch().start()
     results["upstream"] = {"chat_bytes": len(json.dumps(CHAT_REPLY, separators=(",", ":"))),
                            "embed_bytes": len(json.dumps(EMBED_REPLY, separators=(",", ":")))}
     log(f"run dir {run_dir}; load average {meta['load_start']}; busy: {', '.join(meta['busy_start']) or '-'}")
@@ -125,11 +146,24 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # noqa: BLE001
                 results["unavailable"]["litellm"] = f"{type(exc).__name__}: {exc}"[:600]
                 log(f"LiteLLM proxy not available: {results['unavailable']['litellm']}")
+        if args.skip_portkey:
+            results["unavailable"]["portkey"] = "skipped (--skip-portkey)"
+        else:
+            try:
+                from bench.portkey import start_portkey
+
+                portkey = start_portkey(services, run_dir, nginx, stream)
+                targets.append(portkey)
+                meta["portkey"] = portkey.note
+            except Exception as exc:  # noqa: BLE001
+                results["unavailable"]["portkey"] = f"{type(exc).__name__}: {exc}"[:600]
+                log(f"Portkey not available: {results['unavailable']['portkey']}")
         results["targets"] = {t.name: t.note for t in targets}
         results["rss_cold_mb"] = {t.name: round(t.service.rss_bytes() / 2**20, 1) for t in targets if t.service}
         log("targets up: " + ", ".join(t.name for t in targets))
 
         bench = Bench(tools["wrk"], run_dir, plan, targets, stream, results, log)
+        bench.preflight()
         bench.warmup()
         bench.chat_throughput()
         bench.chat_latency()
@@ -137,13 +171,16 @@ def main(argv: list[str] | None = None) -> int:
         bench.stream_200()
         bench.many_streams()
         bench.big_prompt()
-        if litellm is not None:  # done with it: leave its CPU to the remaining runs
-            services.stop(litellm.service)  # type: ignore[arg-type]
-        if switchyard is not None and not args.no_profile:
-            log(f"profiling {switchyard.name} with py-spy for {args.profile_seconds:.0f} s")
-            results["profile"] = run_profile(bench, switchyard, args.profile_seconds)
-        if switchyard is not None:
-            bench.memory(switchyard)
+        for peer in targets:  # done with the peers: leave their CPU to the remaining runs
+            if peer.name in ("litellm", "portkey") and peer.service is not None:
+                services.stop(peer.service)
+        # The profile and the memory run follow the targets: every feature on, when measured.
+        headline = next((t for t in targets if t.name == HEADLINE), switchyard)
+        if headline is not None and not args.no_profile:
+            log(f"profiling {headline.name} with py-spy for {args.profile_seconds:.0f} s")
+            results["profile"] = {**run_profile(bench, headline, args.profile_seconds), "target": headline.name}
+        if headline is not None:
+            bench.memory(headline)
             if plan.workers > 1:
                 # Several workers need redis_url (shared budgets and limits): compare with the same
                 # variant on one worker, measured alongside.
@@ -155,8 +192,14 @@ def main(argv: list[str] | None = None) -> int:
                     return start_switchyard(services, run_dir, nginx, stream, variant=variant, workers=n)
 
                 bench.workers_scaling(start, lambda t: services.stop(t.service) if t.service else None, single)
+        services.stop_all()  # the routing micro-benchmark runs with nothing else of ours on the machine
+        log("routing: classification + plan (python -m bench.routing_bench --no-write)")
+        results["routing"] = measure_routing(quick=args.quick)
+        log(f"  [routing] p99 at 4 KB {results['routing'].get('p99_ms_at_4kb')} ms, "
+            f"{results['routing'].get('us_per_kb_beyond_4kb')} µs/KB beyond; {results['routing'].get('failed', '')}")
     finally:
         services.stop_all()
+        meta["others_during"] = watch.stop()
         meta["load_end"] = round(os.getloadavg()[0], 2)
         meta["wall_s"] = round(time.monotonic() - started, 1)
         RESULTS.mkdir(exist_ok=True)
@@ -166,16 +209,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(_keep_sections(args.out, render(results) + "\n"))
-    log(f"wrote {args.out} ({meta['wall_s'] / 60:.1f} min)")
+    _write(args.out, render(results) + "\n")
+    log(f"wrote {args.out} ({meta['wall_s'] / 60:.1f} min); machine "
+        + ("quiet" if meta["others_during"]["quiet"] and others_before["quiet"] else "BUSY: do not judge the targets from it"))
     return 0
 
 
-def _keep_sections(path: Path, text: str) -> str:
-    """Sections other benchmarks keep in the same file (e.g. bench.reports') survive a re-render."""
-    from bench.sections import keep_sections
-
-    return keep_sections(path.read_text(encoding="utf-8"), text) if path.exists() else text
+def _write(out: Path, report: str) -> None:
+    """The report, keeping the sections other benchmarks own (bench/sections.py)."""
+    old = out.read_text(encoding="utf-8") if out.exists() else ""
+    out.write_text(carry_sections(old, report), encoding="utf-8")
 
 
 def run_profile(bench: Bench, target: Target, seconds: float) -> dict:

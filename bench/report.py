@@ -5,14 +5,22 @@ from __future__ import annotations
 import math
 from typing import Any
 
-GOALS = {
-    "vs_litellm": 20.0,  # throughput >= 20x the LiteLLM proxy
-    "vs_passthrough": 0.40,  # throughput >= 40% of the bare pass-through
-    "added_p50_ms": 1.5,  # at 10 connections, over direct
-    "added_p99_ms": 5.0,
-    "ttft_overhead_ms": 2.0,
-    "rss_growth_pct": 10.0,
+# Issue 12's targets, judged on HEADLINE (every feature on) in the same run as the peers.
+TARGETS = {
+    "vs_passthrough": 0.5,  # req/s at 50 connections, at least this share of the bare pass-through
+    "vs_litellm": 25.0,  # ... at least this many times the LiteLLM proxy's
+    "vs_portkey": 2.0,  # ... at least this many times Portkey's
+    "cpu_us_per_req": 250.0,  # CPU time of the gateway process per request at 50 connections
+    "added_p50_ms_1": 0.3,  # added latency over direct at 1 connection (no queueing)
+    "added_p99_ms_1": 1.0,
+    "ttft_overhead_ms": 1.0,  # one stream alone, p50, over direct
+    "workers_2x": 1.8,  # --workers 2 over one worker
+    "routing_p99_ms_4kb": 0.1,  # classification + plan, bench/routing_bench.py, cold
+    "routing_us_per_kb": 5.0,  # ... per KB beyond 4 KB
+    "rss_growth_pct": 10.0,  # "flat" over 200,000 requests
 }
+HEADLINE = "switchyard+features+redis"  # virtual key with a budget, Redis admission, SQLite ledger, routing
+PEERS = ("litellm", "portkey")
 
 
 def _num(value: Any, digits: int = 2) -> str:
@@ -53,66 +61,165 @@ def switchyard_names(results: dict[str, Any]) -> list[str]:
     return [t for t in results["targets"] if t.startswith("switchyard")]
 
 
-def goal_rows(results: dict[str, Any], name: str) -> list[tuple[str, str, str, bool | None]]:
-    """(goal, measured, target, met) for one target (a Switchyard variant, or the pass-through as reference)."""
+def _mark(ok: bool | None) -> str:
+    return "" if ok is None else (" ✅" if ok else " ❌")
+
+
+def target_rows(results: dict[str, Any], name: str = HEADLINE) -> list[tuple[str, str, str, bool | None]]:
+    """(target, goal, measured, met) for every issue-12 target; met is None when not judged."""
+    T = TARGETS
     rows: list[tuple[str, str, str, bool | None]] = []
     rps = _get(results, "chat_50", name, "rps")
-    lite = _get(results, "chat_50", "litellm", "rps")
-    bare = _get(results, "chat_50", "passthrough", "rps")
-    r = _ratio(rps, lite)
-    rows.append(("throughput vs LiteLLM proxy (50 conns)", f"{_num(r, 1)}x" if r else "-",
-                 f">= {GOALS['vs_litellm']:.0f}x", None if r is None else r >= GOALS["vs_litellm"]))
-    r = _ratio(rps, bare)
-    rows.append(("throughput vs bare pass-through (50 conns)", f"{r * 100:.0f}%" if r else "-",
-                 f">= {GOALS['vs_passthrough'] * 100:.0f}%", None if r is None else r >= GOALS["vs_passthrough"]))
-    d50 = _diff(_get(results, "chat_10", name, "p50_ms"), _get(results, "chat_10", "direct", "p50_ms"))
-    rows.append(("added latency p50, 10 conns", f"{_num(d50)} ms", f"<= {GOALS['added_p50_ms']} ms",
-                 None if d50 is None else d50 <= GOALS["added_p50_ms"]))
-    d99 = _diff(_get(results, "chat_10", name, "p99_ms"), _get(results, "chat_10", "direct", "p99_ms"))
-    rows.append(("added latency p99, 10 conns", f"{_num(d99)} ms", f"<= {GOALS['added_p99_ms']} ms",
-                 None if d99 is None else d99 <= GOALS["added_p99_ms"]))
-    solo = _diff(_get(results, "stream", name, "ttft1_p50_ms"), _get(results, "stream", "direct", "ttft1_p50_ms"))
-    busy = _diff(_get(results, "stream", name, "ttft_p50_ms"), _get(results, "stream", "direct", "ttft_p50_ms"))
-    conc = results["plan"]["stream_concurrency"]
-    rows.append(("TTFT overhead p50 (one stream at a time)",
-                 f"{_num(solo)} ms ({_num(busy)} ms with {conc} streams at once)" if solo is not None else "-",
-                 f"<= {GOALS['ttft_overhead_ms']} ms", None if solo is None else solo <= GOALS["ttft_overhead_ms"]))
+    for peer, key, label, fmt in (("passthrough", "vs_passthrough", "the bare pass-through", "{:.2f}"),
+                                  ("litellm", "vs_litellm", "LiteLLM proxy", "{:.1f}x"),
+                                  ("portkey", "vs_portkey", "Portkey", "{:.2f}x")):
+        other = _get(results, "chat_50", peer, "rps")
+        r = _ratio(rps, other)
+        goal = f">= {T[key]:g}" if peer == "passthrough" else f">= {T[key]:g}x"
+        measured = f"{fmt.format(r)} ({_num(rps, 0)} vs {_num(other, 0)} req/s)" if r else "-"
+        rows.append((f"throughput at 50 connections vs {label}", goal, measured, None if r is None else r >= T[key]))
+    cpu = _get(results, "chat_50", name, "cpu_us_per_req")
+    rows.append(("CPU per request (50 connections)", f"<= {T['cpu_us_per_req']:g} µs", f"{_num(cpu, 0)} µs" if cpu else "-",
+                 None if cpu is None else cpu <= T["cpu_us_per_req"]))
+    for q, key in (("p50", "added_p50_ms_1"), ("p99", "added_p99_ms_1")):
+        d = _diff(_get(results, "chat_1", name, f"{q}_ms"), _get(results, "chat_1", "direct", f"{q}_ms"))
+        rows.append((f"added latency at 1 connection, {q}", f"<= {T[key]:g} ms", f"{_num(d, 3)} ms" if d is not None else "-",
+                     None if d is None else d <= T[key]))
+    ttft = _diff(_get(results, "stream", name, "ttft1_p50_ms"), _get(results, "stream", "direct", "ttft1_p50_ms"))
+    rows.append(("TTFT overhead, one stream alone (p50)", f"<= {T['ttft_overhead_ms']:g} ms",
+                 f"{_num(ttft, 2)} ms" if ttft is not None else "-", None if ttft is None else ttft <= T["ttft_overhead_ms"]))
+    w = results.get("workers") or {}
+    ratio = _ratio(w.get("rps"), (w.get("single") or {}).get("rps")) if "failed" not in w else None
+    judged = ratio is not None and w.get("variant") == name and w.get("workers") == 2
+    rows.append(("`--workers 2` vs one worker", f">= {T['workers_2x']:g}x",
+                 f"{ratio:.2f}x ({_num(w.get('rps'), 0)} vs {_num((w.get('single') or {}).get('rps'), 0)} req/s)" if ratio else "-",
+                 (ratio >= T["workers_2x"]) if judged and ratio is not None else None))
+    routing = results.get("routing") or {}
+    p99 = routing.get("p99_ms_at_4kb")
+    rows.append(("routing: classification + plan p99 at 4 KB", f"<= {T['routing_p99_ms_4kb']:g} ms",
+                 f"{p99:.3f} ms" if p99 is not None else "-", None if p99 is None else p99 <= T["routing_p99_ms_4kb"]))
+    per_kb = routing.get("us_per_kb_beyond_4kb")
+    rows.append(("routing: cost per KB beyond 4 KB", f"<= {T['routing_us_per_kb']:g} µs/KB",
+                 f"{per_kb:.1f} µs/KB" if per_kb is not None else "-", None if per_kb is None else per_kb <= T["routing_us_per_kb"]))
     n = results["plan"]["many_streams"]
     many = results.get("streams_many", {}).get(name)
     if many:
-        ok = many["errors"] == 0 and many["completed"] == n
-        rows.append((f"{n} concurrent streams", f"{many['completed']}/{n} ok, {many['errors']} errors", "0 errors", ok))
+        rows.append((f"{n} concurrent streams", "0 errors", f"{many['completed']}/{n} completed, {many['errors']} errors",
+                     many["errors"] == 0 and many["completed"] == n))
     else:
-        rows.append((f"{n} concurrent streams", "-", "0 errors", None))
+        rows.append((f"{n} concurrent streams", "0 errors", "-", None))
     mem = results.get("memory")
-    target = "< 10% over 200,000 requests"
     if mem and mem.get("target") == name:
-        full = mem["requests"] >= 200_000
         growth = mem.get("growth_pct")
-        rows.append(("RSS growth over a long run", f"{_num(growth)}% over {mem['requests']:,} requests ({_num(mem['rss_before_mb'], 1)} -> "
-                     f"{_num(mem['rss_after_mb'], 1)} MB)", target,
-                     (growth < GOALS["rss_growth_pct"]) if (full and growth is not None) else None))
+        full = mem["requests"] >= 200_000
+        rows.append(("RSS over 200,000 requests", f"flat (< {T['rss_growth_pct']:g}% growth)",
+                     f"{_num(growth)}% over {mem['requests']:,} requests ({_num(mem['rss_before_mb'], 1)} -> "
+                     f"{_num(mem['rss_after_mb'], 1)} MB)", (growth < T["rss_growth_pct"]) if full and growth is not None else None))
     else:
-        rows.append(("RSS growth over a long run", "-", target, None))
+        rows.append(("RSS over 200,000 requests", f"flat (< {T['rss_growth_pct']:g}% growth)", "-", None))
     return rows
+
+
+def load_line(load: dict[str, Any] | None) -> str:
+    """Others' CPU in one line: ``median 3% of a core, p90 8%, max 40% (12 samples); busiest: ...``."""
+    if not load or not load.get("samples"):
+        return "not sampled"
+    busiest = ", ".join(f"{n} {p:.0f}%" for n, p in load.get("busiest", [])) or "nothing over 5%"
+    return (f"median {_num(load['median_pct'], 0)}% of one core, p90 {_num(load['p90_pct'], 0)}%, max "
+            f"{_num(load['max_pct'], 0)}% ({load['samples']} samples); busiest: {busiest}")
+
+
+def machine_quiet(m: dict[str, Any]) -> bool | None:
+    before, during = m.get("others_before"), m.get("others_during")
+    verdicts = [x["quiet"] for x in (before, during) if x and x.get("samples")]
+    return all(verdicts) if verdicts else None
+
+
+def summary_lines(results: dict[str, Any]) -> list[str]:
+    name = HEADLINE if HEADLINE in results["targets"] else next(iter(switchyard_names(results)), None)
+    if name is None:
+        return ["Switchyard was not measured in this run."]
+    rps = _get(results, "chat_50", name, "rps")
+    parts = []
+    for peer, label in (("passthrough", "the bare pass-through"), ("litellm", "the LiteLLM proxy"), ("portkey", "Portkey's gateway")):
+        other = _get(results, "chat_50", peer, "rps")
+        r = _ratio(rps, other)
+        if r is not None:
+            parts.append(f"{r:.2f}x {label} ({_num(other, 0)} req/s)")
+        else:
+            parts.append(f"{label}: not measured")
+    rows = target_rows(results, name) if name == HEADLINE else []
+    met = sum(1 for *_, ok in rows if ok)
+    judged = sum(1 for *_, ok in rows if ok is not None)
+    out = [f"With every feature on (`{name}`), Switchyard served **{_num(rps, 0)} req/s** at 50 connections on one "
+           f"worker: {'; '.join(parts)}. CPU per request: {_num(_get(results, 'chat_50', name, 'cpu_us_per_req'), 0)} µs "
+           f"(LiteLLM {_num(_get(results, 'chat_50', 'litellm', 'cpu_us_per_req'), 0)} µs, Portkey "
+           f"{_num(_get(results, 'chat_50', 'portkey', 'cpu_us_per_req'), 0)} µs)."]
+    if rows:
+        out.append("")
+        out.append(f"Issue 12's targets: **{met} of {judged} judged met** ({len(rows) - judged} not judged in this run).")
+    return out
 
 
 def render(results: dict[str, Any]) -> str:
     m = results["meta"]
     plan = results["plan"]
-    names = switchyard_names(results)
     targets = list(results["targets"])
+    quiet = machine_quiet(m)
     L: list[str] = []
     L.append("# Switchyard benchmarks")
     L.append("")
     L.append(f"Generated by `{m['command']}` on {m['date']}; every figure below comes from that one run "
              "(`bench/results/last-run.json` holds the raw per-round data). Do not edit by hand: rerun "
-             "`make bench` to refresh it.")
+             "`make bench` to refresh it. Sections between `<!-- name:start/end -->` markers are written by other "
+             "benchmarks and kept as they are.")
+    if quiet is False:
+        L.append("")
+        L.append(f"> **Taken on a busy machine.** Other processes used {load_line(m.get('others_during'))} while it "
+                 f"ran (before it: {load_line(m.get('others_before'))}). Under load from others the ratios between "
+                 "targets swung 2x in round 1: do not judge the targets from this run; rerun on a quiet machine "
+                 "(`python -m bench --require-quiet`).")
     if m.get("quick"):
         L.append("")
         L.append("> **Quick run** (`--quick`): shorter measurements and fewer requests; use it to smoke-test the "
-                 "harness, not to judge the goals.")
+                 "harness, not to judge the targets.")
     L.append("")
+    L.append("## Summary")
+    L.append("")
+    L += summary_lines(results)
+    L.append("")
+    L.append("Machine: " + ("**quiet**" if quiet else "**busy**" if quiet is False else "not checked") +
+             f" (other processes' CPU before the run: {load_line(m.get('others_before'))}; during it: "
+             f"{load_line(m.get('others_during'))}; quiet means a median of at most "
+             f"{m.get('quiet_rule', {}).get('median_pct', '-')}% of one core and a 90th percentile of at most "
+             f"{m.get('quiet_rule', {}).get('p90_pct', '-')}%).")
+    L.append("")
+
+    # ------------------------------------------------------------ targets
+    L.append("## Targets (issue 12)")
+    L.append("")
+    if HEADLINE not in targets:
+        L.append(f"`{HEADLINE}` was not measured in this run, so no target is judged.")
+    else:
+        L.append(f"Judged on `{HEADLINE}` (a virtual key with a budget, Redis admission, the SQLite ledger, "
+                 "sensitivity routing over two candidates), one worker, in this run beside the peers.")
+        L.append("")
+        L += _table(["target", "goal", "measured", "met"],
+                    [[t, g, v, _mark(ok).strip() or "not judged"] for t, g, v, ok in target_rows(results)])
+        L.append("")
+        L.append("✅ met, ❌ not met; *not judged*: not measured in this run (or a `--quick` run too short for the memory "
+                 "target). Routing figures come from `python -m bench.routing_bench`, run inside this run; its *cold* "
+                 "table when it has one.")
+    L.append("")
+    for name, reason in results.get("unavailable", {}).items():
+        L.append(f"- **{name}** not measured: {reason}")
+    for name, reasons in results.get("skipped", {}).items():
+        for scenario, reason in reasons.items():
+            L.append(f"- **{name}** left out of *{scenario}*: {reason}")
+    if results.get("unavailable") or results.get("skipped"):
+        L.append("")
+
+    # ------------------------------------------------------------ machine
     L.append("## Machine")
     L.append("")
     pk = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
@@ -124,44 +231,20 @@ def render(results: dict[str, Any]) -> str:
         ["packages", pk],
         ["load tools", f"{m['wrk'].split(' Copyright')[0]}; {m['nginx']}"],
         ["LiteLLM", m.get("litellm") or "not measured"],
+        ["Portkey", m.get("portkey") or "not measured"],
         ["revision", m["revision"]],
-        ["load from others", f"load average {m['load_start']} at start, {m['load_end']} at end; busy at start: "
-                             f"{', '.join(m['busy_start']) or 'nothing else'}"],
+        ["other processes, before", load_line(m.get("others_before"))],
+        ["other processes, during", load_line(m.get("others_during"))],
+        ["load average", f"{m['load_start']} at start, {m['load_end']} at end (includes this run's own load)"],
         ["wall time", f"{m['wall_s'] / 60:.1f} min"],
     ]
     L += _table(["", ""], rows)
     L.append("")
     L.append("Everything runs on this one machine at once: the load driver, nginx, the stream upstream and the "
              "proxy under test share the cores, so absolute figures are lower than on a dedicated box and "
-             "every comparison is between targets measured in the same run, interleaved round by round.")
+             "every comparison is between targets measured in the same run, interleaved round by round. "
+             "*Other processes* is the CPU of every process that is not part of this run, sampled every 2 s.")
     L.append("")
-
-    # ------------------------------------------------------------ goals
-    L.append("## Goals (issue 5)")
-    L.append("")
-    if not names:
-        L.append("Switchyard was not measured in this run.")
-    else:
-        columns = names + (["passthrough"] if "passthrough" in targets else [])
-        per = {n: goal_rows(results, n) for n in columns}
-        header = ["goal", "target"] + [f"`{n}`" if n != "passthrough" else "`passthrough` (reference)" for n in columns]
-        body = []
-        for i, (goal, _, tgt, _) in enumerate(per[columns[0]]):
-            cells = []
-            for n in columns:
-                _, measured, _, ok = per[n][i]
-                mark = "" if ok is None or n == "passthrough" else (" ✅" if ok else " ❌")
-                cells.append(measured + mark)
-            body.append([goal, tgt, *cells])
-        L += _table(header, body)
-        L.append("")
-        L.append("✅ met, ❌ not met, no mark: not judged (not measured, or a `--quick` run too short for the memory goal). "
-                 "The pass-through column shows what the same measurement gives for the ~50-line reference proxy.")
-        L.append("")
-    for name, reason in results.get("unavailable", {}).items():
-        L.append(f"- **{name}** not measured: {reason}")
-    if results.get("unavailable"):
-        L.append("")
 
     # ------------------------------------------------------------ setup
     L.append("## Setup")
@@ -180,9 +263,11 @@ def render(results: dict[str, Any]) -> str:
              "and limits, and `max_connections: 1024` per deployment: with the default 256, streams beyond 256 per "
              "deployment wait for a free upstream connection (they are not refused), which would hide the 500-stream "
              "result behind that queue.")
-    L.append("- *10 connections* is closed-loop (wrk sends the next request as soon as one returns), the issue's "
-             "definition, so latency there includes queueing inside a saturated single-worker proxy; "
-             "*1 connection* is the per-request service time with no queueing.")
+    L.append("- *1 connection* is the per-request service time with no queueing: the *added latency* target. "
+             "*10 connections* is closed-loop (wrk sends the next request as soon as one returns), so latency there "
+             "includes queueing inside a saturated single-worker proxy; it is shown for information only.")
+    L.append("- Peers get the same upstreams: the LiteLLM proxy through its config file, Portkey through its "
+             "`x-portkey-provider: openai` and `x-portkey-custom-host` request headers.")
     L.append("")
 
     # ------------------------------------------------------------ chat
@@ -194,18 +279,18 @@ def render(results: dict[str, Any]) -> str:
         spread = f"{_num(_get(results, 'chat_50', t, 'rps_min'), 0)}-{_num(_get(results, 'chat_50', t, 'rps_max'), 0)}"
         rows.append([
             f"`{t}`", _num(rps, 0), spread, _num(_get(results, "chat_50", t, "cpu_us_per_req"), 0),
-            _num(_get(results, "chat_10", t, "p50_ms")), _num(_get(results, "chat_10", t, "p99_ms")),
-            _num(_diff(_get(results, "chat_10", t, "p50_ms"), _get(results, "chat_10", "direct", "p50_ms"))),
-            _num(_diff(_get(results, "chat_10", t, "p99_ms"), _get(results, "chat_10", "direct", "p99_ms"))),
-            _num(_get(results, "chat_1", t, "p50_ms"), 3),
+            _num(_get(results, "chat_1", t, "p50_ms"), 3), _num(_get(results, "chat_1", t, "p99_ms"), 3),
             _num(_diff(_get(results, "chat_1", t, "p50_ms"), _get(results, "chat_1", "direct", "p50_ms")), 3),
+            _num(_diff(_get(results, "chat_1", t, "p99_ms"), _get(results, "chat_1", "direct", "p99_ms")), 3),
+            _num(_get(results, "chat_10", t, "p50_ms")), _num(_get(results, "chat_10", t, "p99_ms")),
             _num(sum(_get(results, s, t, "errors") or 0 for s in ("chat_50", "chat_10", "chat_1"))),
         ])
-    L += _table(["target", "req/s @50", "range", "CPU µs/req", "p50 ms @10", "p99 ms @10", "added p50", "added p99",
-                 "p50 ms @1", "added @1", "errors"], rows)
+    L += _table(["target", "req/s @50", "range", "CPU µs/req", "p50 ms @1", "p99 ms @1", "added p50 @1", "added p99 @1",
+                 "p50 ms @10 (info)", "p99 ms @10 (info)", "errors"], rows)
     L.append("")
     L.append("*CPU µs/req* is the proxy process's own CPU time per request during the 50-connection runs: the cost "
-             "of the proxy itself, much less sensitive to other load than req/s.")
+             "of the proxy itself, much less sensitive to other load than req/s. *Added @1* is over `direct` at one "
+             "connection.")
     L.append("")
 
     # ------------------------------------------------------------ embeddings
@@ -362,7 +447,8 @@ def render(results: dict[str, Any]) -> str:
             for t in ("switchyard", "passthrough")}
     if runs["switchyard"] and runs["passthrough"]:
         ratio = max(runs["switchyard"]) / max(runs["passthrough"])
-        L.append(f"`python -m bench.regression` (and `tests/bench/test_regression.py`, marked slow, ~20 s) compares "
+        L.append(f"`python -m bench.regression` (and `tests/bench/test_regression.py`, marked slow, ~1 min: the gateway as it "
+                 "is must pass, and slowed down 2x with `--slowdown 2` must fail) compares "
                  "Switchyard's best 2 s round with the bare pass-through's, alternating, at 50 connections, and fails "
                  f"under {DEFAULT_THRESHOLD:.2f}. In this run the same ratio (best round of each) is **{ratio:.3f}**: "
                  f"{ratio / DEFAULT_THRESHOLD:.2f}x the threshold, and a 2x slowdown would bring it to {ratio / 2:.3f}"
@@ -377,7 +463,7 @@ def render(results: dict[str, Any]) -> str:
     L.append("")
     if prof and "failed" not in prof:
         threads = "; ".join(f"{n} {b:.0f}%" for n, b in prof.get("threads", [])) or "none"
-        L.append(f"py-spy ({prof['tool']}) sampling the `switchyard` process for {prof['duration_s']:.0f} s under the "
+        L.append(f"py-spy ({prof['tool']}) sampling the `{prof.get('target', 'switchyard')}` process for {prof['duration_s']:.0f} s under the "
                  f"small-chat load at 50 connections. The event-loop thread was running {prof.get('loop_busy_pct', 0):.0f}% of "
                  f"the time ({prof['samples']:,} samples); other threads seen running: {threads} (upper bounds: py-spy "
                  "counts a thread waiting inside C code, e.g. on a queue, as running). For the event-loop thread: own "
@@ -395,45 +481,38 @@ def render(results: dict[str, Any]) -> str:
     else:
         L.append("Not profiled in this run (`python -m bench --profile`, needs py-spy).")
     L.append("")
-    L += _routing_section()
-    L += _detector_section()
+    L += _routing_section(results.get("routing"))
     return "\n".join(L)
 
 
-def _detector_section() -> list[str]:
-    """The detector benchmark's section (``python -m bench.detector_bench``), kept as it is in the
-    current docs/benchmarks.md: a full run re-renders the file but does not measure detectors."""
-    from pathlib import Path
+def _routing_section(routing: dict[str, Any] | None) -> list[str]:
+    """The router's micro-benchmark (``python -m bench.routing_bench``) as run inside this run; the
+    last standalone run's file (docs/benchmarks-routing.md) when this run has none."""
+    lines = ["## Routing: classification + planning", ""]
+    if routing and "failed" in routing:
+        return [*lines, f"Not measured: {routing['failed']}", ""]
+    if routing and routing.get("markdown"):
+        body = routing["markdown"].splitlines()
+        source = f"`python -m bench.routing_bench`, run inside this run ({routing.get('python') or 'same interpreter'})"
+    else:
+        from pathlib import Path
 
-    from bench.detector_bench import END, START
-
-    current = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-    text = current.read_text(encoding="utf-8") if current.exists() else ""
-    if START not in text or END not in text:
-        return []
-    return [START + text.split(START, 1)[1].split(END, 1)[0] + END, ""]
-
-
-def _routing_section() -> list[str]:
-    """The router's own micro-benchmark (issue 3), from its last real run (docs/benchmarks-routing.md)."""
-    from pathlib import Path
-
-    source = Path(__file__).resolve().parent.parent / "docs" / "benchmarks-routing.md"
-    lines = ["## Routing: classification + planning (issue 3)", ""]
-    if not source.exists():
-        return [*lines, "Not measured yet: run `python -m bench.routing_bench`.", ""]
-    body = source.read_text(encoding="utf-8").splitlines()
+        path = Path(__file__).resolve().parent.parent / "docs" / "benchmarks-routing.md"
+        if not path.exists():
+            return [*lines, "Not measured yet: run `python -m bench.routing_bench`.", ""]
+        body = path.read_text(encoding="utf-8").splitlines()
+        stamp = next((ln for ln in body if ln.startswith("- date:")), "")
+        source = f"docs/benchmarks-routing.md ({stamp.removeprefix('- date: ') or 'date unknown'}), not this run"
     table: list[str] = []
-    for ln in body:  # the first table: cold requests (the file also has repeated and new-turn ones)
+    heading = ""
+    for ln in body:  # the first table: cold requests, when the benchmark measures several cases
+        if ln.startswith("## ") and not table:
+            heading = ln.removeprefix("## ")
         if ln.startswith("|"):
             table.append(ln)
         elif table:
             break
-    stamp = next((ln for ln in body if ln.startswith("- date:")), "")
-    target = " ".join(ln for ln in body if ln.startswith("Target") or ln.startswith("<= "))
-    lines.append(f"From `python -m bench.routing_bench` ({stamp.removeprefix('- date: ') or 'date unknown'}); "
-                 "details in docs/benchmarks-routing.md.")
+    lines.append(f"From {source}" + (f"; *{heading}*" if heading else "") + ". Details: docs/benchmarks-routing.md "
+                 "(`python -m bench.routing_bench` writes it when run alone).")
     lines += ["", *table, ""]
-    if target:
-        lines += [target, ""]
     return lines

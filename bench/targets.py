@@ -1,4 +1,5 @@
-"""What the load is aimed at: direct to the upstreams, the bare pass-through, Switchyard, LiteLLM.
+"""What the load is aimed at: direct to the upstreams, the bare pass-through, Switchyard, and the
+peers (the LiteLLM proxy here, Portkey's gateway in :mod:`bench.portkey`).
 
 Each :class:`Target` names the three URLs the scenarios POST to (JSON chat, embeddings, streamed
 chat), the headers (auth) and the ``model`` each expects. Every target forwards to the *same*
@@ -43,6 +44,13 @@ class Target:
     stream_model: str = "bench-stream"
     service: Service | None = None  # the proxy process (None for direct)
     note: str = ""
+    stream_extra_headers: dict[str, str] = field(default_factory=dict)  # over ``headers``, for streams only
+    min_warmup_s: float = 0.0  # a JIT-compiled peer (Node) needs longer than the plan's warm-up to reach speed
+
+    @property
+    def stream_headers(self) -> dict[str, str]:
+        """Headers for ``stream_url`` (a peer told its upstream per request, e.g. Portkey, names another one)."""
+        return {**self.headers, **self.stream_extra_headers}
 
 
 @dataclass
@@ -185,17 +193,41 @@ def start_redis(services: Services, run_dir: Path) -> str:
     return f"redis://127.0.0.1:{port}/0"
 
 
+SERVERS = ("uvicorn", "granian")
+
+
+def server_argv(server: str, python: str, config_path: Path, port: int, workers: int) -> tuple[list[str], dict[str, str]]:
+    """The command that serves Switchyard: ``switchyard serve`` (uvicorn with httptools and uvloop),
+    or Granian's ASGI interface on the same app factory ``switchyard serve --workers N`` uses
+    (``gateway.cli:app_from_env``, which reads the config path from ``SWITCHYARD_CONFIG``)."""
+    if server == "uvicorn":
+        return [python, "-m", "gateway.cli", "serve", "--config", str(config_path), "--port", str(port),
+                "--workers", str(workers), "--log-level", "warning"], {}
+    if server == "granian":
+        return [python, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1", "--port", str(port),
+                "--workers", str(workers), "--loop", "uvloop", "--no-ws", "--log-level", "warning",
+                "gateway.cli:app_from_env"], {"SWITCHYARD_CONFIG": str(config_path)}
+    raise ValueError(f"unknown server {server!r}; choose from {', '.join(SERVERS)}")
+
+
 def start_switchyard(services: Services, run_dir: Path, nginx_base: str, stream_base: str, *,
-                     variant: Variant = VARIANTS["master"], workers: int = 1, env: dict[str, str] | None = None) -> Target:
+                     variant: Variant = VARIANTS["master"], workers: int = 1, env: dict[str, str] | None = None,
+                     python: str = sys.executable, server: str = "uvicorn", label: str = "") -> Target:
+    """Switchyard as ``variant`` with its own config, database (and Redis); ``label`` names
+    otherwise identical instances apart (e.g. the server or interpreter they run on)."""
     redis_url = start_redis(services, run_dir) if variant.redis else None
-    suffix = variant.name.replace("switchyard", "").replace("+", "-") + (f"-w{workers}" if workers > 1 else "")
+    suffix = (variant.name.replace("switchyard", "").replace("+", "-") + (f"-w{workers}" if workers > 1 else "")
+              + (f"-{label}" if label else ""))
     config_path = run_dir / f"switchyard{suffix}.yaml"
-    config_path.write_text(yaml.safe_dump(switchyard_config(run_dir, nginx_base, stream_base, redis_url=redis_url)))
+    config = switchyard_config(run_dir, nginx_base, stream_base, redis_url=redis_url)
+    if label:
+        config["database_url"] = f"sqlite:///{run_dir}/switchyard-bench{suffix}.db"
+        config["ledger"] = {"spool_dir": str(run_dir / f"spool{suffix}")}
+    config_path.write_text(yaml.safe_dump(config))
     port = free_port()
-    argv = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path), "--port", str(port),
-            "--workers", str(workers), "--log-level", "warning"]
+    argv, server_env = server_argv(server, python, config_path, port, workers)
     service = services.add(Service(f"switchyard{suffix}", argv, log_dir=run_dir, cwd=run_dir,
-                                   env={"PYTHONPATH": str(ROOT), **(env or {})}))
+                                   env={"PYTHONPATH": str(ROOT), **server_env, **(env or {})}))
     base = f"http://127.0.0.1:{port}"
     service.start(lambda: http_ok(f"{base}/healthz"), timeout=90)
     token = MASTER_KEY
@@ -209,7 +241,8 @@ def start_switchyard(services: Services, run_dir: Path, nginx_base: str, stream_
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not http_ok(f"{base}/v1/models", {"authorization": f"Bearer {token}"}):
             time.sleep(0.2)
-    return Target(variant.name if workers == 1 else f"{variant.name} ({workers} workers)",
+    name = variant.name if workers == 1 else f"{variant.name} ({workers} workers)"
+    return Target(f"{name} {label}" if label else name,
                   f"{base}/v1/chat/completions", f"{base}/v1/embeddings", f"{base}/v1/chat/completions",
                   headers={"authorization": f"Bearer {token}"}, chat_model="auto", embed_model="auto",
                   stream_model="auto-stream", service=service, note=variant.description)

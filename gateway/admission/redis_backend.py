@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from gateway.admission.resp import PipelinedRedis, RedisError, Script
 
 from gateway.admission.base import (
     RATE_WINDOW_S,
@@ -171,6 +171,9 @@ return 1
 """
 
 
+ADMIT, SETTLE, SEED = Script(ADMIT_LUA), Script(SETTLE_LUA), Script(SEED_LUA)
+
+
 class RedisAdmission:
     """Budgets and rate limits in Redis, shared by every replica pointing at the same prefix."""
 
@@ -179,31 +182,18 @@ class RedisAdmission:
         redis_url: str | None = None,
         prefix: str = "switchyard",
         *,
-        client: Redis | None = None,
         clock: Callable[[], datetime] | None = None,
         reservation_ttl_s: int = 900,
         ticket_ttl_s: int = 86_400,
-        max_connections: int = 200,
-        pool_timeout_s: float = 5.0,
+        timeout_s: float = 5.0,
     ) -> None:
-        if client is None and redis_url is None:
-            raise ValueError("RedisAdmission needs redis_url or client")
-        if client is None:
-            # A blocking pool: a burst larger than the pool waits for a connection (up to
-            # pool_timeout_s) instead of failing with MaxConnectionsError.
-            pool = BlockingConnectionPool.from_url(redis_url, max_connections=max_connections, timeout=pool_timeout_s)  # type: ignore[arg-type]
-            client = Redis(connection_pool=pool)
-            self._owns_client = True
-        else:
-            self._owns_client = False
-        self._redis: Redis = client
+        if not redis_url:
+            raise ValueError("RedisAdmission needs a redis_url")
+        self._redis = PipelinedRedis(redis_url, connect_timeout_s=timeout_s, call_timeout_s=timeout_s)
         self._p = "{" + prefix + "}"
         self._clock = clock or (lambda: datetime.now(UTC))
         self._reservation_ttl_s = reservation_ttl_s
         self._ticket_ttl_s = ticket_ttl_s
-        self._admit = self._redis.register_script(ADMIT_LUA)
-        self._settle = self._redis.register_script(SETTLE_LUA)
-        self._seed = self._redis.register_script(SEED_LUA)
 
     def _keys(self, subject: Subject, window_id: str | None, minute: int) -> list[str]:
         base = f"{subject.kind}:{subject.id}"
@@ -242,7 +232,7 @@ class RedisAdmission:
                 subject.rpm if subject.rpm is not None else -1,
                 subject.tpm if subject.tpm is not None else -1,
             ]
-        reply = [int(x) for x in await self._admit(keys=keys, args=args)]
+        reply = [int(x) for x in await self._redis.evalsha(ADMIT, keys, args)]
         ok, reason, index, units, reserve = reply[:5]
         counts = [reply[5 + 4 * i : 9 + 4 * i] for i in range(len(subs))]
         info = rate_info(subs, [c[2] for c in counts], [c[3] for c in counts], reset_s)
@@ -275,16 +265,16 @@ class RedisAdmission:
     async def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]:
         if not settlements:
             return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for item in settlements:
-                keys, args = self._finish_call(item.ticket, usd_to_nanos(item.actual_usd, round_up=True), item.actual_tokens)
-                await self._settle(keys=keys, args=args, client=pipe)
-            replies = await pipe.execute()
+        calls = [self._finish_call(s.ticket, usd_to_nanos(s.actual_usd, round_up=True), s.actual_tokens) for s in settlements]
+        replies = await self._redis.evalsha_many(SETTLE, calls)
+        failed = next((r for r in replies if isinstance(r, Exception)), None)
+        if failed is not None:  # a script error: the settler isolates the ticket that caused it
+            raise RedisError(str(failed))
         return [bool(r) for r in replies]
 
     async def _finish(self, ticket: Ticket, actual: int, actual_tokens: int) -> bool:
         keys, args = self._finish_call(ticket, actual, actual_tokens)
-        return bool(await self._settle(keys=keys, args=args))
+        return bool(await self._redis.evalsha(SETTLE, keys, args))
 
     def _finish_call(self, ticket: Ticket, actual: int, actual_tokens: int) -> tuple[list[str], list[Any]]:
         now = self._clock()
@@ -300,25 +290,21 @@ class RedisAdmission:
         window = budget_window(subject.period, period_start)
         key = self._keys(subject, window.id, 0)[0]
         ttl = window_ttl_s(window, self._clock())
-        return bool(await self._seed(keys=[key], args=[usd_to_nanos(usd, round_up=True), ttl]))
+        return bool(await self._redis.evalsha(SEED, [key], [usd_to_nanos(usd, round_up=True), ttl]))
 
     async def budget_state(self, subject: Subject, now: datetime | None = None) -> BudgetState:
         now = as_utc(now or self._clock())
         window = budget_window(subject.period, now)
         bkey, rkey, _ = self._keys(subject, window.id, 0)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(bkey, "spent", "reserved")
-            pipe.zrangebyscore(rkey, f"({int(now.timestamp() * 1000)}", "+inf")
-            (spent, _reserved), live = await pipe.execute()
+        (spent, _reserved), live = await self._redis.pipeline([
+            ("HMGET", bkey, "spent", "reserved"),
+            ("ZRANGEBYSCORE", rkey, f"({int(now.timestamp() * 1000)}", "+inf"),
+        ])
         reserved = sum(int(m.rsplit(b":", 1)[1]) for m in live)  # counts only unexpired holds
         return BudgetState(window, nanos_to_usd(int(spent or 0)), nanos_to_usd(reserved), subject.budget_usd)
 
     async def ping(self) -> bool:
-        try:
-            return bool(await self._redis.ping())
-        except Exception:  # noqa: BLE001 - any failure means "not ready"
-            return False
+        return await self._redis.ping()
 
     async def aclose(self) -> None:
-        if self._owns_client:
-            await self._redis.aclose()
+        await self._redis.aclose()

@@ -34,7 +34,7 @@ async def _admit_all(replicas: list[Admission], n: int, subjects: list[Subject],
 
 async def test_three_redis_replicas_never_admit_past_the_budget(redis_prefix: str) -> None:
     # Separate clients (and so separate connection pools), as three gateway processes would have.
-    replicas: list[Admission] = [RedisAdmission(client=Redis.from_url(REDIS_URL), prefix=redis_prefix) for _ in range(3)]
+    replicas: list[Admission] = [RedisAdmission(REDIS_URL, redis_prefix) for _ in range(3)]
     try:
         admitted, refused = await _admit_all(replicas, 200, [KEY, PROJECT], D("0.03"))
         assert len(admitted) == 33  # 33 x 0.03 = 0.99 <= 1.00 < 34 x 0.03

@@ -274,7 +274,7 @@ async def test_redis_down_fails_closed(tmp_path: Path, record) -> None:
         })
         async with app_client(config) as client:
             state = client.app.state.gateway  # type: ignore[attr-defined]
-            dead = RedisAdmission("redis://127.0.0.1:9/0", prefix="dead", pool_timeout_s=0.5)
+            dead = RedisAdmission("redis://127.0.0.1:9/0", prefix="dead", timeout_s=0.5)
             state.accountant.admission = dead  # the shared store goes away under a running gateway
             try:
                 response = await client.post("/v1/chat/completions", json=CHAT)
