@@ -203,7 +203,7 @@ async def test_failure_paths_log_no_key_password_or_prompt(upstream, second, tmp
             body = {"model": "auto", "messages": [{"role": "user", "content": PROMPT}]}
             echoed = await client.post("/v1/chat/completions", headers=key, json=body)  # both upstreams fail
 
-            dead = RedisAdmission(f"redis://:{redis_password}@127.0.0.1:9/0", prefix="dead", pool_timeout_s=0.3)
+            dead = RedisAdmission(f"redis://:{redis_password}@127.0.0.1:9/0", prefix="dead", timeout_s=0.3)
             live, state.accountant.admission = state.accountant.admission, dead
             try:
                 no_admission = await client.post("/v1/chat/completions", headers=key, json=body)
