@@ -405,7 +405,7 @@ def render(results: dict[str, Any]) -> str:
         L.append("RSS after each run (MB): " + ", ".join(_num(v, 1) for v in mem.get("rss_curve_mb", [])))
         if mem.get("ledger_queue"):
             L.append("")
-            L.append("Ledger rows queued in memory, waiting for the database (`switchyard_ledger{counter=\"queue_depth\"}` "
+            L.append("Ledger rows queued in memory, waiting for the database (`switchyard_ledger_queue_depth` "
                      "from `/metrics`, before, after each run, and 1 s after the last): "
                      + ", ".join(_num(v) for v in mem["ledger_queue"]))
     else:

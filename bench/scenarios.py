@@ -292,7 +292,7 @@ class Bench:
         except OSError:
             return None
         for line in text.splitlines():
-            if line.startswith("switchyard_ledger") and 'counter="queue_depth"' in line:
+            if line.startswith("switchyard_ledger_queue_depth "):
                 return int(float(line.rsplit(" ", 1)[1]))
         return None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -34,6 +35,7 @@ from gateway.dialects.anthropic import AnthropicDialect
 from gateway.drain import Drain, DrainMiddleware
 from gateway.executor import Executor
 from gateway.health import make_breakers
+from gateway.logs import remember_secrets
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import RequestIdMiddleware
 from gateway.reload import ConfigWatcher
@@ -41,6 +43,7 @@ from gateway.roles import RoleGuard
 from gateway.runtime import build_runtime, close_all, warm_up
 from gateway.services import StartupError, start_services
 from gateway.state import GatewayState
+from gateway.telemetry import LOGGED, start_telemetry
 
 log = logging.getLogger("switchyard")
 HOT_ROUTES = {**openai.HOT_ROUTES, **anthropic.HOT_ROUTES, **responses.HOT_ROUTES}
@@ -66,10 +69,13 @@ class GatewayApp(FastAPI):
         state: GatewayState | None = getattr(self.state, "gateway", None)
         handler = HOT_ROUTES.get((scope["method"], scope["path"]))
         started = False
+        status, began = 500, time.perf_counter()
 
         async def tracking_send(message: dict[str, Any]) -> None:
-            nonlocal started
+            nonlocal started, status
             started = True
+            if message["type"] == "http.response.start":
+                status = message["status"]
             await send(message)
 
         try:
@@ -86,6 +92,9 @@ class GatewayApp(FastAPI):
                 await send_json(tracking_send, 500, internal_error_body(request_id), {"x-request-id": request_id})
             # Otherwise the error handler below has answered and logged it already; re-raising
             # would make the server drop this keep-alive connection.
+        finally:
+            if state is not None and not scope.get("state", {}).get(LOGGED):  # served requests log themselves
+                state.telemetry.served(scope, status, time.perf_counter() - began)
 
 
 def _request_id(scope: Scope) -> str:
@@ -108,8 +117,13 @@ def _bounded(receive: Receive, limit: int) -> Receive:
     return bounded
 
 
-def create_app(config: GatewayConfig | None = None, *, config_path: str | Path | None = None, watch: bool = True) -> GatewayApp:
-    """Build the gateway from a config object or a config file (which is then watched for changes)."""
+def create_app(
+    config: GatewayConfig | None = None, *, config_path: str | Path | None = None, watch: bool = True, span_processor: Any = None
+) -> GatewayApp:
+    """Build the gateway from a config object or a config file (which is then watched for changes).
+
+    ``span_processor`` turns tracing on with that OpenTelemetry span processor (tests, benchmarks);
+    otherwise the config and the ``OTEL_*`` variables decide (``gateway.telemetry``)."""
     if config is None:
         if config_path is None:
             raise ValueError("create_app needs a config or a config_path")
@@ -120,6 +134,7 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        remember_secrets(initial)
         if insecure_master_key(initial):
             log.warning("running with the published development master key; set SWITCHYARD_MASTER_KEY in production")
         metrics = GatewayMetrics()
@@ -132,9 +147,10 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
             await close_all(runtime)
             raise
         breakers = make_breakers(initial)
+        telemetry = start_telemetry(initial, metrics, span_processor)
         state = GatewayState(
             runtime=runtime, breakers=breakers, executor=Executor(breakers, initial.retries),
-            services=services, metrics=metrics, config_path=path,
+            services=services, metrics=metrics, telemetry=telemetry, config_path=path,
         )
         metrics.watch(state)
         await breakers.start()
@@ -158,7 +174,11 @@ def create_app(config: GatewayConfig | None = None, *, config_path: str | Path |
                 await close_all(state.runtime)
             finally:
                 await breakers.aclose()
-                await services.aclose()
+                try:
+                    await services.aclose()
+                finally:
+                    await metrics.aclose()
+                    await telemetry.aclose()
 
     app = GatewayApp(
         title="Switchyard",

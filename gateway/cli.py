@@ -6,7 +6,9 @@ import argparse
 import ipaddress
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import MutableMapping
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from gateway import __version__
 from gateway.config import ENV_REFERENCE, ConfigError, insecure_master_key, load_config
 
 CONFIG_ENV = "SWITCHYARD_CONFIG"
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def app_from_env():  # noqa: ANN201 - uvicorn factory
@@ -21,9 +24,12 @@ def app_from_env():  # noqa: ANN201 - uvicorn factory
 
     Each worker runs uvicorn's stock server; the drain starts on the worker's SIGTERM all the same.
     """
+    import logging
+
     from gateway.app import create_app
     from gateway.drain import drain_on_signals
 
+    logging.captureWarnings(True)  # warnings too go out in the configured format
     app = create_app(config_path=os.environ[CONFIG_ENV])
     drain_on_signals(app.state.drain)
     return app
@@ -59,9 +65,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    from gateway.logs import configure_logging
-
-    configure_logging(args.log_level)
     os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
@@ -82,30 +85,60 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    print(f"switchyard {__version__} serving on http://{host}:{port} ({workers} worker{'s' * (workers > 1)})", flush=True)
+    import logging
+    import logging.config
+
+    from gateway.logs import logging_config, remember_secrets
+
+    # Set up only now that it will serve: a refusal above leaves the calling process's logging alone.
+    remember_secrets(config)
+    log_config = logging_config(config.logging, level=args.log_level, access_log=args.access_log)
+    logging.config.dictConfig(log_config)
+    logging.getLogger("switchyard").info(
+        "switchyard %s serving on http://%s:%s (%d worker%s)", __version__, host, port, workers, "s" * (workers > 1)
+    )
+    log_level = args.log_level or config.logging.level
     if workers == 1:
         from gateway import server
         from gateway.app import create_app
 
         app = create_app(config_path=os.environ[CONFIG_ENV])
-        return server.run(app, app.state.drain, host=host, port=port, log_level=args.log_level, access_log=args.access_log)
+        return server.run(
+            app, app.state.drain, host=host, port=port, log_level=log_level, access_log=args.access_log, log_config=log_config
+        )
     import uvicorn
 
-    uvicorn.run(
-        "gateway.cli:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        log_level=args.log_level,
-        access_log=args.access_log,
-        # The drain ends what is left at drain_timeout_s; this is the backstop after it.
-        timeout_graceful_shutdown=int(config.server.drain_timeout_s) + 6,
-        lifespan="on",
-    )
+    metrics_dir = _shared_metrics_dir()
+    try:
+        uvicorn.run(
+            "gateway.cli:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            log_config=log_config,  # applied again in every worker process
+            log_level=log_level,
+            access_log=args.access_log,
+            # The drain ends what is left at drain_timeout_s; this is the backstop after it.
+            timeout_graceful_shutdown=int(config.server.drain_timeout_s) + 6,
+            lifespan="on",
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _shared_metrics_dir() -> str | None:
+    """A fresh directory for this run's worker metrics (prometheus_client's multiprocess mode), so
+    a scrape of any worker adds up all of them; None when the operator set one (it is theirs)."""
+    if os.environ.get(METRICS_DIR_ENV):
+        return None
+    directory = tempfile.mkdtemp(prefix="switchyard-metrics-")
+    os.environ[METRICS_DIR_ENV] = directory  # inherited by the worker processes before they import prometheus_client
+    return directory
 
 
 def _loopback(host: str) -> bool:
@@ -191,8 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, help="worker processes (default: server.workers)")
-    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    serve.add_argument("--access-log", action="store_true", help="log every request line")
+    serve.add_argument(
+        "--log-level", choices=["critical", "error", "warning", "info", "debug"], help="default: logging.level in the config"
+    )
+    serve.add_argument("--access-log", action="store_true", help="also uvicorn's access line per HTTP request, on stdout")
     serve.set_defaults(func=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="migrate the ledger database's schema (before a rolling deploy)")

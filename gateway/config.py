@@ -170,6 +170,39 @@ class DashboardConfig(Strict):
 
     session_ttl_s: int = Field(default=8 * 3600, ge=60)
     session_secret: SecretStr | None = None  # signs session cookies; default: derived from server.master_key
+class TelemetryConfig(Strict):
+    """OpenTelemetry traces. Off unless an OTLP endpoint is set here or in the environment
+    (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``); the other standard
+    ``OTEL_*`` variables (service name, resource, headers, timeout, sampler, batch sizes) apply."""
+
+    otlp_endpoint: str | None = None  # e.g. http://otel-collector:4318 (the /v1/traces path is added)
+    service_name: str | None = None  # set here it wins over OTEL_SERVICE_NAME; "switchyard" when neither is set
+    enabled: bool = True  # false: no traces even when an OTEL_* endpoint is set
+
+    @field_validator("otlp_endpoint", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value in ("", "null", "none") else value
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL (OTLP over HTTP), not {value!r}")
+        return value
+
+
+class LoggingConfig(Strict):
+    """Process logs on stderr and one line per request on stdout, both in one ``format``.
+
+    Prompts and completions appear in request lines only with ``include_bodies``, and then only
+    after the sensitivity detectors have masked what they find."""
+
+    format: Literal["json", "text"] = "json"
+    level: Literal["critical", "error", "warning", "info", "debug"] = "info"  # `serve --log-level` overrides
+    requests: bool = True  # the request log on stdout (independent of `level`)
+    include_bodies: bool = False
+    max_body_chars: int = Field(default=2000, ge=0)  # per logged string, after masking
 
 
 class GatewayConfig(Strict):
@@ -186,6 +219,8 @@ class GatewayConfig(Strict):
     retries: RetryConfig = RetryConfig()
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
     ledger: LedgerConfig = LedgerConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
+    logging: LoggingConfig = LoggingConfig()
     # Model names (routes or deployments) a reload may remove although clients used them
     # recently: naming them here says the removal is meant.
     retired_models: list[str] = Field(default_factory=list)

@@ -39,6 +39,10 @@ def reload_refusals(old: GatewayConfig, new: GatewayConfig, in_use: Iterable[str
     return reasons
 
 
+# Settings read once when the process starts (the log handlers, the tracer provider).
+_AT_RESTART = frozenset({("logging", "format"), ("logging", "level"), ("logging", "requests")})
+
+
 def _by_name(items: Iterable[Any]) -> dict[str, dict[str, Any]]:
     return {item.name: item.model_dump(mode="json") for item in items}
 
@@ -62,11 +66,13 @@ def config_diff(old: GatewayConfig, new: GatewayConfig) -> list[str]:
     lines = _section_diff("deployment", _by_name(old.deployments), _by_name(new.deployments))
     lines += _section_diff("route", _by_name(old.routes), _by_name(new.routes))
     lines += _section_diff("project", _by_name(old.projects), _by_name(new.projects))
-    for section in ("server", "sensitivity", "routing", "retries", "circuit_breaker", "ledger"):
+    for section in ("server", "sensitivity", "routing", "retries", "circuit_breaker", "ledger", "telemetry", "logging"):
         before, after = getattr(old, section).model_dump(mode="json"), getattr(new, section).model_dump(mode="json")
         keys = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
         if keys:
-            lines.append(f"{section} changed: {', '.join(keys)}")
+            later = [k for k in keys if (section, k) in _AT_RESTART or (section == "telemetry")]
+            note = f" ({', '.join(later)} at the next restart)" if later else ""
+            lines.append(f"{section} changed: {', '.join(keys)}{note}")
     for field in ("database_url", "redis_url"):
         if getattr(old, field) != getattr(new, field):
             lines.append(f"{field} changed (takes effect at the next restart)")

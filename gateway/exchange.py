@@ -26,6 +26,7 @@ from routing.types import Plan
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
     from gateway.state import GatewayState
+    from gateway.telemetry import Observed
 
 CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection before the answer"
 
@@ -55,6 +56,7 @@ class Exchange:
     sent: dict[str, Any]  # what the backends receive
     plan: Plan
     admitted: Admitted
+    observed: Observed  # the request log's and the trace's view of it
     walk: Walk = field(default_factory=Walk)
     started: float = field(default_factory=time.perf_counter)
     project_tag: str | None = None  # the caller's x-switchyard-project-tag, for the ledger
@@ -78,6 +80,10 @@ class Exchange:
         if self.finished:
             return self.cost
         self.finished = True
+        with self.observed.trace.phase("accounting"):
+            return await self._account(ending)
+
+    async def _account(self, ending: Ending) -> Decimal:
         try:
             accountant = self.state.accountant
             walk = self.walk
@@ -103,11 +109,13 @@ class Exchange:
             )
             self.cost = cost_usd(profile.prices, usage)
             await accountant.settle(self.admitted, self.cost, usage.total)
-            accountant.record(self._row(
+            row = self._row(
                 deployment, usage, self.cost, status, (time.perf_counter() - self.started) * 1000,
                 error=ending.error, error_type=error_type, ttft_ms=ending.ttft_ms, streamed=ending.streamed,
                 fallbacks=walk.fallbacks,
-            ))
+            )
+            accountant.record(row)
+            self.observed.settled(row, ending)
             return self.cost
         finally:
             self.runtime.in_flight -= 1

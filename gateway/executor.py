@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from core.errors import (
     AllDeploymentsFailed,
@@ -30,6 +30,7 @@ from core.errors import (
 )
 from gateway.config import RetryConfig
 from gateway.health import CircuitBreakers
+from gateway.telemetry import UNTRACED
 from providers.base import Provider
 
 log = logging.getLogger("switchyard.executor")
@@ -45,6 +46,7 @@ class Walk:
     current: str | None = None
     answered: bool = False
     attempt_started: float = 0.0
+    trace: Any = UNTRACED  # a span per attempt when tracing is on (gateway.telemetry)
 
     @property
     def fallbacks(self) -> int:
@@ -121,7 +123,8 @@ class Executor:
                     break
                 walk.current, walk.attempt_started = name, time.perf_counter()
                 try:
-                    result = await attempt(provider)
+                    with walk.trace.attempt(name):
+                        result = await attempt(provider)
                 except UpstreamError as exc:
                     self._failed(walk, name, exc)
                     if not exc.retryable:

@@ -34,12 +34,14 @@ from gateway.asgi import (
 from gateway.auth import Caller
 from gateway.dialects import OPENAI, Dialect
 from gateway.exchange import Ending, Exchange
+from gateway.executor import Walk
 from gateway.refusals import NO_RETRY, refusal_for
 from gateway.roles import require
 from gateway.runtime import Runtime
 from gateway.sse import EventStreamResponse
 from gateway.state import GatewayState
 from gateway.streaming import StreamMeter, relay
+from gateway.telemetry import Observed
 from providers.base import Provider, Reply
 from routing.errors import InvalidHint, RoutingError
 from routing.types import Plan, RoutingRequest
@@ -62,13 +64,28 @@ _STREAMS: dict[str, Callable[[dict[str, Any]], Callable[[Provider], AsyncIterato
 async def serve(
     state: GatewayState, incoming: Incoming, send: Send, endpoint: Endpoint, dialect: Dialect = OPENAI
 ) -> None:
-    """Serve one request end to end; every outcome is answered in the client's ``dialect``."""
+    """Serve one request end to end; every outcome is answered in the client's ``dialect`` and
+    observed once (request log, metrics, trace) when the response is complete."""
+    observed = state.telemetry.observe(incoming, endpoint)
     try:
-        exchange = await open_exchange(state, incoming, endpoint, dialect)
+        await _serve(state, incoming, observed.watch(send), endpoint, dialect, observed)
+    except BaseException:
+        observed.status = observed.status or 500
+        raise
+    finally:
+        observed.end()
+
+
+async def _serve(
+    state: GatewayState, incoming: Incoming, send: Send, endpoint: Endpoint, dialect: Dialect, observed: Observed
+) -> None:
+    try:
+        exchange = await open_exchange(state, incoming, endpoint, dialect, observed)
     except ClientGone:
         return
     except GatewayError as exc:
         state.metrics.observe_refusal(exc.status, exc.code)
+        observed.refused(exc)
         await send_error(send, exc, incoming.request_id, body=dialect.error(exc))
         return
     if exchange.sent.get("stream") and endpoint != "embeddings":
@@ -77,24 +94,34 @@ async def serve(
         await _answer_json(exchange, incoming, send, dialect)
 
 
-async def open_exchange(state: GatewayState, incoming: Incoming, endpoint: Endpoint, dialect: Dialect = OPENAI) -> Exchange:
+async def open_exchange(
+    state: GatewayState, incoming: Incoming, endpoint: Endpoint, dialect: Dialect, observed: Observed
+) -> Exchange:
     """Everything before a backend is called; raises the GatewayError a refusal is."""
-    caller = await state.authenticate(incoming.headers, incoming.client_host)
-    require(caller, incoming.scope["method"], incoming.scope["path"])
+    trace = observed.trace
+    with trace.phase("auth"):
+        caller = await state.authenticate(incoming.headers, incoming.client_host)
+        observed.caller = caller
+        require(caller, incoming.scope["method"], incoming.scope["path"])
     runtime = state.runtime
     state.accountant.precheck(caller, runtime)
     body = dialect.to_openai(await incoming.json(runtime.body_limits))
     CHECKS[endpoint](body)
     if caller.allowed_models and body["model"] not in caller.allowed_models:
         raise ModelNotFound(f"The model '{body['model']}' does not exist or you do not have access to it.", param="model")
-    plan = plan_for(state, runtime, incoming.headers, caller, body, endpoint)
+    with trace.phase("routing"):
+        plan = plan_for(state, runtime, incoming.headers, caller, body, endpoint)
+    observed.plan = plan
     state.model_use[body["model"]] = time.monotonic()
-    admitted = await state.accountant.admit(caller, runtime, plan, body, endpoint)
-    return Exchange(
+    with trace.phase("admission"):
+        admitted = await state.accountant.admit(caller, runtime, plan, body, endpoint)
+    exchange = Exchange(
         state=state, runtime=runtime, request_id=incoming.request_id, caller=caller, endpoint=endpoint,
         body=body, sent=upstream_body(body, admitted.output_cap), plan=plan, admitted=admitted,
-        project_tag=project_tag(incoming.headers, body),
+        project_tag=project_tag(incoming.headers, body), observed=observed, walk=Walk(trace=trace),
     )
+    observed.exchange = exchange
+    return exchange
 
 
 def project_tag(headers: dict[str, str], body: dict[str, Any]) -> str | None:
@@ -246,7 +273,7 @@ async def _answer_stream(exchange: Exchange, incoming: Incoming, send: Send, dia
             return
         raise
     watch.stop()
-    meter = StreamMeter()
+    meter = StreamMeter(started=exchange.walk.attempt_started)  # time to first token: of the answering attempt
 
     async def finish(client_gone: bool) -> None:
         aclose = getattr(opened.rest, "aclose", None)
@@ -268,6 +295,7 @@ async def _answer_stream(exchange: Exchange, incoming: Incoming, send: Send, dia
 
 async def _refuse(exchange: Exchange, send: Send, error: GatewayError, dialect: Dialect) -> None:
     exchange.state.metrics.observe_refusal(error.status, error.code)
+    exchange.observed.refused(error)
     headers = response_headers(exchange)
     headers.update(error.headers)
     await send_json(send, error.status, dialect.error(error), headers)

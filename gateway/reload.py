@@ -86,7 +86,7 @@ class ConfigWatcher:
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
         self.reloads += 1
-        self.state.metrics.info.set(self.reloads)
+        self.state.metrics.observe_reload()
         changes = config_diff(old, config)
         log.info("config reloaded from %s: %s", self.path, "; ".join(changes) if changes else "no effective change")
         return True

@@ -137,8 +137,12 @@ def _take_over_listeners(servers: list[Any]) -> list[socket.socket]:
     return duplicates
 
 
-def run(app: Any, drain: Drain, *, host: str, port: int, log_level: str, access_log: bool, grace_s: float = 5.0) -> int:
-    """Serve ``app`` in this process until SIGTERM/SIGINT, then drain; the exit status to use."""
+def run(
+    app: Any, drain: Drain, *, host: str, port: int, log_level: str, access_log: bool, grace_s: float = 5.0,
+    log_config: dict[str, Any] | None = None,
+) -> int:
+    """Serve ``app`` in this process until SIGTERM/SIGINT, then drain; the exit status to use.
+    ``log_config`` (``gateway.logs.logging_config``) replaces uvicorn's own formats."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -147,6 +151,7 @@ def run(app: Any, drain: Drain, *, host: str, port: int, log_level: str, access_
         http="httptools",
         log_level=log_level,
         access_log=access_log,
+        log_config=log_config if log_config is not None else uvicorn.config.LOGGING_CONFIG,
         lifespan="on",
         timeout_graceful_shutdown=int(drain.timeout_s + grace_s) + 1,  # unused here; kept consistent
     )

@@ -18,9 +18,11 @@ from gateway.executor import Executor
 from gateway.health import CircuitBreakers
 from gateway.keys import KeyStore
 from gateway.ledger import LedgerWriter
+from gateway.logs import remember_secrets
 from gateway.metrics import GatewayMetrics
 from gateway.runtime import Runtime
 from gateway.services import Services
+from gateway.telemetry import Telemetry
 
 log = logging.getLogger("switchyard")
 
@@ -34,6 +36,7 @@ class GatewayState:
     executor: Executor
     services: Services
     metrics: GatewayMetrics
+    telemetry: Telemetry
     config_path: Path | None = None
     model_use: dict[str, float] = field(default_factory=dict)  # model name -> when last asked for (monotonic)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # "now" for reports (tests set it)
@@ -63,6 +66,7 @@ class GatewayState:
         return self.services.admission
 
     def swap(self, runtime: Runtime) -> Runtime:
+        remember_secrets(runtime.config)
         old, self.runtime = self.runtime, runtime
         self.breakers.configure(runtime.config.circuit_breaker.failure_threshold, runtime.config.circuit_breaker.cooldown_s)
         self.executor.retries = runtime.config.retries

@@ -24,9 +24,9 @@ class StreamMeter:
 
     __slots__ = ("usage", "started", "first_chunk_at", "completed", "error", "_unparsed")
 
-    def __init__(self) -> None:
+    def __init__(self, started: float | None = None) -> None:
         self.usage: dict[str, Any] | None = None
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() if started is None else started  # when the time to first token starts
         self.first_chunk_at: float | None = None
         self.completed = False
         self.error: GatewayError | None = None

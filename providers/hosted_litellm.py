@@ -41,6 +41,7 @@ from providers.parameters import (
     translated,
     unsupported,
 )
+from providers.propagation import ATTEMPT_HEADERS
 from providers.settings import DeploymentConfig
 from providers.upstream_errors import summarise
 
@@ -175,6 +176,9 @@ class LiteLLMProvider:
             kwargs["api_key"] = self.config.api_key.get_secret_value()
         if self.config.headers:
             kwargs["extra_headers"] = {**self.config.headers, **(kwargs.get("extra_headers") or {})}
+        trace_headers = ATTEMPT_HEADERS.get()
+        if trace_headers:
+            kwargs["extra_headers"] = {**(kwargs.get("extra_headers") or {}), **trace_headers}
         kwargs["timeout"] = _timeout(self.config)
         kwargs.update(self.config.litellm_params)
         return kwargs

@@ -26,6 +26,7 @@ from core.errors import (
     UpstreamStatus,
     UpstreamTimeout,
 )
+from providers.propagation import with_attempt_headers
 from providers.upstream_errors import read_error_body
 
 
@@ -86,7 +87,7 @@ class UpstreamHTTP:
         try:
             async with asyncio.timeout(self.timeouts.total):
                 async with asyncio.timeout(self.timeouts.first_byte):
-                    response = await session.post(url, data=data, headers=self._headers)
+                    response = await session.post(url, data=data, headers=with_attempt_headers(self._headers))
                 async with response:
                     body = await response.read()
                     if response.status >= 400:
@@ -102,7 +103,7 @@ class UpstreamHTTP:
         session = self._get_session()
         try:
             async with asyncio.timeout(self.timeouts.first_byte):
-                async with session.get(self.base_url + path, headers=self._headers) as response:
+                async with session.get(self.base_url + path, headers=with_attempt_headers(self._headers)) as response:
                     body = await response.read()
                     if response.status >= 400:
                         raise self._status_error(response.status, body, response.headers)
@@ -135,7 +136,7 @@ class UpstreamHTTP:
         data = _encode(payload)
         try:
             async with asyncio.timeout(self.timeouts.first_byte):
-                response = await session.post(url, data=data, headers=self._headers)
+                response = await session.post(url, data=data, headers=with_attempt_headers(self._headers))
         except BaseException as exc:  # noqa: BLE001
             raise self._transport_error(exc) from exc
         async with response:

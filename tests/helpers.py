@@ -73,12 +73,16 @@ class GatewayProcess:
         env: dict[str, str] | None = None,
         workers: int = 1,
         cwd: Path | None = None,
+        log_level: str = "warning",
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.config_path = config_path
         self.cwd = cwd or config_path.parent
         self.port = port or free_port()
         self.env = {**os.environ, **(env or {})}
         self.workers = workers
+        self.log_level = log_level
+        self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = config_path.with_suffix(f".{self.port}.log")
 
@@ -90,7 +94,7 @@ class GatewayProcess:
         log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the process's lifetime
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config_path),
-             "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning"],
+             "--port", str(self.port), "--workers", str(self.workers), "--log-level", self.log_level, *self.extra_args],
             cwd=self.cwd, env={**self.env, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout

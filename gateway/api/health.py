@@ -77,11 +77,13 @@ async def probe_backends(state: Any) -> dict[str, str]:
 
 @router.get("/metrics", tags=["health"])
 async def metrics(request: Request) -> Response:
-    """Prometheus text format: attempts, tokens, spend, latency, refusals, queues, breakers.
+    """Prometheus text format: requests, attempts, tokens, spend, budgets, latency, time to first
+    token, refusals, queues, breakers; with ``--workers N``, the totals of every worker.
 
     Needs the master key unless ``server.metrics_require_auth`` is off or the scraper is in
     ``server.trusted_networks`` (checked by the app before this runs)."""
     state = request.app.state.gateway
+    await state.metrics.refresh()
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

@@ -4,7 +4,8 @@ Model names: ``error-500``, ``error-429``, ``error-503``, ``context-overflow`` (
 context_length_exceeded), ``bad-param`` (400 naming ``temperature`` in ``param``), ``html-502`` (a
 proxy's HTML error page), ``long-error`` (a 400 whose message is kilobytes of multi-line text),
 ``slow-<seconds>`` (stalls before answering), ``cut-stream`` (a stream cut after three chunks, no
-[DONE]), ``garbage`` (invalid JSON), ``nousage`` (streams carry no usage even when asked).
+[DONE]), ``garbage`` (invalid JSON), ``nousage`` (streams carry no usage even when asked),
+``echo-500`` (a 500 whose message quotes the prompt back, as careless backends do).
 Anything else answers normally, in the shapes of OpenAI's published spec. ``POST /_control {"mode": "error-500"}``
 forces a behaviour for every request; ``GET /_records`` lists what was received.
 
@@ -122,6 +123,8 @@ class FakeUpstream:
         body = orjson.loads(await request.read())
         self.records.append({"path": "/v1/chat/completions", "body": body, "headers": dict(request.headers)})
         behaviour = self._behaviour(body)
+        if behaviour == "echo-500":
+            return _error(500, f"could not process {orjson.dumps(body.get('messages')).decode()}", "server_error")
         failed = await self._misbehave(behaviour)
         if failed is not None:
             return failed

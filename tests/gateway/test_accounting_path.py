@@ -220,4 +220,5 @@ async def test_metrics_count_attempts_tokens_spend_and_refusals(upstream: FakeUp
     assert 'switchyard_refusals_total{code="invalid_api_key",status="401"} 1.0' in text
     assert 'switchyard_cost_usd_total{deployment="paid",project="team-a"}' in text
     assert 'switchyard_circuit_open{deployment="paid"} 0.0' in text
-    assert 'switchyard_ledger{counter="rows_submitted"}' in text
+    assert 'switchyard_ledger_rows_total{outcome="submitted"}' in text
+    assert "switchyard_ledger_queue_depth " in text
