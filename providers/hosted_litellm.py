@@ -43,7 +43,7 @@ from providers.parameters import (
 )
 from providers.propagation import ATTEMPT_HEADERS
 from providers.settings import DeploymentConfig
-from providers.upstream_errors import summarise
+from providers.upstream_errors import CREDENTIALS_REFUSED, summarise
 
 _DEFAULT_NOT_SENT = "the default ({value}) is not sent, so a backend without the parameter accepts it; other values as forwarded"
 _NO_OP_DEFAULTS: dict[str, Any] = {"n": 1, "logprobs": False, "presence_penalty": 0, "frequency_penalty": 0}
@@ -354,9 +354,10 @@ def map_litellm_error(exc: BaseException, deployment: str, *, mid_stream: bool =
             retry_after = float(headers.get("retry-after")) if headers.get("retry-after") else None
         except (TypeError, ValueError):
             retry_after = None
+    # a 401/403 is about the gateway's own key, which the backend's message may quote
+    reason = CREDENTIALS_REFUSED.format(status=status) if status in (401, 403) else summarise(text, status)
     return UpstreamStatus(
-        f"{deployment}: {summarise(text, status)}", upstream_status=status, deployment=deployment,
-        upstream_code=code, retry_after=retry_after,
+        f"{deployment}: {reason}", upstream_status=status, deployment=deployment, upstream_code=code, retry_after=retry_after,
     )
 
 

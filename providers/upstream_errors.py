@@ -54,8 +54,19 @@ def summarise(text: str, status: int, *, what: str = "an error") -> str:
     return f"the upstream answered HTTP {status} with {what} that is not shown"
 
 
+CREDENTIALS_REFUSED = (
+    "the backend refused the gateway's own credentials for this deployment (HTTP {status}); "
+    "its message is not repeated, since it may quote part of the gateway's key"
+)
+
+
 def read_error_body(body: bytes, status: int, content_type: str = "") -> UpstreamErrorBody:
-    """The message, type, code and param of an upstream error body, made safe to repeat."""
+    """The message, type, code and param of an upstream error body, made safe to repeat.
+
+    A 401 or 403 is about the gateway's own key for the backend, never the client's: its message
+    is never repeated (backends quote a prefix of the key they were given)."""
+    if status in (401, 403):
+        return UpstreamErrorBody(CREDENTIALS_REFUSED.format(status=status), type="api_error", code="upstream_auth_error")
     try:
         data = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:

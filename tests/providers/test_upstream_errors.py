@@ -82,3 +82,11 @@ async def test_http_adapter_errors_keep_param_and_summarise(model: str, status: 
         assert len(body["message"]) <= MAX_MESSAGE + len("vllm: ") and "\n" not in body["message"]
         if forbidden is not None:
             assert forbidden not in body["message"]
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_backend_refusing_the_gateways_key_is_never_quoted(status: int) -> None:
+    body = b'{"error": {"message": "Incorrect API key provided: sk-gate****1234. You can find your API key at ...", "type": "invalid_request_error", "code": "invalid_api_key"}}'
+    read = read_error_body(body, status)
+    assert "sk-gate" not in read.message and "1234" not in read.message
+    assert read.code == "upstream_auth_error"
