@@ -46,9 +46,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def quick_plan() -> Plan:
-    return Plan(duration_s=3.0, warmup_s=1.0, rounds=1, stream_count=8, stream_concurrency=4, stream_solo_count=10,
-                many_streams=500,
-                many_tokens=20, long_requests=20_000)
+    return Plan(
+        duration_s=3.0,
+        warmup_s=1.0,
+        rounds=1,
+        stream_count=8,
+        stream_concurrency=4,
+        stream_solo_count=10,
+        many_streams=500,
+        many_tokens=20,
+        long_requests=20_000,
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,18 +65,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md", help="markdown report path")
     parser.add_argument("--skip-litellm", action="store_true", help="do not install/run the LiteLLM proxy")
     parser.add_argument("--skip-portkey", action="store_true", help="do not install/run Portkey's gateway (Node)")
-    parser.add_argument("--require-quiet", action="store_true",
-                        help="wait (up to --quiet-timeout) until other processes leave the machine quiet, or refuse to start")
+    parser.add_argument(
+        "--require-quiet",
+        action="store_true",
+        help="wait (up to --quiet-timeout) until other processes leave the machine quiet, or refuse to start",
+    )
     parser.add_argument("--quiet-timeout", type=float, default=900.0, help="seconds --require-quiet waits (default 900)")
-    parser.add_argument("--variants", default="master,features,features-redis",
-                        help=f"Switchyard variants to measure, comma-separated ({', '.join(VARIANTS)})")
+    parser.add_argument(
+        "--variants",
+        default="master,features,features-redis",
+        help=f"Switchyard variants to measure, comma-separated ({', '.join(VARIANTS)})",
+    )
     parser.add_argument("--long-requests", type=int, help="requests in the memory run (default 200,000; --quick 20,000)")
     parser.add_argument("--workers", type=int, help="also measure Switchyard with --workers N (default 2; 0 skips)")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     parser.add_argument("--profile-seconds", type=float, default=8.0)
     parser.add_argument("--keep-run-dir", action="store_true", help="keep configs and server logs for inspection")
-    parser.add_argument("--render-only", action="store_true",
-                        help="measure nothing: re-render the report from bench/results/last-run.json")
+    parser.add_argument(
+        "--render-only", action="store_true", help="measure nothing: re-render the report from bench/results/last-run.json"
+    )
     return parser.parse_args(argv)
 
 
@@ -96,39 +111,54 @@ def main(argv: list[str] | None = None) -> int:
     tools = ensure_tools(("wrk", "nginx"))
     raise_fd_limit()
     log("checking that the machine is quiet (CPU of other processes) ...")
-    others_before = wait_for_quiet(args.quiet_timeout if args.require_quiet else 0.0,
-                                   window_s=4.0 if args.quick else 10.0, log=log)
-    log(f"other processes: median {others_before['median_pct']}% of a core, p90 {others_before['p90_pct']}%: "
-        + ("quiet" if others_before["quiet"] else "BUSY"))
+    others_before = wait_for_quiet(
+        args.quiet_timeout if args.require_quiet else 0.0, window_s=4.0 if args.quick else 10.0, log=log
+    )
+    log(
+        f"other processes: median {others_before['median_pct']}% of a core, p90 {others_before['p90_pct']}%: "
+        + ("quiet" if others_before["quiet"] else "BUSY")
+    )
     if args.require_quiet and not others_before["quiet"]:
-        print(f"refusing to start: the machine stayed busy for {args.quiet_timeout:.0f} s "
-              f"({', '.join(f'{n} {p:.0f}%' for n, p in others_before['busiest'])})", file=sys.stderr)
+        print(
+            f"refusing to start: the machine stayed busy for {args.quiet_timeout:.0f} s "
+            f"({', '.join(f'{n} {p:.0f}%' for n, p in others_before['busiest'])})",
+            file=sys.stderr,
+        )
         return 3
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind through the finally below
     run_dir = Path(tempfile.mkdtemp(prefix="switchyard-bench-"))
     services = Services()
     results: dict = {"plan": dataclasses.asdict(plan), "targets": {}, "unavailable": {}}
     meta = describe(ROOT, tools["wrk"], tools["nginx"])
-    meta.update({"command": "python -m bench" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip(),
-                 "quick": args.quick, "load_start": round(os.getloadavg()[0], 2),
-                 "busy_start": busy_processes({os.getpid()}), "others_before": others_before,
-                 "quiet_rule": {"median_pct": QUIET_MEDIAN_PCT, "p90_pct": QUIET_P90_PCT}})
+    meta.update(
+        {
+            "command": "python -m bench" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip(),
+            "quick": args.quick,
+            "load_start": round(os.getloadavg()[0], 2),
+            "busy_start": busy_processes({os.getpid()}),
+            "others_before": others_before,
+            "quiet_rule": {"median_pct": QUIET_MEDIAN_PCT, "p90_pct": QUIET_P90_PCT},
+        }
+    )
     results["meta"] = meta
     watch = LoadWatch().start()
-    results["upstream"] = {"chat_bytes": len(json.dumps(CHAT_REPLY, separators=(",", ":"))),
-                           "embed_bytes": len(json.dumps(EMBED_REPLY, separators=(",", ":")))}
+    results["upstream"] = {
+        "chat_bytes": len(json.dumps(CHAT_REPLY, separators=(",", ":"))),
+        "embed_bytes": len(json.dumps(EMBED_REPLY, separators=(",", ":"))),
+    }
     log(f"run dir {run_dir}; load average {meta['load_start']}; busy: {', '.join(meta['busy_start']) or '-'}")
     try:
         nginx = start_nginx(services, tools["nginx"], run_dir)
-        stream = start_stream_upstream(services, run_dir, tokens=plan.stream_tokens, interval_ms=plan.stream_interval_ms,
-                                       first_token_ms=plan.first_token_ms)
+        stream = start_stream_upstream(
+            services, run_dir, tokens=plan.stream_tokens, interval_ms=plan.stream_interval_ms, first_token_ms=plan.first_token_ms
+        )
         targets: list[Target] = [direct_target(nginx, stream), start_passthrough(services, run_dir, nginx, stream)]
         switchyard: Target | None = None
         for key in variants:
             variant = VARIANTS[key]
             try:
                 target = start_switchyard(services, run_dir, nginx, stream, variant=variant)
-            except Exception as exc:  # noqa: BLE001 - report the reason, measure the rest
+            except Exception as exc:
                 results["unavailable"][variant.name] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
                 log(f"{variant.name}: not available ({results['unavailable'][variant.name]})")
                 continue
@@ -143,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 litellm = start_litellm(services, run_dir, nginx, stream)
                 targets.append(litellm)
                 meta["litellm"] = f"litellm[proxy] {litellm_version()} in bench/.litellm-venv"
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 results["unavailable"]["litellm"] = f"{type(exc).__name__}: {exc}"[:600]
                 log(f"LiteLLM proxy not available: {results['unavailable']['litellm']}")
         if args.skip_portkey:
@@ -155,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 portkey = start_portkey(services, run_dir, nginx, stream)
                 targets.append(portkey)
                 meta["portkey"] = portkey.note
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 results["unavailable"]["portkey"] = f"{type(exc).__name__}: {exc}"[:600]
                 log(f"Portkey not available: {results['unavailable']['portkey']}")
         results["targets"] = {t.name: t.note for t in targets}
@@ -185,8 +215,11 @@ def main(argv: list[str] | None = None) -> int:
                 # Several workers need redis_url (shared budgets and limits): compare with the same
                 # variant on one worker, measured alongside.
                 single = next((t for t in targets if t.name == VARIANTS["features-redis"].name), None)
-                variant = VARIANTS["features-redis"] if single is not None else Variant(
-                    "switchyard+redis", redis=True, description="master key, Redis admission")
+                variant = (
+                    VARIANTS["features-redis"]
+                    if single is not None
+                    else Variant("switchyard+redis", redis=True, description="master key, Redis admission")
+                )
 
                 def start(n: int) -> Target:
                     return start_switchyard(services, run_dir, nginx, stream, variant=variant, workers=n)
@@ -195,8 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         services.stop_all()  # the routing micro-benchmark runs with nothing else of ours on the machine
         log("routing: classification + plan (python -m bench.routing_bench --no-write)")
         results["routing"] = measure_routing(quick=args.quick)
-        log(f"  [routing] p99 at 4 KB {results['routing'].get('p99_ms_at_4kb')} ms, "
-            f"{results['routing'].get('us_per_kb_beyond_4kb')} µs/KB beyond; {results['routing'].get('failed', '')}")
+        log(
+            f"  [routing] p99 at 4 KB {results['routing'].get('p99_ms_at_4kb')} ms, "
+            f"{results['routing'].get('us_per_kb_beyond_4kb')} µs/KB beyond; {results['routing'].get('failed', '')}"
+        )
     finally:
         services.stop_all()
         meta["others_during"] = watch.stop()
@@ -210,8 +245,10 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(run_dir, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     _write(args.out, render(results) + "\n")
-    log(f"wrote {args.out} ({meta['wall_s'] / 60:.1f} min); machine "
-        + ("quiet" if meta["others_during"]["quiet"] and others_before["quiet"] else "BUSY: do not judge the targets from it"))
+    log(
+        f"wrote {args.out} ({meta['wall_s'] / 60:.1f} min); machine "
+        + ("quiet" if meta["others_during"]["quiet"] and others_before["quiet"] else "BUSY: do not judge the targets from it")
+    )
     return 0
 
 
@@ -229,9 +266,10 @@ def run_profile(bench: Bench, target: Target, seconds: float) -> dict:
     assert target.service is not None
     body = bench.chat_body(target)
     try:
-        return profile_under_load(target.service.pid,
-                                  lambda: bench.wrk_run(target, target.chat_url, body, 50, seconds + 3), seconds, target.name)
-    except Exception as exc:  # noqa: BLE001
+        return profile_under_load(
+            target.service.pid, lambda: bench.wrk_run(target, target.chat_url, body, 50, seconds + 3), seconds, target.name
+        )
+    except Exception as exc:
         return {"failed": f"{type(exc).__name__}: {exc}"[:300]}
 
 

@@ -165,11 +165,22 @@ class LocalCluster:
         self.drain_timeout_s = config.server.drain_timeout_s
 
     def _start_replica(self, replica: Replica) -> None:
-        argv = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config),
-                "--port", str(replica.port), "--log-level", "warning"]
+        argv = [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--config",
+            str(self.config),
+            "--port",
+            str(replica.port),
+            "--log-level",
+            "warning",
+        ]
         with open(self.run_dir / f"replica-{replica.index}.log", "ab") as log:
-            replica.proc = subprocess.Popen(argv, cwd=self.run_dir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            replica.proc = subprocess.Popen(
+                argv, cwd=self.run_dir, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         replica.pid = replica.proc.pid
         deadline = time.monotonic() + self.ready_timeout_s
         while not http_ok(replica.base_url + "/readyz"):
@@ -191,13 +202,19 @@ class LocalCluster:
         conf = self.run_dir / "nginx.conf"
         conf.write_text(nginx_conf(self.run_dir, self.port, [r.port for r in self.replicas]))
         with open(self.run_dir / "nginx.log", "ab") as log:
-            self._nginx = subprocess.Popen([nginx, "-c", str(conf), "-p", str(self.run_dir), "-e", str(self.run_dir / "nginx-error.log")],
-                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self._nginx = subprocess.Popen(
+                [nginx, "-c", str(conf), "-p", str(self.run_dir), "-e", str(self.run_dir / "nginx-error.log")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.nginx_pid = self._nginx.pid
         deadline = time.monotonic() + 15
         while not http_ok(self.base_url + "/nginx-health"):
             if self._nginx.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"nginx did not start:\n{(self.run_dir / 'nginx-error.log').read_text(errors='replace')[-2000:]}")
+                raise RuntimeError(
+                    f"nginx did not start:\n{(self.run_dir / 'nginx-error.log').read_text(errors='replace')[-2000:]}"
+                )
             time.sleep(0.05)
 
     def _tail(self, replica: Replica, lines: int = 40) -> str:
@@ -308,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "up":
-        if (args.dir / STATE_FILE).exists() and any(r["pid"] for r in json.loads((args.dir / STATE_FILE).read_text())["replicas"]):
+        if (args.dir / STATE_FILE).exists() and any(
+            r["pid"] for r in json.loads((args.dir / STATE_FILE).read_text())["replicas"]
+        ):
             print(f"a cluster already runs from {args.dir}; stop it first: local-cluster down --dir {args.dir}", file=sys.stderr)
             return 1
         from gateway.config import load_config

@@ -48,9 +48,11 @@ def _subjects() -> list[tuple[str, Callable[[str], Callable[[], object]]]]:
     detectors = compile_detectors(SensitivityPolicy())
     subjects: list[tuple[str, Callable[[str], Callable[[], object]]]] = [("normalisation", lambda raw: lambda: normalize(raw))]
     for detector in detectors.detectors:
+
         def prepare(raw: str, detector: EntityDetector = detector) -> Callable[[], object]:
             text = normalize(raw)
             return lambda: detector.count(Scan(text))
+
         subjects.append((detector.name, prepare))
     return subjects
 
@@ -83,7 +85,7 @@ def realistic_us_per_kb() -> float:
 
 
 def render(rows: list[tuple[str, str, dict[int, float]]], realistic: float) -> str:
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     worst = max(r[2][SIZES[2]] for r in rows)
     verdict = "every detector is under" if worst <= CEILING_US_PER_KB else "SOME DETECTOR IS OVER"
@@ -101,7 +103,10 @@ def render(rows: list[tuple[str, str, dict[int, float]]], realistic: float) -> s
         "",
         "| detector | worst input | 1 KB (µs/KB) | 64 KB (µs/KB) | 1 MB (µs/KB) |",
         "|---|---|---:|---:|---:|",
-        *(f"| {name} | {unit} | {cost[SIZES[0]]:.1f} | {cost[SIZES[1]]:.1f} | {cost[SIZES[2]]:.1f} |" for name, unit, cost in rows),
+        *(
+            f"| {name} | {unit} | {cost[SIZES[0]]:.1f} | {cost[SIZES[1]]:.1f} | {cost[SIZES[2]]:.1f} |"
+            for name, unit, cost in rows
+        ),
         "",
         f"Ceiling {CEILING_US_PER_KB:.0f} µs/KB: {verdict} it (worst at 1 MB: {worst:.0f} µs/KB).",
         f"For comparison, all detectors together over 64 KB of ordinary prose with planted entities: {realistic:.1f} µs/KB.",

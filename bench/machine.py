@@ -171,7 +171,7 @@ class LoadWatch:
         while not self._stop.is_set():
             try:
                 total, top = others_cpu(os.getpid(), self.interval_s)
-            except Exception:  # noqa: BLE001 - a failed sample must not end the run
+            except Exception:
                 continue
             self.samples.append(round(total, 1))
             for name, pct in top:
@@ -203,7 +203,7 @@ def summarise_load(samples: list[float], top: dict[str, float]) -> dict[str, obj
     }
 
 
-def wait_for_quiet(timeout_s: float, window_s: float = 10.0, log=print) -> dict[str, object]:  # noqa: ANN001
+def wait_for_quiet(timeout_s: float, window_s: float = 10.0, log=print) -> dict[str, object]:
     """Sample windows of ``window_s`` until one is quiet (sampled every 2 s) or ``timeout_s`` passes.
     Returns the last window's summary (``quiet`` says which)."""
     deadline = time.monotonic() + timeout_s
@@ -217,6 +217,8 @@ def wait_for_quiet(timeout_s: float, window_s: float = 10.0, log=print) -> dict[
         summary = summarise_load(samples, top)
         if summary["quiet"] or time.monotonic() >= deadline:
             return summary
-        log(f"machine busy (others: median {summary['median_pct']}% of a core, p90 {summary['p90_pct']}%; "
+        log(
+            f"machine busy (others: median {summary['median_pct']}% of a core, p90 {summary['p90_pct']}%; "
             f"{', '.join(f'{n} {p:.0f}%' for n, p in summary['busiest']) or '-'}); waiting, "
-            f"{deadline - time.monotonic():.0f} s left")
+            f"{deadline - time.monotonic():.0f} s left"
+        )

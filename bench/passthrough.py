@@ -11,10 +11,10 @@ import aiohttp
 import uvicorn
 
 
-def make_app(upstream: str):  # noqa: ANN201 - an ASGI callable
+def make_app(upstream: str):
     session: list[aiohttp.ClientSession] = []
 
-    async def app(scope, receive, send) -> None:  # noqa: ANN001
+    async def app(scope, receive, send) -> None:
         if scope["type"] == "lifespan":
             while (message := await receive())["type"] != "lifespan.shutdown":
                 session.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
@@ -25,8 +25,9 @@ def make_app(upstream: str):  # noqa: ANN201 - an ASGI callable
         while more:
             message = await receive()
             body, more = body + message.get("body", b""), message.get("more_body", False)
-        async with session[0].request(scope["method"], upstream + scope["path"], data=body,
-                                      headers={"content-type": "application/json"}) as resp:
+        async with session[0].request(
+            scope["method"], upstream + scope["path"], data=body, headers={"content-type": "application/json"}
+        ) as resp:
             headers = [(b"content-type", resp.headers.get("content-type", "application/json").encode())]
             if "content-length" in resp.headers:  # a JSON answer: one read, one write
                 data = await resp.read()
@@ -46,5 +47,13 @@ if __name__ == "__main__":
     parser.add_argument("--upstream", required=True, help="http://127.0.0.1:PORT (no path)")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    uvicorn.run(make_app(args.upstream.rstrip("/")), host="127.0.0.1", port=args.port, loop="uvloop",
-                http="httptools", log_level="warning", access_log=False, lifespan="on")
+    uvicorn.run(
+        make_app(args.upstream.rstrip("/")),
+        host="127.0.0.1",
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )

@@ -116,8 +116,9 @@ def start_portkey(services: Services, run_dir: Path, nginx_base: str, stream_bas
     port = free_port()
     argv = [node, "--import", PRELOAD.as_uri(), str(server_js), f"--port={port}", "--headless"]
     # NODE_ENV=production: no UI routes either way; no Redis connection string: no cache backends.
-    service = services.add(Service("portkey", argv, log_dir=run_dir, cwd=PORTKEY_DIR,
-                                   env={"NODE_ENV": "production", "REDIS_CONNECTION_STRING": ""}))
+    service = services.add(
+        Service("portkey", argv, log_dir=run_dir, cwd=PORTKEY_DIR, env={"NODE_ENV": "production", "REDIS_CONNECTION_STRING": ""})
+    )
     service.env.pop("REDIS_CONNECTION_STRING", None)
     service.start(lambda: port_open(port), timeout=60)
     wrong = exposed(listening_addresses(service.pid))
@@ -125,12 +126,18 @@ def start_portkey(services: Services, run_dir: Path, nginx_base: str, stream_bas
         services.stop(service)
         raise RuntimeError(f"Portkey listened on {', '.join(wrong)}, not only on 127.0.0.1: stopped it")
     base = f"http://127.0.0.1:{port}/v1"
-    headers = {"authorization": f"Bearer {UPSTREAM_KEY}", "x-portkey-provider": "openai",
-               "x-portkey-custom-host": nginx_base}
-    return Target("portkey", f"{base}/chat/completions", f"{base}/embeddings", f"{base}/chat/completions",
-                  headers=headers, stream_extra_headers={"x-portkey-custom-host": stream_base}, service=service,
-                  min_warmup_s=WARMUP_S,
-                  note=f"@portkey-ai/gateway {portkey_version() or '?'} (@hono/node-server {_installed('@hono/node-server')}) "
-                       f"on Node {node_version(node).lstrip('v')}, --headless, one process; provider and upstream named "
-                       "per request in headers; bench/portkey_preload.mjs binds it to 127.0.0.1 and makes upstream "
-                       "headers mutable (a Portkey bug fails streams and embeddings otherwise)")
+    headers = {"authorization": f"Bearer {UPSTREAM_KEY}", "x-portkey-provider": "openai", "x-portkey-custom-host": nginx_base}
+    return Target(
+        "portkey",
+        f"{base}/chat/completions",
+        f"{base}/embeddings",
+        f"{base}/chat/completions",
+        headers=headers,
+        stream_extra_headers={"x-portkey-custom-host": stream_base},
+        service=service,
+        min_warmup_s=WARMUP_S,
+        note=f"@portkey-ai/gateway {portkey_version() or '?'} (@hono/node-server {_installed('@hono/node-server')}) "
+        f"on Node {node_version(node).lstrip('v')}, --headless, one process; provider and upstream named "
+        "per request in headers; bench/portkey_preload.mjs binds it to 127.0.0.1 and makes upstream "
+        "headers mutable (a Portkey bug fails streams and embeddings otherwise)",
+    )

@@ -44,8 +44,9 @@ def http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
 class Service:
     """One child server process in its own session (so its whole group can be killed)."""
 
-    def __init__(self, name: str, argv: Sequence[str], *, log_dir: Path, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+    def __init__(
+        self, name: str, argv: Sequence[str], *, log_dir: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_dir / f"{name}.log"
@@ -55,8 +56,9 @@ class Service:
 
     def start(self, ready: Callable[[], bool], timeout: float = 60.0) -> Service:
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd, start_new_session=True
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -151,7 +153,7 @@ class Services:
         for service in reversed(self._services):
             try:
                 service.stop()
-            except Exception as exc:  # noqa: BLE001 - keep stopping the others
+            except Exception as exc:
                 print(f"warning: stopping {service.name} failed: {exc}", file=sys.stderr)
         self._services.clear()
 

@@ -106,8 +106,11 @@ def summarise(raw: str, rate: int, duration_s: float) -> dict[str, Any]:
     if not total:
         raise RuntimeError("py-spy recorded no samples of the event-loop thread")
     pct = 100.0 / total
-    path_funcs = [(n, c) for n, c in inclusive.most_common()
-                  if any(f"({p}/" in n for p in ("gateway", "routing", "providers")) and "gateway/cli.py" not in n]
+    path_funcs = [
+        (n, c)
+        for n, c in inclusive.most_common()
+        if any(f"({p}/" in n for p in ("gateway", "routing", "providers")) and "gateway/cli.py" not in n
+    ]
     expected = rate * duration_s
     return {
         "samples": total,
@@ -123,8 +126,7 @@ def record(pid: int, duration_s: float, out: Path, rate: int = 200) -> str:
     exe = py_spy()
     if exe is None:
         raise RuntimeError("py-spy is not installed (pip install -e '.[dev]' or pip install py-spy)")
-    argv = [exe, "record", "-p", str(pid), "-d", str(int(duration_s)), "-r", str(rate), "-f", "raw", "-o", str(out),
-            "--threads"]
+    argv = [exe, "record", "-p", str(pid), "-d", str(int(duration_s)), "-r", str(rate), "-f", "raw", "-o", str(out), "--threads"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60)
     if proc.returncode != 0 or not out.exists():
         raise RuntimeError(f"py-spy failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-500:]}")
@@ -140,7 +142,7 @@ def profile_under_load(pid: int, load: Any, duration_s: float, name: str, rate: 
     def drive() -> None:
         try:
             load()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=drive, daemon=True)
@@ -202,8 +204,12 @@ def main() -> None:
         bench.wrk_run(target, target.chat_url, body, args.connections, 3)  # warm-up
         assert target.service is not None
         summary = profile_under_load(
-            target.service.pid, lambda: bench.wrk_run(target, target.chat_url, body, args.connections, args.duration + 3),
-            args.duration, args.target, args.rate)
+            target.service.pid,
+            lambda: bench.wrk_run(target, target.chat_url, body, args.connections, args.duration + 3),
+            args.duration,
+            args.target,
+            args.rate,
+        )
         print_summary(summary)
     finally:
         services.stop_all()

@@ -112,15 +112,23 @@ def start_slowed_switchyard(services: Services, run_dir: Path, nginx: str, extra
     inject.mkdir(exist_ok=True)
     (inject / "sitecustomize.py").write_text(_SLOWDOWN_SITECUSTOMIZE)
     root = Path(__file__).resolve().parent.parent
-    return start_switchyard(services, run_dir, nginx, nginx, label="slowed",
-                            env={"PYTHONPATH": f"{inject}{os.pathsep}{root}", "BENCH_EXTRA_CPU_US": f"{extra_cpu_us:.1f}"})
+    return start_switchyard(
+        services,
+        run_dir,
+        nginx,
+        nginx,
+        label="slowed",
+        env={"PYTHONPATH": f"{inject}{os.pathsep}{root}", "BENCH_EXTRA_CPU_US": f"{extra_cpu_us:.1f}"},
+    )
 
 
 def _measure(bench: Bench, passthrough: Target, switchyard: Target, rounds: int, duration_s: float) -> Attempt:
     attempt = Attempt()
     for _ in range(rounds):
-        for target, rps, cpu in ((passthrough, attempt.passthrough_rps, attempt.passthrough_cpu_us),
-                                 (switchyard, attempt.switchyard_rps, attempt.switchyard_cpu_us)):
+        for target, rps, cpu in (
+            (passthrough, attempt.passthrough_rps, attempt.passthrough_cpu_us),
+            (switchyard, attempt.switchyard_rps, attempt.switchyard_cpu_us),
+        ):
             res = bench.wrk_run(target, target.chat_url, bench.chat_body(target), 50, duration_s)
             attempt.errors += res["errors"]
             rps.append(res["rps"])
@@ -129,8 +137,14 @@ def _measure(bench: Bench, passthrough: Target, switchyard: Target, rounds: int,
     return attempt
 
 
-def check(rounds: int = 3, duration_s: float = 2.0, threshold: float = DEFAULT_THRESHOLD, retry: bool = True,
-          log=print, slowdown: float = 1.0) -> Verdict:  # noqa: ANN001
+def check(
+    rounds: int = 3,
+    duration_s: float = 2.0,
+    threshold: float = DEFAULT_THRESHOLD,
+    retry: bool = True,
+    log=print,
+    slowdown: float = 1.0,
+) -> Verdict:
     """Measure and judge; ``slowdown`` > 1 measures a Switchyard whose requests each cost that many
     times the CPU (:func:`start_slowed_switchyard`), to check that the check catches it."""
     tools = ensure_tools(("wrk", "nginx"))
@@ -163,10 +177,12 @@ def check(rounds: int = 3, duration_s: float = 2.0, threshold: float = DEFAULT_T
     errors = sum(a.errors for a in attempts)
     passed = best.ratio >= threshold and errors == 0
     cpu = f", CPU/request ratio {best.cpu_ratio:.3f}" if best.cpu_ratio is not None else ""
-    message = (("(Switchyard slowed down {:g}x) ".format(slowdown) if slowdown > 1 else "")
-               + f"Switchyard {max(best.switchyard_rps):,.0f} req/s vs bare pass-through {max(best.passthrough_rps):,.0f} "
-               f"req/s = {best.ratio:.3f} (threshold {threshold}){cpu}; errors {errors}; "
-               f"{len(attempts)} attempt(s)")
+    message = (
+        (f"(Switchyard slowed down {slowdown:g}x) " if slowdown > 1 else "")
+        + f"Switchyard {max(best.switchyard_rps):,.0f} req/s vs bare pass-through {max(best.passthrough_rps):,.0f} "
+        f"req/s = {best.ratio:.3f} (threshold {threshold}){cpu}; errors {errors}; "
+        f"{len(attempts)} attempt(s)"
+    )
     return Verdict(passed, threshold, attempts, message)
 
 
@@ -177,12 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--no-retry", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the attempts as JSON too")
-    parser.add_argument("--slowdown", type=float, default=1.0,
-                        help="make each Switchyard request cost this many times its CPU: check the check")
+    parser.add_argument(
+        "--slowdown", type=float, default=1.0, help="make each Switchyard request cost this many times its CPU: check the check"
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
-    verdict = check(args.rounds, args.duration, args.threshold, retry=not args.no_retry,
-                    log=lambda m: print(m, file=sys.stderr), slowdown=args.slowdown)
+    verdict = check(
+        args.rounds,
+        args.duration,
+        args.threshold,
+        retry=not args.no_retry,
+        log=lambda m: print(m, file=sys.stderr),
+        slowdown=args.slowdown,
+    )
     if args.json:
         print(json.dumps([asdict(a) | {"ratio": a.ratio, "cpu_ratio": a.cpu_ratio} for a in verdict.attempts], indent=1))
     print(("PASS: " if verdict.passed else "FAIL: ") + verdict.message + f" ({time.monotonic() - started:.0f} s)")

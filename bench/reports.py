@@ -56,14 +56,38 @@ PROJECT = "checkout"  # the biggest seeded project: its pages read the most roll
 CONFIG: dict[str, Any] = {
     "server": {"master_key": MASTER},
     "deployments": [
-        {"name": "llama-3.1-8b", "provider": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "model": "llama",
-         "locality": "self_hosted", "pricing": {"gpu_hour_usd": 2.5, "tokens_per_second": 2500}},
-        {"name": "qwen-coder-32b", "provider": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "model": "qwen",
-         "locality": "self_hosted", "pricing": {"gpu_hour_usd": 4.0, "tokens_per_second": 1500}},
-        {"name": "gpt-4o-mini", "provider": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "model": "gpt-4o-mini",
-         "locality": "hosted", "pricing": {"input_per_mtok": 0.15, "cached_input_per_mtok": 0.075, "output_per_mtok": 0.6}},
-        {"name": "claude-sonnet", "provider": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "model": "claude-sonnet",
-         "locality": "hosted", "pricing": {"input_per_mtok": 3, "cached_input_per_mtok": 0.3, "output_per_mtok": 15}},
+        {
+            "name": "llama-3.1-8b",
+            "provider": "openai_compatible",
+            "base_url": "http://127.0.0.1:9/v1",
+            "model": "llama",
+            "locality": "self_hosted",
+            "pricing": {"gpu_hour_usd": 2.5, "tokens_per_second": 2500},
+        },
+        {
+            "name": "qwen-coder-32b",
+            "provider": "openai_compatible",
+            "base_url": "http://127.0.0.1:9/v1",
+            "model": "qwen",
+            "locality": "self_hosted",
+            "pricing": {"gpu_hour_usd": 4.0, "tokens_per_second": 1500},
+        },
+        {
+            "name": "gpt-4o-mini",
+            "provider": "openai_compatible",
+            "base_url": "http://127.0.0.1:9/v1",
+            "model": "gpt-4o-mini",
+            "locality": "hosted",
+            "pricing": {"input_per_mtok": 0.15, "cached_input_per_mtok": 0.075, "output_per_mtok": 0.6},
+        },
+        {
+            "name": "claude-sonnet",
+            "provider": "openai_compatible",
+            "base_url": "http://127.0.0.1:9/v1",
+            "model": "claude-sonnet",
+            "locality": "hosted",
+            "pricing": {"input_per_mtok": 3, "cached_input_per_mtok": 0.3, "output_per_mtok": 15},
+        },
     ],
     "routes": [{"name": "auto", "candidates": ["llama-3.1-8b", "qwen-coder-32b", "gpt-4o-mini", "claude-sonnet"]}],
     "projects": [],
@@ -115,10 +139,14 @@ def routes(since: str, until: str, last30: str, whole: str) -> list[tuple[str, s
         ("api", "daily by project", f"/admin/reports/daily?{month}&group_by=project"),
         ("api", "daily by project, CSV", f"/admin/reports/daily?{month}&group_by=project&format=csv"),
     ]
-    out += [("api", f"project daily by {g}", f"{p}/daily?{month}&group_by={g}")
-            for g in ("deployment", "model", "task", "sensitivity", "key", "user", "tag")]
-    out += [("api", f"project breakdown by {g}", f"{p}/breakdown?{month}&group_by={g}")
-            for g in ("model", "deployment", "key", "task", "sensitivity", "user", "tag", "project_tag")]
+    out += [
+        ("api", f"project daily by {g}", f"{p}/daily?{month}&group_by={g}")
+        for g in ("deployment", "model", "task", "sensitivity", "key", "user", "tag")
+    ]
+    out += [
+        ("api", f"project breakdown by {g}", f"{p}/breakdown?{month}&group_by={g}")
+        for g in ("model", "deployment", "key", "task", "sensitivity", "user", "tag", "project_tag")
+    ]
     out += [
         ("api", "/admin/usage, this month", f"/admin/usage?{month}"),
         ("api", "/admin/usage by day and project", f"/admin/usage?{month}&group_by=day,project"),
@@ -140,9 +168,27 @@ def seed(config_path: Path, rows: int, days: int, projects: int) -> tuple[float,
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "dev", "seed-ledger", "--config", str(config_path), "--rows", str(rows),
-         "--days", str(days), "--projects", str(projects), "--quiet"],
-        cwd=ROOT, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "dev",
+            "seed-ledger",
+            "--config",
+            str(config_path),
+            "--rows",
+            str(rows),
+            "--days",
+            str(days),
+            "--projects",
+            str(projects),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -161,12 +207,15 @@ def login(client: httpx.Client, key: str) -> None:
 def measure(base: str, repeat: int, days: int, run: Run, log_dir: Path) -> None:
     today = datetime.now(UTC).date()
     first = today.replace(day=1)
-    last = (first.replace(year=first.year + 1, month=1) if first.month == 12 else first.replace(month=first.month + 1)) - timedelta(days=1)
+    last = (
+        first.replace(year=first.year + 1, month=1) if first.month == 12 else first.replace(month=first.month + 1)
+    ) - timedelta(days=1)
     last30 = f"since={(today - timedelta(days=29)).isoformat()}&until={today.isoformat()}"
     whole = f"since={(today - timedelta(days=days)).isoformat()}&until={today.isoformat()}"
     master = {"authorization": f"Bearer {MASTER}"}
-    made = httpx.post(f"{base}/admin/keys", headers=master, timeout=30,
-                      json={"project": PROJECT, "name": "bench-finance", "role": "finance"}).json()
+    made = httpx.post(
+        f"{base}/admin/keys", headers=master, timeout=30, json={"project": PROJECT, "name": "bench-finance", "role": "finance"}
+    ).json()
     finance = {"authorization": f"Bearer {made['key']}"}
     with httpx.Client(base_url=base, timeout=60) as dashboard, httpx.Client(base_url=base, headers=finance, timeout=60) as api:
         login(dashboard, made["key"])
@@ -182,7 +231,9 @@ def measure(base: str, repeat: int, days: int, run: Run, log_dir: Path) -> None:
             if call.status != 200:
                 raise RuntimeError(f"{path} answered {call.status}; see {log_dir}")
             run.calls.append(call)
-            print(f"  {call.name:48s} median {call.median:6.1f} ms  worst {call.worst:6.1f} ms  {call.size:>9,} bytes", flush=True)
+            print(
+                f"  {call.name:48s} median {call.median:6.1f} ms  worst {call.worst:6.1f} ms  {call.size:>9,} bytes", flush=True
+            )
 
 
 async def rollup_sizes(url: str) -> dict[str, int]:
@@ -193,8 +244,10 @@ async def rollup_sizes(url: str) -> dict[str, int]:
     db = Database(url)
     try:
         async with db.engine.connect() as conn:
-            return {t: int((await conn.execute(text(f"SELECT COUNT(*) FROM {t}"))).scalar_one())
-                    for t in ("usage_records", "usage_daily", "usage_project_daily", "usage_daily_attribution")}
+            return {
+                t: int((await conn.execute(text(f"SELECT COUNT(*) FROM {t}"))).scalar_one())
+                for t in ("usage_records", "usage_daily", "usage_project_daily", "usage_daily_attribution")
+            }
     finally:
         await db.aclose()
 
@@ -230,13 +283,30 @@ async def bench_backend(backend: str, args: argparse.Namespace, workdir: Path) -
         config_path = workdir / f"{backend}.yaml"
         config_path.write_text(yaml.safe_dump({**CONFIG, "database_url": url, "ledger": {"spool_dir": str(workdir / "spool")}}))
         print(f"{backend}: seeding {args.rows:,} rows ...", flush=True)
-        run.seed_wall_s, run.seed_cpu_s, run.seed_output = await asyncio.to_thread(seed, config_path, args.rows, args.days, args.projects)
+        run.seed_wall_s, run.seed_cpu_s, run.seed_output = await asyncio.to_thread(
+            seed, config_path, args.rows, args.days, args.projects
+        )
         print(f"  {run.seed_output} (wall {run.seed_wall_s:.1f} s, CPU {run.seed_cpu_s:.1f} s)", flush=True)
         run.rollup_rows = await rollup_sizes(url)
         port = free_port()
-        gateway = Service(f"gateway-{backend}", [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path),
-                                                "--port", str(port), "--log-level", "warning"],
-                          log_dir=workdir, env={"PYTHONPATH": str(ROOT)}, cwd=workdir)
+        gateway = Service(
+            f"gateway-{backend}",
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "serve",
+                "--config",
+                str(config_path),
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            log_dir=workdir,
+            env={"PYTHONPATH": str(ROOT)},
+            cwd=workdir,
+        )
         base = f"http://127.0.0.1:{port}"
         await asyncio.to_thread(gateway.start, lambda: http_ok(f"{base}/healthz"), 120)
         try:
@@ -269,14 +339,26 @@ def render(runs: list[Run], meta: dict[str, Any]) -> str:
         "",
         "| | " + " | ".join(r.backend for r in runs) + " |",
         "|---|" + "---|" * len(runs),
-        "| seed: wall clock | " + " | ".join(f"{r.seed_wall_s:.1f} s" + (" ✅" if r.backend != "sqlite" or r.seed_wall_s <= SEED_TARGET_S else " ❌")
-                                        for r in runs) + " |",
+        "| seed: wall clock | "
+        + " | ".join(
+            f"{r.seed_wall_s:.1f} s" + (" ✅" if r.backend != "sqlite" or r.seed_wall_s <= SEED_TARGET_S else " ❌") for r in runs
+        )
+        + " |",
         "| seed: CPU of the seeding process | " + " | ".join(f"{r.seed_cpu_s:.1f} s" for r in runs) + " |",
         "| ledger rows | " + " | ".join(f"{r.rollup_rows.get('usage_records', 0):,}" for r in runs) + " |",
         "| `usage_daily` rollup rows | " + " | ".join(f"{r.rollup_rows.get('usage_daily', 0):,}" for r in runs) + " |",
-        "| `usage_daily_attribution` rollup rows | " + " | ".join(f"{r.rollup_rows.get('usage_daily_attribution', 0):,}" for r in runs) + " |",
-        *(["| `usage_project_daily` rollup rows | " + " | ".join(f"{r.rollup_rows['usage_project_daily']:,}" for r in runs) + " |"]
-          if all("usage_project_daily" in r.rollup_rows for r in runs) else []),
+        "| `usage_daily_attribution` rollup rows | "
+        + " | ".join(f"{r.rollup_rows.get('usage_daily_attribution', 0):,}" for r in runs)
+        + " |",
+        *(
+            [
+                "| `usage_project_daily` rollup rows | "
+                + " | ".join(f"{r.rollup_rows['usage_project_daily']:,}" for r in runs)
+                + " |"
+            ]
+            if all("usage_project_daily" in r.rollup_rows for r in runs)
+            else []
+        ),
         "",
         "Median and slowest of the timed calls, in milliseconds (✅ slowest under 300 ms):",
         "",
@@ -301,14 +383,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--projects", type=int, default=12)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--postgres", default=os.environ.get("SWITCHYARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"),
-                        help="an admin DSN: the run creates a database of its own there and drops it afterwards")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("SWITCHYARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="an admin DSN: the run creates a database of its own there and drops it afterwards",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     meta = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu_model(), "cores": os.cpu_count(), "os": os_name(),
-        "revision": git_revision(ROOT), "repeat": args.repeat, "load_start": round(os.getloadavg()[0], 2),
-        "projects": args.projects, "days": args.days,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "os": os_name(),
+        "revision": git_revision(ROOT),
+        "repeat": args.repeat,
+        "load_start": round(os.getloadavg()[0], 2),
+        "projects": args.projects,
+        "days": args.days,
     }
     workdir = Path(tempfile.mkdtemp(prefix="switchyard-reports-bench-"))
     try:

@@ -73,19 +73,50 @@ def realistic_text(size: int, seed: int = 7) -> str:
 def bench_router() -> Router:
     deployments = [
         DeploymentProfile("local-small", "llamacpp", "smollm2", "self_hosted", frozenset({"chat", "completions"}), 8192, 1),
-        DeploymentProfile("vllm-8b", "openai_compatible", "llama-8b", "self_hosted",
-                          frozenset({"chat", "completions", "tools", "json_schema"}), 131072, 3, Prices(0.28, 0.28), 400),
-        DeploymentProfile("gpt-4o-mini", "litellm", "openai/gpt-4o-mini", "hosted",
-                          frozenset({"chat", "tools", "vision", "json_schema"}), 128000, 4, Prices(0.15, 0.6), 600),
-        DeploymentProfile("claude-haiku", "litellm", "anthropic/claude-3-5-haiku", "hosted",
-                          frozenset({"chat", "tools", "vision"}), 200000, 4, Prices(0.8, 4.0), 700),
+        DeploymentProfile(
+            "vllm-8b",
+            "openai_compatible",
+            "llama-8b",
+            "self_hosted",
+            frozenset({"chat", "completions", "tools", "json_schema"}),
+            131072,
+            3,
+            Prices(0.28, 0.28),
+            400,
+        ),
+        DeploymentProfile(
+            "gpt-4o-mini",
+            "litellm",
+            "openai/gpt-4o-mini",
+            "hosted",
+            frozenset({"chat", "tools", "vision", "json_schema"}),
+            128000,
+            4,
+            Prices(0.15, 0.6),
+            600,
+        ),
+        DeploymentProfile(
+            "claude-haiku",
+            "litellm",
+            "anthropic/claude-3-5-haiku",
+            "hosted",
+            frozenset({"chat", "tools", "vision"}),
+            200000,
+            4,
+            Prices(0.8, 4.0),
+            700,
+        ),
     ]
     route = Route(
         name="auto",
         objective="cheapest",
         candidates=[d.name for d in deployments],
         rules=[
-            Rule(name="keep-private-data-home", when={"sensitivity": ["confidential", "restricted"]}, allow={"locality": ["self_hosted"]}),
+            Rule(
+                name="keep-private-data-home",
+                when={"sensitivity": ["confidential", "restricted"]},
+                allow={"locality": ["self_hosted"]},
+            ),
             Rule(name="code-to-coder", when={"task": ["code"]}, prefer=["vllm-8b"]),
         ],
     )
@@ -97,14 +128,18 @@ def bench_request(size_kb: int, tag: int | None = None, history: list[dict] | No
     text = realistic_text(size_kb * 1024)
     if tag is not None:
         text = f"[{tag}] {text}"
-    return RoutingRequest("auto", "chat", {
-        "messages": [
-            {"role": "system", "content": "You are a careful assistant for the platform team."},
-            *(history or []),
-            {"role": "user", "content": text},
-        ],
-        "max_tokens": 512,
-    })
+    return RoutingRequest(
+        "auto",
+        "chat",
+        {
+            "messages": [
+                {"role": "system", "content": "You are a careful assistant for the platform team."},
+                *(history or []),
+                {"role": "user", "content": text},
+            ],
+            "max_tokens": 512,
+        },
+    )
 
 
 def history() -> list[dict]:
@@ -190,7 +225,7 @@ def run(quick: bool = False) -> str:
     cold = _rows(router, samples, "cold")
     repeat = _rows(router, samples, "repeat")
     turn = _rows(router, samples, "new turn")
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     p99_4kb = next(r[3] for r in cold if r[0] == 4)
     per_kb_beyond = (cold[-1][2] - next(r[2] for r in cold if r[0] == 4)) * 1000 / (SIZES_KB[-1] - 4)
     sample = router.plan(bench_request(4), HEALTH)

@@ -32,8 +32,16 @@ def parse(markdown: str) -> dict[str, Any]:
         match = _ROW.match(line)
         if match:
             size, n, p50, p99, best, per_kb = match.groups()
-            rows.append({"kb": int(size), "samples": int(n), "p50_ms": float(p50), "p99_ms": float(p99),
-                         "p99_best_ms": float(best), "p50_us_per_kb": float(per_kb)})
+            rows.append(
+                {
+                    "kb": int(size),
+                    "samples": int(n),
+                    "p50_ms": float(p50),
+                    "p99_ms": float(p99),
+                    "p99_best_ms": float(best),
+                    "p50_us_per_kb": float(per_kb),
+                }
+            )
         elif rows:
             break  # the first table only
     if not rows:
@@ -41,8 +49,12 @@ def parse(markdown: str) -> dict[str, Any]:
     by_kb = {r["kb"]: r for r in rows}
     four = by_kb.get(4)
     largest = max(rows, key=lambda r: r["kb"])
-    out: dict[str, Any] = {"table": section or "one table", "rows": rows,
-                           "p99_ms_at_4kb": four["p99_ms"] if four else None, "us_per_kb_beyond_4kb": None}
+    out: dict[str, Any] = {
+        "table": section or "one table",
+        "rows": rows,
+        "p99_ms_at_4kb": four["p99_ms"] if four else None,
+        "us_per_kb_beyond_4kb": None,
+    }
     if four and largest["kb"] > 4:
         out["us_per_kb_beyond_4kb"] = round((largest["p50_ms"] - four["p50_ms"]) * 1000 / (largest["kb"] - 4), 2)
         out["largest_kb"] = largest["kb"]

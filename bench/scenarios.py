@@ -71,22 +71,37 @@ class Bench:
         return path
 
     def chat_body(self, target: Target, content: str = QUESTION) -> Path:
-        return self.body_file(f"chat-{target.name}-{len(content)}".replace(" ", "_"), {
-            "model": target.chat_model,
-            "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": content}],
-            "max_tokens": 64,
-            "temperature": 0.2,
-        })
+        return self.body_file(
+            f"chat-{target.name}-{len(content)}".replace(" ", "_"),
+            {
+                "model": target.chat_model,
+                "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": content}],
+                "max_tokens": 64,
+                "temperature": 0.2,
+            },
+        )
 
     def embed_body(self, target: Target) -> Path:
         return self.body_file(f"embed-{target.name}".replace(" ", "_"), {"model": target.embed_model, "input": EMBED_INPUT})
 
     def wrk_run(self, target: Target, url: str, body: Path, connections: int, duration_s: float | None = None) -> dict[str, Any]:
         cpu0 = target.service.cpu_seconds() if target.service else 0.0
-        result: WrkResult = run_wrk(self.wrk, url, body, headers=target.headers, connections=connections,
-                                    duration_s=duration_s or self.plan.duration_s, script_dir=self.run_dir)
-        out: dict[str, Any] = {**result.as_dict(), "p90_ms": result.p90_ms, "max_ms": result.max_ms,
-                               "duration_s": round(result.duration_s, 2), "load1": round(os.getloadavg()[0], 2)}
+        result: WrkResult = run_wrk(
+            self.wrk,
+            url,
+            body,
+            headers=target.headers,
+            connections=connections,
+            duration_s=duration_s or self.plan.duration_s,
+            script_dir=self.run_dir,
+        )
+        out: dict[str, Any] = {
+            **result.as_dict(),
+            "p90_ms": result.p90_ms,
+            "max_ms": result.max_ms,
+            "duration_s": round(result.duration_s, 2),
+            "load1": round(os.getloadavg()[0], 2),
+        }
         if target.service and result.requests:
             out["cpu_us_per_req"] = round((target.service.cpu_seconds() - cpu0) / result.requests * 1e6, 1)
         return out
@@ -101,19 +116,30 @@ class Bench:
         scenarios of that kind (with the reason in the report) instead of filling them with errors."""
         skipped: dict[str, dict[str, str]] = self.results.setdefault("skipped", {})
         for target in self.targets:
-            for kind, url, body in (("chat", target.chat_url, self.chat_body(target)),
-                                    ("embed", target.embed_url, self.embed_body(target))):
-                req = urllib.request.Request(url, data=body.read_bytes(), method="POST",
-                                             headers={"content-type": "application/json", **target.headers})
+            for kind, url, body in (
+                ("chat", target.chat_url, self.chat_body(target)),
+                ("embed", target.embed_url, self.embed_body(target)),
+            ):
+                req = urllib.request.Request(
+                    url, data=body.read_bytes(), method="POST", headers={"content-type": "application/json", **target.headers}
+                )
                 try:
                     with urllib.request.urlopen(req, timeout=30) as resp:
                         resp.read()
-                except Exception as exc:  # noqa: BLE001 - any failure means: not comparable here
+                except Exception as exc:
                     detail = exc.read()[:200].decode(errors="replace") if hasattr(exc, "read") else ""
                     skipped.setdefault(target.name, {})[kind] = f"{type(exc).__name__}: {exc} {detail}".strip()[:300]
-            stats = asyncio.run(run_streams(target.stream_url, model=target.stream_model, headers=target.stream_headers,
-                                            count=1, concurrency=1, expect_tokens=self.plan.stream_tokens,
-                                            interval_ms=self.plan.stream_interval_ms))
+            stats = asyncio.run(
+                run_streams(
+                    target.stream_url,
+                    model=target.stream_model,
+                    headers=target.stream_headers,
+                    count=1,
+                    concurrency=1,
+                    expect_tokens=self.plan.stream_tokens,
+                    interval_ms=self.plan.stream_interval_ms,
+                )
+            )
             if stats.errors or not stats.completed:
                 skipped.setdefault(target.name, {})["stream"] = (stats.error_samples or ["no complete stream"])[0][:300]
         for name, kinds in skipped.items():
@@ -128,7 +154,7 @@ class Bench:
             for target in targets:
                 try:
                     res = run(target)
-                except Exception as exc:  # noqa: BLE001 - one failing target must not end the run
+                except Exception as exc:
                     res = {"failed": f"{type(exc).__name__}: {exc}"[:300]}
                 section.setdefault(target.name, {"runs": []})["runs"].append(res)
                 self.log(f"  [{key} r{r + 1}] {target.name:<28} {_short(res)}")
@@ -144,7 +170,7 @@ class Bench:
                     self.wrk_run(target, target.chat_url, self.chat_body(target), 50, seconds)
                 if target in self.usable([target], "embed"):
                     self.wrk_run(target, target.embed_url, self.embed_body(target), 10, 1)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.log(f"  warm-up of {target.name} failed: {exc}")
 
     def chat_throughput(self) -> None:
@@ -166,50 +192,89 @@ class Bench:
     def big_prompt(self) -> None:
         self.log("64 KB prompt (routing classification cost), 1 and 10 connections")
         prompt = big_prompt_text(64 * 1024)
-        self.rounds("prompt64_1", self.core, lambda t: self.wrk_run(t, t.chat_url, self.chat_body(t, prompt), 1,
-                                                                       max(2.0, self.plan.duration_s * 0.6)), 1)
-        self.rounds("prompt64_10", self.core, lambda t: self.wrk_run(t, t.chat_url, self.chat_body(t, prompt), 10,
-                                                                       max(3.0, self.plan.duration_s * 0.8)), 1)
+        self.rounds(
+            "prompt64_1",
+            self.core,
+            lambda t: self.wrk_run(t, t.chat_url, self.chat_body(t, prompt), 1, max(2.0, self.plan.duration_s * 0.6)),
+            1,
+        )
+        self.rounds(
+            "prompt64_10",
+            self.core,
+            lambda t: self.wrk_run(t, t.chat_url, self.chat_body(t, prompt), 10, max(3.0, self.plan.duration_s * 0.8)),
+            1,
+        )
         self.results["classification"] = classification_cost(self.run_dir, prompt)
 
     def _configure_stream_upstream(self, tokens: int, interval_ms: float, first_token_ms: float) -> None:
         body = json.dumps({"tokens": tokens, "interval_ms": interval_ms, "first_token_ms": first_token_ms}).encode()
-        req = urllib.request.Request(self.stream_upstream.removesuffix("/v1") + "/_config", data=body,
-                                     method="POST", headers={"content-type": "application/json"})
+        req = urllib.request.Request(
+            self.stream_upstream.removesuffix("/v1") + "/_config",
+            data=body,
+            method="POST",
+            headers={"content-type": "application/json"},
+        )
         urllib.request.urlopen(req, timeout=5).read()
 
     def _stream_upstream_stats(self, reset: bool = False) -> dict[str, Any]:
         url = self.stream_upstream.removesuffix("/v1") + "/_stats"
-        req = urllib.request.Request(url, data=b'{"reset": true}' if reset else None, method="POST" if reset else "GET",
-                                     headers={"content-type": "application/json"})
+        req = urllib.request.Request(
+            url,
+            data=b'{"reset": true}' if reset else None,
+            method="POST" if reset else "GET",
+            headers={"content-type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=5) as resp:
             return json.loads(resp.read())
 
     def stream_200(self) -> None:
         p = self.plan
-        self.log(f"stream of {p.stream_tokens} tokens every {p.stream_interval_ms} ms, first token after "
-                 f"{p.first_token_ms} ms; {p.stream_count} streams, {p.stream_concurrency} at a time")
+        self.log(
+            f"stream of {p.stream_tokens} tokens every {p.stream_interval_ms} ms, first token after "
+            f"{p.first_token_ms} ms; {p.stream_count} streams, {p.stream_concurrency} at a time"
+        )
         self._configure_stream_upstream(p.stream_tokens, p.stream_interval_ms, p.first_token_ms)
         section = self.results.setdefault("stream", {})
         streaming = self.usable(self.targets, "stream")
         for target in streaming:
-            stats = asyncio.run(run_streams(target.stream_url, model=target.stream_model, headers=target.stream_headers,
-                                            count=p.stream_count, concurrency=p.stream_concurrency,
-                                            expect_tokens=p.stream_tokens, interval_ms=p.stream_interval_ms))
+            stats = asyncio.run(
+                run_streams(
+                    target.stream_url,
+                    model=target.stream_model,
+                    headers=target.stream_headers,
+                    count=p.stream_count,
+                    concurrency=p.stream_concurrency,
+                    expect_tokens=p.stream_tokens,
+                    interval_ms=p.stream_interval_ms,
+                )
+            )
             section[target.name] = _stream_summary(stats)
             self.log(f"  [stream] {target.name:<28} {_short(section[target.name])}")
         # Time to first token with nothing else in flight: the gateway's own overhead, no queueing.
         # Short streams (TTFT does not depend on the length), one at a time.
         self._configure_stream_upstream(20, p.stream_interval_ms, p.first_token_ms)
         for target in streaming:
-            stats = asyncio.run(run_streams(target.stream_url, model=target.stream_model, headers=target.stream_headers,
-                                            count=p.stream_solo_count, concurrency=1, expect_tokens=20,
-                                            interval_ms=p.stream_interval_ms))
-            section[target.name].update({"ttft1_p50_ms": round(percentile(stats.ttft_ms, 50), 3),
-                                         "ttft1_p99_ms": round(percentile(stats.ttft_ms, 99), 3),
-                                         "solo_errors": stats.errors})
-            self.log(f"  [stream solo] {target.name:<23} ttft_p50_ms={section[target.name]['ttft1_p50_ms']} "
-                     f"errors={stats.errors}")
+            stats = asyncio.run(
+                run_streams(
+                    target.stream_url,
+                    model=target.stream_model,
+                    headers=target.stream_headers,
+                    count=p.stream_solo_count,
+                    concurrency=1,
+                    expect_tokens=20,
+                    interval_ms=p.stream_interval_ms,
+                )
+            )
+            section[target.name].update(
+                {
+                    "ttft1_p50_ms": round(percentile(stats.ttft_ms, 50), 3),
+                    "ttft1_p99_ms": round(percentile(stats.ttft_ms, 99), 3),
+                    "solo_errors": stats.errors,
+                }
+            )
+            self.log(
+                f"  [stream solo] {target.name:<23} ttft_p50_ms={section[target.name]['ttft1_p50_ms']} errors={stats.errors}"
+            )
 
     def many_streams(self) -> None:
         p = self.plan
@@ -220,10 +285,18 @@ class Bench:
         for target in self.usable(self.targets, "stream"):
             self._stream_upstream_stats(reset=True)
             log_offset = _log_size(target)
-            stats = asyncio.run(run_streams(target.stream_url, model=target.stream_model, headers=target.stream_headers,
-                                            count=p.many_streams, concurrency=p.many_streams,
-                                            expect_tokens=p.many_tokens, interval_ms=p.many_interval_ms,
-                                            timeout_s=max(60.0, hold_s * 8)))
+            stats = asyncio.run(
+                run_streams(
+                    target.stream_url,
+                    model=target.stream_model,
+                    headers=target.stream_headers,
+                    count=p.many_streams,
+                    concurrency=p.many_streams,
+                    expect_tokens=p.many_tokens,
+                    interval_ms=p.many_interval_ms,
+                    timeout_s=max(60.0, hold_s * 8),
+                )
+            )
             upstream = self._stream_upstream_stats()
             summary = _stream_summary(stats)
             summary["upstream_peak_open"] = upstream["peak"]
@@ -302,7 +375,7 @@ class Bench:
         self.log(f"--workers {n}: small chat, 50 connections, against {single.name if single else '-'}")
         try:
             target = start(n)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.results["workers"] = {"workers": n, "failed": str(exc).strip()[:400]}
             self.log(f"  [workers {n}] failed: {exc}")
             return
@@ -314,10 +387,17 @@ class Bench:
                     base.append(self.wrk_run(single, single.chat_url, self.chat_body(single), 50))
                 runs.append(self.wrk_run(target, target.chat_url, self.chat_body(target), 50))
             self.results["workers"] = {
-                "workers": n, "variant": single.name if single else target.name, "runs": runs, **_medians(runs),
+                "workers": n,
+                "variant": single.name if single else target.name,
+                "runs": runs,
+                **_medians(runs),
                 "rss_mb": round(target.service.rss_bytes() / 2**20, 1) if target.service else None,
-                "single": {**_medians(base), "rss_mb": round(single.service.rss_bytes() / 2**20, 1)
-                           if single and single.service else None} if base else None,
+                "single": {
+                    **_medians(base),
+                    "rss_mb": round(single.service.rss_bytes() / 2**20, 1) if single and single.service else None,
+                }
+                if base
+                else None,
             }
             self.log(f"  [workers {n}] {_short(self.results['workers'])}")
         finally:
@@ -388,8 +468,24 @@ def _stream_summary(stats: StreamStats) -> dict[str, Any]:
 
 
 def _short(res: dict[str, Any]) -> str:
-    keys = ("failed", "rps", "p50_ms", "p99_ms", "errors", "cpu_us_per_req", "ttft_p50_ms", "gap_p50_ms", "burst_pct",
-            "completed", "peak_open", "upstream_peak_open", "rss_before_mb", "rss_after_mb", "growth_pct", "load1")
+    keys = (
+        "failed",
+        "rps",
+        "p50_ms",
+        "p99_ms",
+        "errors",
+        "cpu_us_per_req",
+        "ttft_p50_ms",
+        "gap_p50_ms",
+        "burst_pct",
+        "completed",
+        "peak_open",
+        "upstream_peak_open",
+        "rss_before_mb",
+        "rss_after_mb",
+        "growth_pct",
+        "load1",
+    )
     return " ".join(f"{k}={res[k]}" for k in keys if k in res and res[k] is not None)
 
 
@@ -430,21 +526,32 @@ def classification_cost(run_dir: Path, prompt: str) -> dict[str, Any]:
         router, _ = compile_policy(config)
         out: dict[str, Any] = {}
         for label, content in (("small", QUESTION), ("64k", prompt)):
-            raw = orjson.dumps({"model": "auto", "messages": [{"role": "system", "content": SYSTEM},
-                                                               {"role": "user", "content": content}], "max_tokens": 64})
+            raw = orjson.dumps(
+                {
+                    "model": "auto",
+                    "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": content}],
+                    "max_tokens": 64,
+                }
+            )
             n = 2000 if label == "small" else 200
             parse, plan = [], []
             for _ in range(n):
                 t0 = time.perf_counter()
                 body = orjson.loads(raw)
                 t1 = time.perf_counter()
-                router.plan(RoutingRequest(model="auto", endpoint="chat", body=body, project="bench",
-                                           project_floor=Sensitivity.PUBLIC), {})
+                router.plan(
+                    RoutingRequest(model="auto", endpoint="chat", body=body, project="bench", project_floor=Sensitivity.PUBLIC),
+                    {},
+                )
                 t2 = time.perf_counter()
                 parse.append((t1 - t0) * 1e6)
                 plan.append((t2 - t1) * 1e6)
-            out[label] = {"bytes": len(raw), "parse_us_p50": round(statistics.median(parse), 1),
-                          "plan_us_p50": round(statistics.median(plan), 1), "plan_us_p99": round(percentile(plan, 99), 1)}
+            out[label] = {
+                "bytes": len(raw),
+                "parse_us_p50": round(statistics.median(parse), 1),
+                "plan_us_p50": round(statistics.median(plan), 1),
+                "plan_us_p99": round(percentile(plan, 99), 1),
+            }
         return out
-    except Exception as exc:  # noqa: BLE001 - the routing API may move under us; report, don't fail
+    except Exception as exc:
         return {"failed": f"{type(exc).__name__}: {exc}"[:300]}

@@ -67,15 +67,18 @@ class Combo:
 
 
 def _version_of(python: str) -> str:
-    out = subprocess.run([python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"], capture_output=True, text=True, timeout=30
+    )
     return out.stdout.strip()
 
 
 def pyenv_interpreter(minor: str) -> str:
     """The newest pyenv build of ``minor`` (e.g. 3.12 -> ~/.pyenv/versions/3.12.1/bin/python)."""
-    found = sorted(glob.glob(str(PYENV_ROOT / "versions" / f"{minor}.*" / "bin" / "python")),
-                   key=lambda p: [int(x) for x in Path(p).parent.parent.name.split(".") if x.isdigit()])
+    found = sorted(
+        glob.glob(str(PYENV_ROOT / "versions" / f"{minor}.*" / "bin" / "python")),
+        key=lambda p: [int(x) for x in Path(p).parent.parent.name.split(".") if x.isdigit()],
+    )
     if not found:
         raise RuntimeError(f"no Python {minor} under {PYENV_ROOT}/versions (pyenv install {minor})")
     return found[-1]
@@ -94,9 +97,11 @@ def ensure_venv(minor: str, log: Path) -> str:
         return str(python)
     print(f"building a venv for Python {minor} in {venv} (once) ...", flush=True)
     shutil.rmtree(venv, ignore_errors=True)
-    steps = [[base, "-m", "venv", str(venv)],
-             [str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"],
-             [str(python), "-m", "pip", "install", "-q", "-e", f"{ROOT}[perf]"]]
+    steps = [
+        [base, "-m", "venv", str(venv)],
+        [str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"],
+        [str(python), "-m", "pip", "install", "-q", "-e", f"{ROOT}[perf]"],
+    ]
     with open(log, "ab") as out:
         for step in steps:
             if subprocess.run(step, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, timeout=1800).returncode != 0:
@@ -106,8 +111,9 @@ def ensure_venv(minor: str, log: Path) -> str:
 
 
 def _package_version(python: str, name: str) -> str:
-    out = subprocess.run([python, "-c", f"import importlib.metadata as m; print(m.version({name!r}))"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [python, "-c", f"import importlib.metadata as m; print(m.version({name!r}))"], capture_output=True, text=True, timeout=30
+    )
     return out.stdout.strip() or "-"
 
 
@@ -124,8 +130,14 @@ def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     tools = ensure_tools(("wrk", "nginx"))
     raise_fd_limit()
     run_dir = Path(tempfile.mkdtemp(prefix="switchyard-servers-"))
-    results: dict[str, Any] = {"rounds": args.rounds, "duration_s": args.duration, "connections": 50,
-                               "combos": {}, "unavailable": {}, "meta": describe(ROOT, tools["wrk"], tools["nginx"])}
+    results: dict[str, Any] = {
+        "rounds": args.rounds,
+        "duration_s": args.duration,
+        "connections": 50,
+        "combos": {},
+        "unavailable": {},
+        "meta": describe(ROOT, tools["wrk"], tools["nginx"]),
+    }
     results["meta"]["others_before"] = wait_for_quiet(0.0, window_s=4.0, log=log)
     combos: list[Combo] = []
     for minor in pythons:
@@ -144,24 +156,36 @@ def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         nginx = start_nginx(services, tools["nginx"], run_dir)
         for combo in combos:
             try:
-                targets[combo] = start_switchyard(services, run_dir, nginx, nginx, variant=VARIANTS["features-redis"],
-                                                  python=combo.executable, server=combo.server, label=combo.label)
+                targets[combo] = start_switchyard(
+                    services,
+                    run_dir,
+                    nginx,
+                    nginx,
+                    variant=VARIANTS["features-redis"],
+                    python=combo.executable,
+                    server=combo.server,
+                    label=combo.label,
+                )
             except Exception as exc:
                 results["unavailable"][combo.label] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
                 log(f"{combo.label}: not available ({results['unavailable'][combo.label]})")
                 continue
             results["combos"][combo.label] = {
-                "server": combo.server, "python": _version_of(combo.executable), "runs": [],
+                "server": combo.server,
+                "python": _version_of(combo.executable),
+                "runs": [],
                 "server_version": _package_version(combo.executable, combo.server),
             }
-            log(f"{combo.label} up ({results['combos'][combo.label]['python']}, "
-                f"{combo.server} {results['combos'][combo.label]['server_version']})")
+            log(
+                f"{combo.label} up ({results['combos'][combo.label]['python']}, "
+                f"{combo.server} {results['combos'][combo.label]['server_version']})"
+            )
         live = list(targets)
         bench = Bench(tools["wrk"], run_dir, Plan(duration_s=args.duration), list(targets.values()), "", log=log)
         for combo in live:  # warm-up: pools, caches, first-request imports
             bench.wrk_run(targets[combo], targets[combo].chat_url, bench.chat_body(targets[combo]), 50, args.warmup)
         for r in range(args.rounds):
-            order = live[r % len(live):] + live[:r % len(live)] if live else []
+            order = live[r % len(live) :] + live[: r % len(live)] if live else []
             for combo in order:
                 target = targets[combo]
                 try:
@@ -169,8 +193,10 @@ def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                 except Exception as exc:
                     res = {"failed": f"{type(exc).__name__}: {exc}"[:300]}
                 results["combos"][combo.label]["runs"].append(res)
-                log(f"  [r{r + 1}] {combo.label:<18} rps={res.get('rps')} cpu_us={res.get('cpu_us_per_req')} "
-                    f"errors={res.get('errors')}")
+                log(
+                    f"  [r{r + 1}] {combo.label:<18} rps={res.get('rps')} cpu_us={res.get('cpu_us_per_req')} "
+                    f"errors={res.get('errors')}"
+                )
     finally:
         services.stop_all()
         results["meta"]["others_during"] = watch.stop()
@@ -190,41 +216,63 @@ def render(results: dict[str, Any]) -> str:
     base = combos.get(f"{BASELINE[0]}-py{BASELINE[1]}", {})
     m = results["meta"]
     quiet = machine_quiet(m)
-    L = ["## Server and interpreter experiments", "",
-         f"Generated by `python -m bench.servers` on {m['date']} (revision {m['revision']}). `switchyard+features+redis` "
-         f"on one worker under each server and interpreter, small chat at {results['connections']} connections, "
-         f"{results['duration_s']:g} s per measurement, {results['rounds']} rounds with the order rotated each round; "
-         "medians of the rounds. Machine: " + ("quiet" if quiet else "**busy**, do not judge from this run"
-                                              if quiet is False else "not checked")
-         + f" (other processes during the run: {load_line(m.get('others_during'))}).", ""]
+    L = [
+        "## Server and interpreter experiments",
+        "",
+        f"Generated by `python -m bench.servers` on {m['date']} (revision {m['revision']}). `switchyard+features+redis` "
+        f"on one worker under each server and interpreter, small chat at {results['connections']} connections, "
+        f"{results['duration_s']:g} s per measurement, {results['rounds']} rounds with the order rotated each round; "
+        "medians of the rounds. Machine: "
+        + ("quiet" if quiet else "**busy**, do not judge from this run" if quiet is False else "not checked")
+        + f" (other processes during the run: {load_line(m.get('others_during'))}).",
+        "",
+    ]
     rows = []
     for d in sorted(combos.values(), key=lambda c: -(c.get("rps") or 0)):
         rps_x = d["rps"] / base["rps"] if d.get("rps") and base.get("rps") else None
         cpu_x = d["cpu_us_per_req"] / base["cpu_us_per_req"] if d.get("cpu_us_per_req") and base.get("cpu_us_per_req") else None
         spread = [r["rps"] for r in d["runs"] if "rps" in r]
-        rows.append([f"{d['server']} {d['server_version']}", d["python"], f"{d['rps']:,.0f}" if d.get("rps") else "-",
-                     f"{min(spread):,.0f}-{max(spread):,.0f}" if spread else "-",
-                     f"{rps_x:.2f}x" if rps_x else "-", f"{d['cpu_us_per_req']:.0f}" if d.get("cpu_us_per_req") else "-",
-                     f"{cpu_x:.2f}x" if cpu_x else "-", str(d.get("errors", "-"))])
-    L += ["| server | Python | req/s @50 | range | vs uvicorn 3.11 | CPU µs/req | CPU vs uvicorn 3.11 | errors |",
-          "|---|---|---|---|---|---|---|---|", *("| " + " | ".join(r) + " |" for r in rows), ""]
+        rows.append(
+            [
+                f"{d['server']} {d['server_version']}",
+                d["python"],
+                f"{d['rps']:,.0f}" if d.get("rps") else "-",
+                f"{min(spread):,.0f}-{max(spread):,.0f}" if spread else "-",
+                f"{rps_x:.2f}x" if rps_x else "-",
+                f"{d['cpu_us_per_req']:.0f}" if d.get("cpu_us_per_req") else "-",
+                f"{cpu_x:.2f}x" if cpu_x else "-",
+                str(d.get("errors", "-")),
+            ]
+        )
+    L += [
+        "| server | Python | req/s @50 | range | vs uvicorn 3.11 | CPU µs/req | CPU vs uvicorn 3.11 | errors |",
+        "|---|---|---|---|---|---|---|---|",
+        *("| " + " | ".join(r) + " |" for r in rows),
+        "",
+    ]
     measured = [d for d in combos.values() if d.get("rps")]
     if measured and base.get("rps") and base.get("cpu_us_per_req"):
         fast = max(measured, key=lambda d: d["rps"])
         cheap = min((d for d in measured if d.get("cpu_us_per_req")), key=lambda d: d["cpu_us_per_req"], default=fast)
-        L.append(f"Most req/s: **{fast['server']} on Python {fast['python']}**, {fast['rps'] / base['rps']:.2f}x uvicorn on "
-                 f"3.11 ({(fast['rps'] / base['rps'] - 1) * 100:+.0f}%). Least CPU per request: **{cheap['server']} on "
-                 f"Python {cheap['python']}**, {cheap['cpu_us_per_req'] / base['cpu_us_per_req']:.2f}x uvicorn on 3.11 "
-                 f"({(cheap['cpu_us_per_req'] / base['cpu_us_per_req'] - 1) * 100:+.0f}%).")
+        L.append(
+            f"Most req/s: **{fast['server']} on Python {fast['python']}**, {fast['rps'] / base['rps']:.2f}x uvicorn on "
+            f"3.11 ({(fast['rps'] / base['rps'] - 1) * 100:+.0f}%). Least CPU per request: **{cheap['server']} on "
+            f"Python {cheap['python']}**, {cheap['cpu_us_per_req'] / base['cpu_us_per_req']:.2f}x uvicorn on 3.11 "
+            f"({(cheap['cpu_us_per_req'] / base['cpu_us_per_req'] - 1) * 100:+.0f}%)."
+        )
         L.append("")
-    L.append("CPU per request counts every thread of the server's processes. Granian does its HTTP I/O on a Rust "
-             "thread beside the Python one, so on one worker it can serve more req/s by using more than one core "
-             "while costing more CPU per request; with one worker per core (or replicas filling a node), CPU per "
-             "request is what decides the throughput of the machine.")
+    L.append(
+        "CPU per request counts every thread of the server's processes. Granian does its HTTP I/O on a Rust "
+        "thread beside the Python one, so on one worker it can serve more req/s by using more than one core "
+        "while costing more CPU per request; with one worker per core (or replicas filling a node), CPU per "
+        "request is what decides the throughput of the machine."
+    )
     L.append("")
-    L.append("Granian's RSGI interface is not measured: the gateway is an ASGI application and would need an RSGI "
-             "entry point of its own. Granian runs on the same factory as `switchyard serve --workers N` "
-             "(`gateway.cli:app_from_env`), so no change to the gateway was needed for ASGI.")
+    L.append(
+        "Granian's RSGI interface is not measured: the gateway is an ASGI application and would need an RSGI "
+        "entry point of its own. Granian runs on the same factory as `switchyard serve --workers N` "
+        "(`gateway.cli:app_from_env`), so no change to the gateway was needed for ASGI."
+    )
     for label, reason in results.get("unavailable", {}).items():
         L.append(f"- **{label}** not measured: {reason}")
     return "\n".join(L) + "\n"

@@ -49,8 +49,10 @@ class StreamUpstream:
         return app
 
     async def models(self, request: web.Request) -> web.Response:
-        return web.Response(body=b'{"object":"list","data":[{"id":"bench-stream","object":"model","owned_by":"bench"}]}',
-                            content_type="application/json")
+        return web.Response(
+            body=b'{"object":"list","data":[{"id":"bench-stream","object":"model","owned_by":"bench"}]}',
+            content_type="application/json",
+        )
 
     async def configure(self, request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
@@ -64,16 +66,28 @@ class StreamUpstream:
             body = orjson.loads(await request.read() or b"{}")
             if body.get("reset"):
                 self.peak, self.served, self.aborted = self.open, 0, 0
-        data = {"open": self.open, "peak": self.peak, "served": self.served, "aborted": self.aborted,
-                "tokens": self.tokens, "interval_ms": self.interval_s * 1000, "first_token_ms": self.first_token_s * 1000}
+        data = {
+            "open": self.open,
+            "peak": self.peak,
+            "served": self.served,
+            "aborted": self.aborted,
+            "tokens": self.tokens,
+            "interval_ms": self.interval_s * 1000,
+            "first_token_ms": self.first_token_s * 1000,
+        }
         return web.Response(body=orjson.dumps(data), content_type="application/json")
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())
         if not body.get("stream"):
-            reply = {"id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "bench-stream",
-                     "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-                     "usage": {"prompt_tokens": 8, "completion_tokens": 1, "total_tokens": 9}}
+            reply = {
+                "id": "chatcmpl-bench",
+                "object": "chat.completion",
+                "created": 1700000000,
+                "model": "bench-stream",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 8, "completion_tokens": 1, "total_tokens": 9},
+            }
             return web.Response(body=orjson.dumps(reply), content_type="application/json")
         tokens, interval, first = self.tokens, self.interval_s, self.first_token_s
         response = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
@@ -94,8 +108,9 @@ class StreamUpstream:
             await response.write(_STOP)
             if (body.get("stream_options") or {}).get("include_usage"):
                 usage = {"prompt_tokens": 8, "completion_tokens": tokens, "total_tokens": 8 + tokens}
-                await response.write(_HEAD[: -len(b'"choices":[{"index":0,"delta":')] + b'"choices":[],"usage":'
-                                     + orjson.dumps(usage) + b"}\n\n")
+                await response.write(
+                    _HEAD[: -len(b'"choices":[{"index":0,"delta":')] + b'"choices":[],"usage":' + orjson.dumps(usage) + b"}\n\n"
+                )
             await response.write(_DONE)
             await response.write_eof()
             self.served += 1

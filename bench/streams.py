@@ -69,8 +69,15 @@ def _content(payload: bytes) -> str | None:
     return delta.get("content") or None
 
 
-async def _one_stream(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str],
-                      stats: StreamStats, state: dict[str, int], expect_tokens: int) -> None:
+async def _one_stream(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    stats: StreamStats,
+    state: dict[str, int],
+    expect_tokens: int,
+) -> None:
     stats.streams += 1
     started = time.perf_counter()
     opened = False
@@ -106,18 +113,33 @@ async def _one_stream(session: aiohttp.ClientSession, url: str, body: bytes, hea
                 stats.error(f"stream carried {tokens} tokens, expected {expect_tokens}")
             else:
                 stats.completed += 1
-    except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError, RuntimeError, OSError) as exc:
         stats.error(f"{type(exc).__name__}: {exc}")
     finally:
         if opened:
             state["open"] -= 1
 
 
-async def run_streams(url: str, *, model: str, headers: dict[str, str], count: int, concurrency: int,
-                      expect_tokens: int = 0, interval_ms: float = 0.0, timeout_s: float = 120.0) -> StreamStats:
+async def run_streams(
+    url: str,
+    *,
+    model: str,
+    headers: dict[str, str],
+    count: int,
+    concurrency: int,
+    expect_tokens: int = 0,
+    interval_ms: float = 0.0,
+    timeout_s: float = 120.0,
+) -> StreamStats:
     """``count`` streamed chat requests, at most ``concurrency`` at once (all at once when equal)."""
-    body = orjson.dumps({"model": model, "stream": True, "max_tokens": max(expect_tokens, 1),
-                         "messages": [{"role": "user", "content": "Write a short story about a railway switchyard."}]})
+    body = orjson.dumps(
+        {
+            "model": model,
+            "stream": True,
+            "max_tokens": max(expect_tokens, 1),
+            "messages": [{"role": "user", "content": "Write a short story about a railway switchyard."}],
+        }
+    )
     stats = StreamStats(interval_ms=interval_ms)
     state = {"open": 0}
     connector = aiohttp.TCPConnector(limit=0, force_close=False)

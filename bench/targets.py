@@ -60,8 +60,13 @@ class Unavailable:
 
 
 def direct_target(nginx_base: str, stream_base: str) -> Target:
-    return Target("direct", f"{nginx_base}/chat/completions", f"{nginx_base}/embeddings", f"{stream_base}/chat/completions",
-                  note="nginx (JSON) and the Python stream upstream, no proxy")
+    return Target(
+        "direct",
+        f"{nginx_base}/chat/completions",
+        f"{nginx_base}/embeddings",
+        f"{stream_base}/chat/completions",
+        note="nginx (JSON) and the Python stream upstream, no proxy",
+    )
 
 
 # ---------------------------------------------------------------- bare pass-through
@@ -82,9 +87,14 @@ def start_passthrough(services: Services, run_dir: Path, nginx_base: str, stream
         bases[label] = f"http://127.0.0.1:{port}/v1"
         json_service = json_service or service
     stream = bases.get("stream", bases["json"])
-    return Target("passthrough", f"{bases['json']}/chat/completions", f"{bases['json']}/embeddings",
-                  f"{stream}/chat/completions", service=json_service,
-                  note="bench/passthrough.py: raw ASGI on uvicorn+uvloop+httptools, aiohttp client, no parsing")
+    return Target(
+        "passthrough",
+        f"{bases['json']}/chat/completions",
+        f"{bases['json']}/embeddings",
+        f"{stream}/chat/completions",
+        service=json_service,
+        note="bench/passthrough.py: raw ASGI on uvicorn+uvloop+httptools, aiohttp client, no parsing",
+    )
 
 
 # ---------------------------------------------------------------- Switchyard
@@ -100,15 +110,20 @@ class Variant:
 
 VARIANTS = {
     "master": Variant("switchyard", description="master key; routing with the default detectors over a two-candidate route"),
-    "features": Variant("switchyard+features", virtual_key=True,
-                        description="virtual key (auth lookup), in-process budget reservation, batched SQLite ledger"),
-    "features-redis": Variant("switchyard+features+redis", virtual_key=True, redis=True,
-                              description="as features, with Redis admission (redis_url)"),
+    "features": Variant(
+        "switchyard+features",
+        virtual_key=True,
+        description="virtual key (auth lookup), in-process budget reservation, batched SQLite ledger",
+    ),
+    "features-redis": Variant(
+        "switchyard+features+redis", virtual_key=True, redis=True, description="as features, with Redis admission (redis_url)"
+    ),
 }
 
 
-def switchyard_config(run_dir: Path, nginx_base: str, stream_base: str, *, redis_url: str | None = None,
-                      max_connections: int = 1024) -> dict[str, Any]:
+def switchyard_config(
+    run_dir: Path, nginx_base: str, stream_base: str, *, redis_url: str | None = None, max_connections: int = 1024
+) -> dict[str, Any]:
     """Routing as a real deployment would have it: a route over a self-hosted and a hosted
     candidate, rules on sensitivity and task, so every request runs the default detectors."""
 
@@ -130,8 +145,11 @@ def switchyard_config(run_dir: Path, nginx_base: str, stream_base: str, *, redis
     local_price = {"gpu_hour_usd": 2.5, "tokens_per_second": 2500}
     hosted_price = {"input_per_mtok": 0.15, "output_per_mtok": 0.6}
     rules = [
-        {"name": "keep-private-data-home", "when": {"sensitivity": ["confidential", "restricted"]},
-         "allow": {"locality": ["self_hosted"]}},
+        {
+            "name": "keep-private-data-home",
+            "when": {"sensitivity": ["confidential", "restricted"]},
+            "allow": {"locality": ["self_hosted"]},
+        },
         {"name": "code-to-coder", "when": {"task": ["code"]}},
     ]
     return {
@@ -146,20 +164,28 @@ def switchyard_config(run_dir: Path, nginx_base: str, stream_base: str, *, redis
         ],
         "routes": [
             {"name": "auto", "objective": "cheapest", "candidates": ["bench-model-local", "bench-model-hosted"], "rules": rules},
-            {"name": "auto-stream", "objective": "cheapest", "candidates": ["bench-stream-local", "bench-stream-hosted"],
-             "rules": rules},
+            {
+                "name": "auto-stream",
+                "objective": "cheapest",
+                "candidates": ["bench-stream-local", "bench-stream-hosted"],
+                "rules": rules,
+            },
         ],
         "projects": [
-            {"name": "bench", "budget": {"usd": 1_000_000, "period": "monthly"},
-             "limits": {"rpm": 1_000_000_000, "tpm": 1_000_000_000_000}},
+            {
+                "name": "bench",
+                "budget": {"usd": 1_000_000, "period": "monthly"},
+                "limits": {"rpm": 1_000_000_000, "tpm": 1_000_000_000_000},
+            },
         ],
         "ledger": {"spool_dir": str(run_dir / "spool")},
     }
 
 
 def _post_json(url: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"content-type": "application/json", **headers},
-                                 method="POST")
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json", **headers}, method="POST"
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read() or b"{}")
@@ -201,23 +227,65 @@ def server_argv(server: str, python: str, config_path: Path, port: int, workers:
     or Granian's ASGI interface on the same app factory ``switchyard serve --workers N`` uses
     (``gateway.cli:app_from_env``, which reads the config path from ``SWITCHYARD_CONFIG``)."""
     if server == "uvicorn":
-        return [python, "-m", "gateway.cli", "serve", "--config", str(config_path), "--port", str(port),
-                "--workers", str(workers), "--log-level", "warning"], {}
+        return [
+            python,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--config",
+            str(config_path),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ], {}
     if server == "granian":
-        return [python, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1", "--port", str(port),
-                "--workers", str(workers), "--loop", "uvloop", "--no-ws", "--log-level", "warning",
-                "gateway.cli:app_from_env"], {"SWITCHYARD_CONFIG": str(config_path)}
+        return [
+            python,
+            "-m",
+            "granian",
+            "--interface",
+            "asgi",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--loop",
+            "uvloop",
+            "--no-ws",
+            "--log-level",
+            "warning",
+            "gateway.cli:app_from_env",
+        ], {"SWITCHYARD_CONFIG": str(config_path)}
     raise ValueError(f"unknown server {server!r}; choose from {', '.join(SERVERS)}")
 
 
-def start_switchyard(services: Services, run_dir: Path, nginx_base: str, stream_base: str, *,
-                     variant: Variant = VARIANTS["master"], workers: int = 1, env: dict[str, str] | None = None,
-                     python: str = sys.executable, server: str = "uvicorn", label: str = "") -> Target:
+def start_switchyard(
+    services: Services,
+    run_dir: Path,
+    nginx_base: str,
+    stream_base: str,
+    *,
+    variant: Variant = VARIANTS["master"],
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    python: str = sys.executable,
+    server: str = "uvicorn",
+    label: str = "",
+) -> Target:
     """Switchyard as ``variant`` with its own config, database (and Redis); ``label`` names
     otherwise identical instances apart (e.g. the server or interpreter they run on)."""
     redis_url = start_redis(services, run_dir) if variant.redis else None
-    suffix = (variant.name.replace("switchyard", "").replace("+", "-") + (f"-w{workers}" if workers > 1 else "")
-              + (f"-{label}" if label else ""))
+    suffix = (
+        variant.name.replace("switchyard", "").replace("+", "-")
+        + (f"-w{workers}" if workers > 1 else "")
+        + (f"-{label}" if label else "")
+    )
     config_path = run_dir / f"switchyard{suffix}.yaml"
     config = switchyard_config(run_dir, nginx_base, stream_base, redis_url=redis_url)
     if label:
@@ -226,8 +294,11 @@ def start_switchyard(services: Services, run_dir: Path, nginx_base: str, stream_
     config_path.write_text(yaml.safe_dump(config))
     port = free_port()
     argv, server_env = server_argv(server, python, config_path, port, workers)
-    service = services.add(Service(f"switchyard{suffix}", argv, log_dir=run_dir, cwd=run_dir,
-                                   env={"PYTHONPATH": str(ROOT), **server_env, **(env or {})}))
+    service = services.add(
+        Service(
+            f"switchyard{suffix}", argv, log_dir=run_dir, cwd=run_dir, env={"PYTHONPATH": str(ROOT), **server_env, **(env or {})}
+        )
+    )
     base = f"http://127.0.0.1:{port}"
     service.start(lambda: http_ok(f"{base}/healthz"), timeout=90)
     token = MASTER_KEY
@@ -242,10 +313,18 @@ def start_switchyard(services: Services, run_dir: Path, nginx_base: str, stream_
         while time.monotonic() < deadline and not http_ok(f"{base}/v1/models", {"authorization": f"Bearer {token}"}):
             time.sleep(0.2)
     name = variant.name if workers == 1 else f"{variant.name} ({workers} workers)"
-    return Target(f"{name} {label}" if label else name,
-                  f"{base}/v1/chat/completions", f"{base}/v1/embeddings", f"{base}/v1/chat/completions",
-                  headers={"authorization": f"Bearer {token}"}, chat_model="auto", embed_model="auto",
-                  stream_model="auto-stream", service=service, note=variant.description)
+    return Target(
+        f"{name} {label}" if label else name,
+        f"{base}/v1/chat/completions",
+        f"{base}/v1/embeddings",
+        f"{base}/v1/chat/completions",
+        headers={"authorization": f"Bearer {token}"},
+        chat_model="auto",
+        embed_model="auto",
+        stream_model="auto-stream",
+        service=service,
+        note=variant.description,
+    )
 
 
 # ---------------------------------------------------------------- LiteLLM proxy
@@ -293,8 +372,9 @@ def litellm_version() -> str | None:
         return None
     import subprocess
 
-    out = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"], capture_output=True, text=True
+    )
     return out.stdout.strip() or None
 
 
@@ -302,12 +382,17 @@ def start_litellm(services: Services, run_dir: Path, nginx_base: str, stream_bas
     exe = ensure_litellm(run_dir / "litellm-install.log")
 
     def model(name: str, upstream_model: str, base: str) -> dict[str, Any]:
-        return {"model_name": name, "litellm_params": {"model": f"openai/{upstream_model}", "api_base": base,
-                                                       "api_key": UPSTREAM_KEY}}
+        return {
+            "model_name": name,
+            "litellm_params": {"model": f"openai/{upstream_model}", "api_base": base, "api_key": UPSTREAM_KEY},
+        }
 
     config = {
-        "model_list": [model("bench-model", "bench-model", nginx_base), model("bench-embed", "bench-embed", nginx_base),
-                       model("bench-stream", "bench-stream", stream_base)],
+        "model_list": [
+            model("bench-model", "bench-model", nginx_base),
+            model("bench-embed", "bench-embed", nginx_base),
+            model("bench-stream", "bench-stream", stream_base),
+        ],
         "litellm_settings": {"telemetry": False, "set_verbose": False, "json_logs": False},
         "general_settings": {"master_key": LITELLM_KEY, "disable_spend_logs": True},
     }
@@ -325,14 +410,36 @@ def start_litellm(services: Services, run_dir: Path, nginx_base: str, stream_bas
     }
     for unset in ("DATABASE_URL", "REDIS_URL", "REDIS_HOST"):  # no DB, no Redis: the proxy's lightest setup
         env[unset] = ""
-    service = Service("litellm", [str(exe), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port),
-                                  "--num_workers", "1", "--log_config", str(log_config)],
-                      log_dir=run_dir, env=env, cwd=run_dir)
+    service = Service(
+        "litellm",
+        [
+            str(exe),
+            "--config",
+            str(config_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+            "--log_config",
+            str(log_config),
+        ],
+        log_dir=run_dir,
+        env=env,
+        cwd=run_dir,
+    )
     for unset in ("DATABASE_URL", "REDIS_URL", "REDIS_HOST"):
         service.env.pop(unset, None)
     services.add(service)
     service.start(lambda: http_ok(f"http://127.0.0.1:{port}/health/liveliness"), timeout=120)
     base = f"http://127.0.0.1:{port}/v1"
-    return Target("litellm", f"{base}/chat/completions", f"{base}/embeddings", f"{base}/chat/completions",
-                  headers={"authorization": f"Bearer {LITELLM_KEY}"}, service=service,
-                  note=f"litellm[proxy] {litellm_version() or '?'}, --num_workers 1, no DB/Redis, access log off")
+    return Target(
+        "litellm",
+        f"{base}/chat/completions",
+        f"{base}/embeddings",
+        f"{base}/chat/completions",
+        headers={"authorization": f"Bearer {LITELLM_KEY}"},
+        service=service,
+        note=f"litellm[proxy] {litellm_version() or '?'}, --num_workers 1, no DB/Redis, access log off",
+    )

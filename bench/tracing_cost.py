@@ -63,13 +63,26 @@ SAMPLED = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPL
 def _config(base_url: str) -> Any:
     from gateway.config import parse_config
 
-    return parse_config(yaml.safe_dump({
-        "server": {"master_key": MASTER_KEY},
-        "database_url": "sqlite:///:memory:",
-        "deployments": [{"name": "nginx", "provider": "openai_compatible", "base_url": base_url, "model": "bench-model",
-                         "locality": "self_hosted", "pricing": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}}],
-        "routes": [{"name": "auto", "candidates": ["nginx"]}],
-    }), source="bench.tracing_cost")
+    return parse_config(
+        yaml.safe_dump(
+            {
+                "server": {"master_key": MASTER_KEY},
+                "database_url": "sqlite:///:memory:",
+                "deployments": [
+                    {
+                        "name": "nginx",
+                        "provider": "openai_compatible",
+                        "base_url": base_url,
+                        "model": "bench-model",
+                        "locality": "self_hosted",
+                        "pricing": {"input_per_mtok": 0.15, "output_per_mtok": 0.6},
+                    }
+                ],
+                "routes": [{"name": "auto", "candidates": ["nginx"]}],
+            }
+        ),
+        source="bench.tracing_cost",
+    )
 
 
 class _DropExporter(SpanExporter):
@@ -107,11 +120,23 @@ async def _request(app: Any) -> int:
             done.set()
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
-        "headers": [(b"host", b"gateway"), (b"authorization", f"Bearer {MASTER_KEY}".encode()),
-                    (b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())],
-        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 4000),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"gateway"),
+            (b"authorization", f"Bearer {MASTER_KEY}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(BODY)).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 4000),
     }
     await app(scope, receive, send)
     done.set()
@@ -230,7 +255,9 @@ async def measure(base_url: str, requests: int, rounds: int, warmup: int) -> dic
                             _request_log_off(handler)
             for name in VARIANTS:
                 samples[name].append(spent[name] / BLOCKS)
-            print(f"round {round_number + 1}/{rounds}: " + ", ".join(f"{n} {samples[n][-1]:.1f} µs" for n in VARIANTS), flush=True)
+            print(
+                f"round {round_number + 1}/{rounds}: " + ", ".join(f"{n} {samples[n][-1]:.1f} µs" for n in VARIANTS), flush=True
+            )
     return {"samples": samples, "requests": requests, "rounds": rounds, "hooks_us": hooks_cost_us(), "span_us": sdk_span_us()}
 
 
@@ -239,8 +266,10 @@ def render(runs: list[dict[str, Any]]) -> str:
     first = runs[0]
     per_run = [{name: statistics.median(run["samples"][name]) for name in VARIANTS} for run in runs]
     differences = [
-        {name: statistics.median([v - o for v, o in zip(run["samples"][name], run["samples"]["off"], strict=True)])
-         for name in VARIANTS}
+        {
+            name: statistics.median([v - o for v, o in zip(run["samples"][name], run["samples"]["off"], strict=True)])
+            for name in VARIANTS
+        }
         for run in runs
     ]
     median_off = statistics.median(r["off"] for r in per_run)

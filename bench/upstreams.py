@@ -40,7 +40,9 @@ COMPLETION_REPLY = {
 EMBED_DIMS = 384
 EMBED_REPLY = {
     "object": "list",
-    "data": [{"object": "embedding", "index": 0, "embedding": [round(((i * 7919) % 2000 - 1000) / 1000, 6) for i in range(EMBED_DIMS)]}],
+    "data": [
+        {"object": "embedding", "index": 0, "embedding": [round(((i * 7919) % 2000 - 1000) / 1000, 6) for i in range(EMBED_DIMS)]}
+    ],
     "model": "bench-embed",
     "usage": {"prompt_tokens": 8, "total_tokens": 8},
 }
@@ -91,8 +93,9 @@ def start_nginx(services: Services, nginx: str, run_dir: Path) -> str:
     port = free_port()
     conf = run_dir / "nginx.conf"
     conf.write_text(nginx_conf(run_dir, port))
-    service = services.add(Service("nginx", [nginx, "-c", str(conf), "-p", str(run_dir), "-e", str(run_dir / "nginx-error.log")],
-                                   log_dir=run_dir))
+    service = services.add(
+        Service("nginx", [nginx, "-c", str(conf), "-p", str(run_dir), "-e", str(run_dir / "nginx-error.log")], log_dir=run_dir)
+    )
     service.start(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), timeout=15)
     return f"http://127.0.0.1:{port}/v1"
 
@@ -100,8 +103,19 @@ def start_nginx(services: Services, nginx: str, run_dir: Path) -> str:
 def start_stream_upstream(services: Services, run_dir: Path, *, tokens: int, interval_ms: float, first_token_ms: float) -> str:
     """Start :mod:`bench.stream_upstream`; return its OpenAI base URL."""
     port = free_port()
-    argv = [sys.executable, "-m", "bench.stream_upstream", "--port", str(port), "--tokens", str(tokens),
-            "--interval-ms", str(interval_ms), "--first-token-ms", str(first_token_ms)]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.stream_upstream",
+        "--port",
+        str(port),
+        "--tokens",
+        str(tokens),
+        "--interval-ms",
+        str(interval_ms),
+        "--first-token-ms",
+        str(first_token_ms),
+    ]
     service = services.add(Service("stream-upstream", argv, log_dir=run_dir, cwd=Path(__file__).resolve().parent.parent))
     service.start(lambda: http_ok(f"http://127.0.0.1:{port}/v1/models"), timeout=30)
     return f"http://127.0.0.1:{port}/v1"

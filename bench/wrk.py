@@ -51,8 +51,14 @@ class WrkResult:
         return self.requests / self.duration_s if self.duration_s else 0.0
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"rps": round(self.rps, 1), "requests": self.requests, "errors": self.errors,
-                "p50_ms": self.p50_ms, "p99_ms": self.p99_ms, "connections": self.connections}
+        return {
+            "rps": round(self.rps, 1),
+            "requests": self.requests,
+            "errors": self.errors,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "connections": self.connections,
+        }
 
 
 def _lua_string(text: str) -> str:
@@ -80,8 +86,16 @@ def run_wrk(
     """One wrk run; raises RuntimeError when wrk itself fails."""
     threads = max(1, min(threads, connections))
     script = write_script(script_dir / f"wrk-{abs(hash((url, str(body_path))))}.lua", body_path, headers)
-    argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration_s))}s", f"--timeout={max(1, round(timeout_s))}s",
-            "-s", str(script), url]
+    argv = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(duration_s))}s",
+        f"--timeout={max(1, round(timeout_s))}s",
+        "-s",
+        str(script),
+        url,
+    ]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + timeout_s + 60)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if proc.returncode != 0 or line is None:

@@ -232,7 +232,11 @@ def _map_upstream_status(
     if upstream == 429:
         return 429, "rate_limit_error", "rate_limit_exceeded"
     if upstream in (400, 404, 409, 413, 422):
-        return (404 if upstream == 404 else 400), upstream_type or "invalid_request_error", upstream_code or "upstream_bad_request"
+        return (
+            (404 if upstream == 404 else 400),
+            upstream_type or "invalid_request_error",
+            upstream_code or "upstream_bad_request",
+        )
     if upstream in (401, 403):
         # The gateway's own credentials for the backend are wrong: not the caller's fault.
         return 502, "api_error", "upstream_auth_error"
@@ -330,4 +334,3 @@ __all__ = [
     "error_body",
     "internal_error_body",
 ]
-

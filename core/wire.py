@@ -258,7 +258,8 @@ def _check_common(body: dict[str, Any]) -> None:
             # OpenAI's own answer: the option means nothing without a stream.
             raise InvalidRequest(
                 "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-                param="stream_options", code="invalid_value",
+                param="stream_options",
+                code="invalid_value",
             )
 
 

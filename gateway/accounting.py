@@ -176,10 +176,15 @@ class Accountant:
         # backend uses (see prompt_token_bound). The router's estimate is enough for TPM alone;
         # settle corrects both.
         if priced and budgeted:
-            prompt = max(
-                prompt_token_bound(body, p.model, plan.signals.prompt_tokens, plan.signals.images)
-                for p in profiles if p.prices.input_per_mtok
-            ) if any(p.prices.input_per_mtok for p in profiles) else plan.signals.prompt_tokens
+            prompt = (
+                max(
+                    prompt_token_bound(body, p.model, plan.signals.prompt_tokens, plan.signals.images)
+                    for p in profiles
+                    if p.prices.input_per_mtok
+                )
+                if any(p.prices.input_per_mtok for p in profiles)
+                else plan.signals.prompt_tokens
+            )
         else:
             prompt = plan.signals.prompt_tokens
         # the priciest candidate's input and output prices: a fallback may land anywhere in the plan
@@ -218,7 +223,7 @@ class Accountant:
         if self.admission is not None and admitted.ticket is not None:
             try:
                 await self.admission.release(admitted.ticket)
-            except Exception:  # noqa: BLE001 - an unreleased hold expires on its own
+            except Exception:
                 log.exception("releasing admission ticket %s failed", admitted.ticket.id)
 
     async def settle(self, admitted: Admitted, cost: Decimal, tokens: int) -> None:
@@ -230,7 +235,7 @@ class Accountant:
             return
         try:
             await self.admission.settle(admitted.ticket, actual_usd=cost, actual_tokens=tokens)
-        except Exception:  # noqa: BLE001 - the ledger row still records the spend
+        except Exception:
             log.exception("settling admission ticket %s failed", admitted.ticket.id)
 
     def record(self, row: dict[str, Any]) -> None:
@@ -241,7 +246,7 @@ class Accountant:
             return
         try:
             self.ledger.submit(row)
-        except Exception:  # noqa: BLE001 - the response must not fail for the ledger's sake
+        except Exception:
             log.exception("ledger submit failed for request %s", row.get("request_id"))
 
     def usage_of(
@@ -258,7 +263,9 @@ class Accountant:
         if output_limit is not None and usage.completion_tokens > output_limit:
             log.warning(
                 "deployment %s reported %d completion tokens for a cap of %d; billing the cap",
-                deployment, usage.completion_tokens, output_limit,
+                deployment,
+                usage.completion_tokens,
+                output_limit,
             )
             if self.metrics is not None:
                 self.metrics.observe_bad_usage(deployment)

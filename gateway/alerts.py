@@ -170,7 +170,9 @@ class BudgetAlerts:
 
     async def idle(self) -> None:
         """Wait until no check is pending and no delivery is running (for tests and shutdown)."""
-        while self._wake.is_set() or self._check_all or self._dirty_projects or self._dirty_keys or self._deliveries or self._busy:
+        while (
+            self._wake.is_set() or self._check_all or self._dirty_projects or self._dirty_keys or self._deliveries or self._busy
+        ):
             await asyncio.sleep(0.02)
 
     # ------------------------------------------------------------ checking
@@ -184,7 +186,7 @@ class BudgetAlerts:
                 await self.check()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a failed check is retried at the next wake-up
+            except Exception:
                 log.exception("budget alert check failed")
                 self._wake.set()
             finally:
@@ -221,14 +223,32 @@ class BudgetAlerts:
             if projects is not None:
                 stmt = stmt.where(col(Project.name).in_(projects or {""}))
             for p in (await session.exec(stmt)).all():
-                out.append(Budgeted("project", p.name, p.name, p.name, p.budget_usd, p.budget_period,  # type: ignore[arg-type]
-                                    tuple(p.alert_thresholds) if p.alert_thresholds is not None else default))
+                out.append(
+                    Budgeted(
+                        "project",
+                        p.name,
+                        p.name,
+                        p.name,
+                        p.budget_usd,
+                        p.budget_period,  # type: ignore[arg-type]
+                        tuple(p.alert_thresholds) if p.alert_thresholds is not None else default,
+                    )
+                )
             kstmt = select(ApiKey).where(col(ApiKey.budget_usd).is_not(None), col(ApiKey.revoked_at).is_(None))
             if keys is not None:
                 kstmt = kstmt.where(col(ApiKey.id).in_(keys or {""}))
             for k in (await session.exec(kstmt)).all():
-                out.append(Budgeted("key", k.id, k.name, k.project, k.budget_usd, k.budget_period,  # type: ignore[arg-type]
-                                    tuple(k.alert_thresholds) if k.alert_thresholds is not None else default))
+                out.append(
+                    Budgeted(
+                        "key",
+                        k.id,
+                        k.name,
+                        k.project,
+                        k.budget_usd,
+                        k.budget_period,  # type: ignore[arg-type]
+                        tuple(k.alert_thresholds) if k.alert_thresholds is not None else default,
+                    )
+                )
         return [s for s in out if s.thresholds]
 
     async def _spend(self, subjects: list[Budgeted]) -> list[tuple[Budgeted, Decimal, Window]]:
@@ -250,21 +270,38 @@ class BudgetAlerts:
     async def _claim(self, subject: Budgeted, threshold: int, spend: Decimal, window: Window) -> BudgetAlert | None:
         """Insert the alert unless it exists (this replica or another claimed it already)."""
         alert = BudgetAlert(
-            subject_kind=subject.kind, subject_id=subject.id, subject_name=subject.name, project=subject.project,
-            window_id=window.id, period=subject.period, threshold=threshold, budget_usd=subject.budget_usd,
-            spend_usd=spend, created_at=self._clock(),
+            subject_kind=subject.kind,
+            subject_id=subject.id,
+            subject_name=subject.name,
+            project=subject.project,
+            window_id=window.id,
+            period=subject.period,
+            threshold=threshold,
+            budget_usd=subject.budget_usd,
+            spend_usd=spend,
+            created_at=self._clock(),
         )
         table = BudgetAlert.__table__  # type: ignore[attr-defined]
         insert = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
-        stmt = insert(table).values(**alert.model_dump()).on_conflict_do_nothing(
-            index_elements=["subject_kind", "subject_id", "window_id", "threshold"]
-        ).returning(table.c.id)
+        stmt = (
+            insert(table)
+            .values(**alert.model_dump())
+            .on_conflict_do_nothing(index_elements=["subject_kind", "subject_id", "window_id", "threshold"])
+            .returning(table.c.id)
+        )
         async with self.db.engine.begin() as conn:
             inserted = (await conn.execute(stmt)).first()
         if inserted is None:
             return None
-        log.warning("%s '%s' crossed %d%% of its %s budget ($%s of $%s)", subject.kind, subject.name, threshold,
-                    subject.period, decimal_str(spend), decimal_str(subject.budget_usd))
+        log.warning(
+            "%s '%s' crossed %d%% of its %s budget ($%s of $%s)",
+            subject.kind,
+            subject.name,
+            threshold,
+            subject.period,
+            decimal_str(spend),
+            decimal_str(subject.budget_usd),
+        )
         return alert
 
     # ------------------------------------------------------------ delivery

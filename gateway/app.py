@@ -85,7 +85,7 @@ class GatewayApp(FastAPI):
             if state is not None:
                 receive = _bounded(receive, state.config.server.max_admin_body_bytes)
             await super().__call__(scope, receive, tracking_send)
-        except Exception:  # noqa: BLE001 - the last line of defence: a 500 in OpenAI's shape, connection kept
+        except Exception:
             if not started:
                 request_id = _request_id(scope)
                 log.exception("unhandled error on %s %s (request %s)", scope["method"], scope["path"], request_id)
@@ -149,8 +149,13 @@ def create_app(
         breakers = make_breakers(initial)
         telemetry = start_telemetry(initial, metrics, span_processor)
         state = GatewayState(
-            runtime=runtime, breakers=breakers, executor=Executor(breakers, initial.retries),
-            services=services, metrics=metrics, telemetry=telemetry, config_path=path,
+            runtime=runtime,
+            breakers=breakers,
+            executor=Executor(breakers, initial.retries),
+            services=services,
+            metrics=metrics,
+            telemetry=telemetry,
+            config_path=path,
         )
         metrics.watch(state)
         await breakers.start()

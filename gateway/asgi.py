@@ -51,7 +51,7 @@ class BodyLimits:
 class Incoming:
     """One HTTP request: lower-cased headers, a request id, and a body read at most once."""
 
-    __slots__ = ("scope", "receive", "headers", "request_id")
+    __slots__ = ("headers", "receive", "request_id", "scope")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.scope = scope
@@ -84,7 +84,8 @@ class Incoming:
             except TimeoutError:
                 raise RequestTimeout(
                     f"The request body did not arrive in time ({size} bytes received"
-                    + (f" of the {declared} declared" if declared else "") + ")."
+                    + (f" of the {declared} declared" if declared else "")
+                    + ")."
                 ) from None
             if message["type"] == "http.disconnect":
                 raise ClientGone()

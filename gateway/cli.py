@@ -19,7 +19,7 @@ CONFIG_ENV = "SWITCHYARD_CONFIG"
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def app_from_env():  # noqa: ANN201 - uvicorn factory
+def app_from_env():
     """Factory for uvicorn's ``--workers N`` (it re-imports the app in each worker process).
 
     Each worker runs uvicorn's stock server; the drain starts on the worker's SIGTERM all the same.

@@ -53,7 +53,7 @@ class AdminClient:
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310 - an http(s) URL the admin gave
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 return json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
             raw = exc.read()
@@ -68,8 +68,12 @@ class AdminClient:
 
 
 def _client(args: argparse.Namespace) -> AdminClient:
-    key = (getattr(args, "api_key", None) or args.master_key or os.environ.get("SWITCHYARD_API_KEY", "")
-           or os.environ.get("SWITCHYARD_MASTER_KEY", ""))
+    key = (
+        getattr(args, "api_key", None)
+        or args.master_key
+        or os.environ.get("SWITCHYARD_API_KEY", "")
+        or os.environ.get("SWITCHYARD_MASTER_KEY", "")
+    )
     if not key:
         raise AdminError("no key: pass --api-key (a finance or admin key) or --master-key, or set SWITCHYARD_API_KEY")
     return AdminClient(args.url, key)
@@ -107,8 +111,7 @@ def _run(handler: Any) -> Any:
 
 
 def keys_create(args: argparse.Namespace, client: AdminClient) -> int:
-    body = {"project": args.project, "name": args.name, "models": _csv(args.models), "tags": _csv(args.tags),
-            "role": args.role}
+    body = {"project": args.project, "name": args.name, "models": _csv(args.models), "tags": _csv(args.tags), "role": args.role}
     if args.projects:
         body["projects"] = _csv(args.projects)
     body |= _limits_budget(args)
@@ -129,8 +132,19 @@ def keys_list(args: argparse.Namespace, client: AdminClient) -> int:
     for k in keys:
         budget = f"${k['budget']['usd']}/{k['budget']['period']}" if k.get("budget") else "-"
         status = "revoked" if k["revoked_at"] else ("active" if k["active"] else "expired")
-        rows.append([k["id"], k["prefix"] + "…", k["project"], k["name"], k.get("role", "app"), budget,
-                     str(k["limits"]["rpm"] or "-"), str(k["limits"]["tpm"] or "-"), status])
+        rows.append(
+            [
+                k["id"],
+                k["prefix"] + "…",
+                k["project"],
+                k["name"],
+                k.get("role", "app"),
+                budget,
+                str(k["limits"]["rpm"] or "-"),
+                str(k["limits"]["tpm"] or "-"),
+                status,
+            ]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -160,8 +174,13 @@ def projects_list(args: argparse.Namespace, client: AdminClient) -> int:
 
 
 def usage(args: argparse.Namespace, client: AdminClient) -> int:
-    query = {"project": args.project, "key": args.key, "since": args.since, "until": args.until,
-             "group_by": ",".join(_csv(args.group_by))}
+    query = {
+        "project": args.project,
+        "key": args.key,
+        "since": args.since,
+        "until": args.until,
+        "group_by": ",".join(_csv(args.group_by)),
+    }
     report = client.request("GET", "/admin/usage", query=query)
     sys.stdout.write(render_report(report, args.format) + ("\n" if args.format == "json" else ""))
     return 0
@@ -195,8 +214,12 @@ def add_admin_commands(subparsers: Any) -> None:
     create.add_argument("--models", help="comma-separated models/routes the key may use (default: all)")
     create.add_argument("--tags", help="comma-separated tags")
     create.add_argument("--expires-at", help="ISO 8601 time, e.g. 2027-01-01T00:00:00Z")
-    create.add_argument("--role", choices=["app", "finance", "admin"], default="app",
-                        help="app: model calls; finance: read-only reports and dashboard; admin: everything")
+    create.add_argument(
+        "--role",
+        choices=["app", "finance", "admin"],
+        default="app",
+        help="app: model calls; finance: read-only reports and dashboard; admin: everything",
+    )
     create.add_argument("--projects", help="finance keys: comma-separated projects the key may see (default: all)")
     _budget_limit_args(create)
     _common(create)
@@ -231,7 +254,9 @@ def add_admin_commands(subparsers: Any) -> None:
     report.add_argument("--key", help="key id")
     report.add_argument("--since", help="date or ISO time (inclusive)")
     report.add_argument("--until", help="date (inclusive) or ISO time (exclusive)")
-    report.add_argument("--group-by", default="", help="comma-separated: day,project,key,model,route,deployment,provider,task,sensitivity")
+    report.add_argument(
+        "--group-by", default="", help="comma-separated: day,project,key,model,route,deployment,provider,task,sensitivity"
+    )
     report.add_argument("--format", choices=["table", "csv", "json"], default="table")
     _common(report)
     report.set_defaults(func=_run(usage))

@@ -1,10 +1,10 @@
 """``switchyard report`` (the per-project finance report) and ``switchyard dev seed-ledger``.
 
-    switchyard report [--since 2026-11-01] [--until 2026-11-30] [--format table|csv|json]
-        asks a running gateway (GET /admin/reports/projects) with a finance or admin key, or,
-        with --config FILE, reads that config's database directly (no gateway needed).
-    switchyard dev seed-ledger --config FILE --rows N --days D --projects P [--seed S]
-        writes a realistic ledger and its rollups into the config's database.
+switchyard report [--since 2026-11-01] [--until 2026-11-30] [--format table|csv|json]
+    asks a running gateway (GET /admin/reports/projects) with a finance or admin key, or,
+    with --config FILE, reads that config's database directly (no gateway needed).
+switchyard dev seed-ledger --config FILE --rows N --days D --projects P [--seed S]
+    writes a realistic ledger and its rollups into the config's database.
 """
 
 from __future__ import annotations
@@ -91,8 +91,10 @@ def cmd_seed_ledger(args: argparse.Namespace) -> int:
     result = asyncio.run(run())
     if not args.quiet:
         print(file=sys.stderr)
-    print(f"wrote {result.rows:,} ledger rows ({result.rollup_rows:,} rollup upserts) for {result.projects} projects "
-          f"and {result.keys} keys in {result.seconds:.1f} s")
+    print(
+        f"wrote {result.rows:,} ledger rows ({result.rollup_rows:,} rollup upserts) for {result.projects} projects "
+        f"and {result.keys} keys in {result.seconds:.1f} s"
+    )
     return 0
 
 

@@ -170,6 +170,8 @@ class DashboardConfig(Strict):
 
     session_ttl_s: int = Field(default=8 * 3600, ge=60)
     session_secret: SecretStr | None = None  # signs session cookies; default: derived from server.master_key
+
+
 class TelemetryConfig(Strict):
     """OpenTelemetry traces. Off unless an OTLP endpoint is set here or in the environment
     (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``); the other standard
@@ -275,7 +277,9 @@ class GatewayConfig(Strict):
             )
 
             if cost_entry(reference) is None:
-                errors.append(f"reporting.reference_model: '{reference}' is neither a deployment nor a model in litellm's price map")
+                errors.append(
+                    f"reporting.reference_model: '{reference}' is neither a deployment nor a model in litellm's price map"
+                )
         if errors:
             raise ValueError("\n".join(errors))
         return self

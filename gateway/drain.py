@@ -36,9 +36,7 @@ from core.errors import ShuttingDown, error_body
 log = logging.getLogger("switchyard.drain")
 
 
-SHUTTING_DOWN = ShuttingDown(
-    "This Switchyard replica is shutting down and could not finish the request in time; retry it."
-)
+SHUTTING_DOWN = ShuttingDown("This Switchyard replica is shutting down and could not finish the request in time; retry it.")
 
 
 @dataclass(eq=False, slots=True)

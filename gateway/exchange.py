@@ -88,8 +88,17 @@ class Exchange:
             accountant = self.state.accountant
             walk = self.walk
             for attempt in walk.attempts:
-                accountant.record(self._row(attempt.deployment, None, Decimal(0), attempt.error.status,
-                                            attempt.elapsed_ms, error=attempt.error, streamed=ending.streamed))
+                accountant.record(
+                    self._row(
+                        attempt.deployment,
+                        None,
+                        Decimal(0),
+                        attempt.error.status,
+                        attempt.elapsed_ms,
+                        error=attempt.error,
+                        streamed=ending.streamed,
+                    )
+                )
             deployment = walk.current
             if deployment is None:  # no backend answered, or none was reached
                 await accountant.release(self.admitted)
@@ -110,8 +119,15 @@ class Exchange:
             self.cost = cost_usd(profile.prices, usage)
             await accountant.settle(self.admitted, self.cost, usage.total)
             row = self._row(
-                deployment, usage, self.cost, status, (time.perf_counter() - self.started) * 1000,
-                error=ending.error, error_type=error_type, ttft_ms=ending.ttft_ms, streamed=ending.streamed,
+                deployment,
+                usage,
+                self.cost,
+                status,
+                (time.perf_counter() - self.started) * 1000,
+                error=ending.error,
+                error_type=error_type,
+                ttft_ms=ending.ttft_ms,
+                streamed=ending.streamed,
                 fallbacks=walk.fallbacks,
             )
             accountant.record(row)
@@ -135,7 +151,20 @@ class Exchange:
         fallbacks: int = 0,
     ) -> dict[str, Any]:
         return ledger_row(
-            request_id=self.request_id, caller=self.caller, body=self.body, plan=self.plan, runtime=self.runtime,
-            deployment=deployment, usage=usage, cost=cost, status=status, latency_ms=latency_ms, ttft_ms=ttft_ms,
-            streamed=streamed, fallbacks=fallbacks, error=error, error_type=error_type, project_tag=self.project_tag,
+            request_id=self.request_id,
+            caller=self.caller,
+            body=self.body,
+            plan=self.plan,
+            runtime=self.runtime,
+            deployment=deployment,
+            usage=usage,
+            cost=cost,
+            status=status,
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+            streamed=streamed,
+            fallbacks=fallbacks,
+            error=error,
+            error_type=error_type,
+            project_tag=self.project_tag,
         )

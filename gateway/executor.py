@@ -139,7 +139,7 @@ class Executor:
                     break
                 except (asyncio.CancelledError, GeneratorExit):
                     raise
-                except Exception as exc:  # noqa: BLE001 - an adapter bug must not become a 500 or skip the fallback
+                except Exception as exc:
                     log.exception("deployment %s: the adapter failed unexpectedly", name)
                     self._failed(walk, name, UpstreamError(f"{name}: the adapter failed ({type(exc).__name__})", deployment=name))
                     break

@@ -77,9 +77,7 @@ class RedisHealthSync:
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         # No retries inside the client: a slow round is given up, never stretched.
-        self._redis = Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
-        )
+        self._redis = Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
         self._failure = self._redis.register_script(FAILURE_LUA)
         self._clock = clock
         self._open: dict[str, float] = {}  # deployment -> monotonic deadline of its shared cooldown

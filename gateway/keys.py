@@ -158,9 +158,19 @@ class KeyStore:
         """
         secret = generate_key()
         row = ApiKey(
-            project=project, name=name, models=list(models), tags=list(tags), budget_usd=budget_usd,
-            budget_period=budget_period, rpm=rpm, tpm=tpm, expires_at=expires_at,
-            key_hash=hash_key(secret), prefix=secret[:DISPLAY_PREFIX_LEN], role=role, projects=list(projects),
+            project=project,
+            name=name,
+            models=list(models),
+            tags=list(tags),
+            budget_usd=budget_usd,
+            budget_period=budget_period,
+            rpm=rpm,
+            tpm=tpm,
+            expires_at=expires_at,
+            key_hash=hash_key(secret),
+            prefix=secret[:DISPLAY_PREFIX_LEN],
+            role=role,
+            projects=list(projects),
             alert_thresholds=list(alert_thresholds) if alert_thresholds is not None else None,
         )
         async with self._db.session() as session:
@@ -260,7 +270,9 @@ class KeyStore:
             raise
         except Exception as exc:
             if previous is not None and previous.info is not None and self._clock() - previous.fetched < self._stale_ttl_s:
-                log.warning("key lookup failed (%s); using the cached record from %.0fs ago", exc, self._clock() - previous.fetched)
+                log.warning(
+                    "key lookup failed (%s); using the cached record from %.0fs ago", exc, self._clock() - previous.fetched
+                )
                 return previous
             raise
 
@@ -307,13 +319,25 @@ class KeyStore:
 def _key_info(key: ApiKey, project: Project) -> KeyInfo:
     """The request path's view of a key row and its project."""
     return KeyInfo(
-        id=key.id, project=key.project, name=key.name, models=tuple(key.models), tags=tuple(key.tags),
-        budget_usd=key.budget_usd, budget_period=key.budget_period, rpm=key.rpm, tpm=key.tpm,
+        id=key.id,
+        project=key.project,
+        name=key.name,
+        models=tuple(key.models),
+        tags=tuple(key.tags),
+        budget_usd=key.budget_usd,
+        budget_period=key.budget_period,
+        rpm=key.rpm,
+        tpm=key.tpm,
         expires_at=key.expires_at.astimezone(UTC) if key.expires_at else None,
-        role=key.role, projects=tuple(key.projects or ()),
+        role=key.role,
+        projects=tuple(key.projects or ()),
         alert_thresholds=tuple(key.alert_thresholds) if key.alert_thresholds is not None else None,
         project_info=ProjectInfo(
-            name=project.name, budget_usd=project.budget_usd, budget_period=project.budget_period,
-            rpm=project.rpm, tpm=project.tpm, sensitivity_floor=project.sensitivity_floor,
+            name=project.name,
+            budget_usd=project.budget_usd,
+            budget_period=project.budget_period,
+            rpm=project.rpm,
+            tpm=project.tpm,
+            sensitivity_floor=project.sensitivity_floor,
         ),
     )

@@ -31,15 +31,34 @@ if TYPE_CHECKING:
     from routing.detectors import DetectorSet
 
 REQUEST_LOGGER = "switchyard.requests"
-QUIET_LIBRARIES = ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router", "litellm", "httpx", "httpcore", "openai",
-                   "sqlalchemy", "sqlalchemy.engine", "aiosqlite", "asyncio", "hpack", "urllib3", "multipart")
+QUIET_LIBRARIES = (
+    "LiteLLM",
+    "LiteLLM Proxy",
+    "LiteLLM Router",
+    "litellm",
+    "httpx",
+    "httpcore",
+    "openai",
+    "sqlalchemy",
+    "sqlalchemy.engine",
+    "aiosqlite",
+    "asyncio",
+    "hpack",
+    "urllib3",
+    "multipart",
+)
 _MIN_SECRET = 8  # shorter "secrets" would mask ordinary words
 
 _PATTERNS = (
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}"), r"\1 ***"),
     (re.compile(r"\bsk-[A-Za-z0-9_-]{6,}"), "sk-***"),
-    (re.compile(r"(?i)((?:api[_-]?key|x-api-key|authorization|password|passwd|secret|token)[\"']?\s*[:=]\s*[\"']?)"
-                r"[^\s\"',;}]{4,}"), r"\1***"),
+    (
+        re.compile(
+            r"(?i)((?:api[_-]?key|x-api-key|authorization|password|passwd|secret|token)[\"']?\s*[:=]\s*[\"']?)"
+            r"[^\s\"',;}]{4,}"
+        ),
+        r"\1***",
+    ),
     (re.compile(r"(://[^/\s:@]*:)[^/\s@]+@"), r"\1***@"),
 )
 
@@ -216,7 +235,7 @@ class TextFormatter(logging.Formatter):
 
 def _text_value(value: Any) -> str:
     if isinstance(value, str):
-        return value if value and not any(c.isspace() or c in "\"=" for c in value) else orjson.dumps(value).decode()
+        return value if value and not any(c.isspace() or c in '"=' for c in value) else orjson.dumps(value).decode()
     if isinstance(value, (dict, list)):
         return orjson.dumps(value).decode()
     return str(value)

@@ -62,44 +62,70 @@ class GatewayMetrics:
         r = self.registry
         # -- requests and routing
         self.requests = Counter(
-            "switchyard_requests", "Requests served, by endpoint and HTTP status", ["endpoint", "status"], registry=r,
+            "switchyard_requests",
+            "Requests served, by endpoint and HTTP status",
+            ["endpoint", "status"],
+            registry=r,
         )
         self.request_duration = Histogram(
-            "switchyard_request_duration_seconds", "Whole requests, from arrival to the last byte (streams included)",
-            ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r,
+            "switchyard_request_duration_seconds",
+            "Whole requests, from arrival to the last byte (streams included)",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.decisions = Counter(
-            "switchyard_routing_decisions", "Routing decisions by route, matched rule, sensitivity and task",
-            ["route", "rule", "sensitivity", "task"], registry=r,
+            "switchyard_routing_decisions",
+            "Routing decisions by route, matched rule, sensitivity and task",
+            ["route", "rule", "sensitivity", "task"],
+            registry=r,
         )
         self.refusals = Counter(
-            "switchyard_refusals", "Requests answered with an error before or instead of a backend", ["status", "code"],
+            "switchyard_refusals",
+            "Requests answered with an error before or instead of a backend",
+            ["status", "code"],
             registry=r,
         )
         self.sensitivity = Counter(
-            "switchyard_routed_by_sensitivity", "Answered requests by sensitivity and locality", ["sensitivity", "locality"],
+            "switchyard_routed_by_sensitivity",
+            "Answered requests by sensitivity and locality",
+            ["sensitivity", "locality"],
             registry=r,
         )
         # -- backends
         self.attempts = Counter(
-            "switchyard_backend_attempts", "Backend calls by outcome", ["deployment", "locality", "status"], registry=r,
+            "switchyard_backend_attempts",
+            "Backend calls by outcome",
+            ["deployment", "locality", "status"],
+            registry=r,
         )
         self.latency = Histogram(
-            "switchyard_backend_latency_seconds", "Backend call latency", ["deployment", "streamed"], buckets=_LATENCY_BUCKETS,
+            "switchyard_backend_latency_seconds",
+            "Backend call latency",
+            ["deployment", "streamed"],
+            buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.ttft = Histogram(
-            "switchyard_time_to_first_token_seconds", "From the start of the answering attempt to its first streamed chunk",
-            ["deployment"], buckets=_TTFT_BUCKETS, registry=r,
+            "switchyard_time_to_first_token_seconds",
+            "From the start of the answering attempt to its first streamed chunk",
+            ["deployment"],
+            buckets=_TTFT_BUCKETS,
+            registry=r,
         )
         self.output_rate = Histogram(
-            "switchyard_output_tokens_per_second", "Output tokens per second of generation (after the first token, for streams)",
-            ["deployment"], buckets=_RATE_BUCKETS, registry=r,
+            "switchyard_output_tokens_per_second",
+            "Output tokens per second of generation (after the first token, for streams)",
+            ["deployment"],
+            buckets=_RATE_BUCKETS,
+            registry=r,
         )
         self.fallbacks = Counter("switchyard_fallbacks", "Requests answered after a fallback", ["deployment"], registry=r)
         self.bad_usage = Counter(
-            "switchyard_upstream_usage_rejected", "Upstream usage reports that were not usable and were counted instead",
-            ["deployment"], registry=r,
+            "switchyard_upstream_usage_rejected",
+            "Upstream usage reports that were not usable and were counted instead",
+            ["deployment"],
+            registry=r,
         )
         # -- money
         self.tokens = Counter("switchyard_tokens", "Tokens billed", ["deployment", "kind"], registry=r)
@@ -107,39 +133,61 @@ class GatewayMetrics:
         self.budget_remaining = Gauge(
             "switchyard_budget_remaining_usd",
             "What is left of each project's budget this period (reservations held count as spent)",
-            ["project"], multiprocess_mode="mostrecent", registry=r,
+            ["project"],
+            multiprocess_mode="mostrecent",
+            registry=r,
         )
         self.budget = Gauge(
-            "switchyard_budget_usd", "Each project's budget for the period", ["project"], multiprocess_mode="mostrecent",
+            "switchyard_budget_usd",
+            "Each project's budget for the period",
+            ["project"],
+            multiprocess_mode="mostrecent",
             registry=r,
         )
         # -- the process and its queues
         self.reloads = Counter("switchyard_config_reloads", "Config reloads applied (per worker process)", registry=r)
         self.auth_unavailable = Counter(
-            "switchyard_auth_unavailable", "Requests refused because the key store could not be reached", registry=r,
+            "switchyard_auth_unavailable",
+            "Requests refused because the key store could not be reached",
+            registry=r,
         )
         self.in_flight = Gauge("switchyard_in_flight_requests", "Requests being served", multiprocess_mode="livesum", registry=r)
         self.circuit_open = Gauge(
-            "switchyard_circuit_open", "1 while a deployment's circuit breaker is open", ["deployment"],
-            multiprocess_mode="livemax", registry=r,
+            "switchyard_circuit_open",
+            "1 while a deployment's circuit breaker is open",
+            ["deployment"],
+            multiprocess_mode="livemax",
+            registry=r,
         )
         self.ledger_rows = Counter("switchyard_ledger_rows", "Ledger rows by what happened to them", ["outcome"], registry=r)
         self.ledger_queue = Gauge(
-            "switchyard_ledger_queue_depth", "Ledger rows queued in memory, waiting for the database",
-            multiprocess_mode="livesum", registry=r,
+            "switchyard_ledger_queue_depth",
+            "Ledger rows queued in memory, waiting for the database",
+            multiprocess_mode="livesum",
+            registry=r,
         )
         self.ledger_spool = Gauge(
-            "switchyard_ledger_spool_segments", "Journal segments holding rows the database has not taken yet",
-            multiprocess_mode="livesum", registry=r,
+            "switchyard_ledger_spool_segments",
+            "Journal segments holding rows the database has not taken yet",
+            multiprocess_mode="livesum",
+            registry=r,
         )
         self.ledger_up = Gauge(
-            "switchyard_ledger_database_up", "1 while the ledger database takes writes", multiprocess_mode="livemin", registry=r,
+            "switchyard_ledger_database_up",
+            "1 while the ledger database takes writes",
+            multiprocess_mode="livemin",
+            registry=r,
         )
         self.settlements_pending = Gauge(
-            "switchyard_settlements_pending", "Admission tickets waiting to be settled", multiprocess_mode="livesum", registry=r,
+            "switchyard_settlements_pending",
+            "Admission tickets waiting to be settled",
+            multiprocess_mode="livesum",
+            registry=r,
         )
         self.settlements_dropped = Counter(
-            "switchyard_settlements_dropped", "Admission tickets dropped after failing to settle repeatedly", registry=r,
+            "switchyard_settlements_dropped",
+            "Admission tickets dropped after failing to settle repeatedly",
+            registry=r,
         )
         self._state: GatewayState | None = None
         self._seen: dict[str, float] = {}  # cumulative counters read from the state: what was added already

@@ -61,9 +61,7 @@ _STREAMS: dict[str, Callable[[dict[str, Any]], Callable[[Provider], AsyncIterato
 }
 
 
-async def serve(
-    state: GatewayState, incoming: Incoming, send: Send, endpoint: Endpoint, dialect: Dialect = OPENAI
-) -> None:
+async def serve(state: GatewayState, incoming: Incoming, send: Send, endpoint: Endpoint, dialect: Dialect = OPENAI) -> None:
     """Serve one request end to end; every outcome is answered in the client's ``dialect`` and
     observed once (request log, metrics, trace) when the response is complete."""
     observed = state.telemetry.observe(incoming, endpoint)
@@ -116,9 +114,18 @@ async def open_exchange(
     with trace.phase("admission"):
         admitted = await state.accountant.admit(caller, runtime, plan, body, endpoint)
     exchange = Exchange(
-        state=state, runtime=runtime, request_id=incoming.request_id, caller=caller, endpoint=endpoint,
-        body=body, sent=upstream_body(body, admitted.output_cap), plan=plan, admitted=admitted,
-        project_tag=project_tag(incoming.headers, body), observed=observed, walk=Walk(trace=trace),
+        state=state,
+        runtime=runtime,
+        request_id=incoming.request_id,
+        caller=caller,
+        endpoint=endpoint,
+        body=body,
+        sent=upstream_body(body, admitted.output_cap),
+        plan=plan,
+        admitted=admitted,
+        project_tag=project_tag(incoming.headers, body),
+        observed=observed,
+        walk=Walk(trace=trace),
     )
     observed.exchange = exchange
     return exchange
@@ -142,8 +149,13 @@ def routing_request(
     floor = Sensitivity.parse(project.sensitivity_floor) if project else Sensitivity.PUBLIC
     hints = {name: headers[header] for name, header in HINT_HEADERS.items() if headers.get(header)}
     return RoutingRequest(
-        model=body["model"], endpoint=endpoint, body=body, hints=hints, project=caller.project,
-        project_floor=floor, key_tags=caller.tags,
+        model=body["model"],
+        endpoint=endpoint,
+        body=body,
+        hints=hints,
+        project=caller.project,
+        project_floor=floor,
+        key_tags=caller.tags,
     )
 
 
@@ -283,10 +295,16 @@ async def _answer_stream(exchange: Exchange, incoming: Incoming, send: Send, dia
         error = meter.error
         if error is None and not meter.completed and not client_gone:  # ended by the server (the drain deadline)
             error = ShuttingDown("This Switchyard replica is shutting down and ended the stream.")
-        await exchange.finish(Ending(
-            reported_usage=reported, text=meter.generated_text(), error=error, client_gone=client_gone,
-            ttft_ms=meter.ttft_ms, streamed=True,
-        ))
+        await exchange.finish(
+            Ending(
+                reported_usage=reported,
+                text=meter.generated_text(),
+                error=error,
+                client_gone=client_gone,
+                ttft_ms=meter.ttft_ms,
+                streamed=True,
+            )
+        )
 
     events = relay(dialect, opened.first, opened.rest, meter)
     response = EventStreamResponse(events, headers=response_headers(exchange), on_close=finish)

@@ -50,7 +50,7 @@ class ConfigWatcher:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.check()
-            except Exception:  # noqa: BLE001 - the watcher must outlive any single bad reload
+            except Exception:
                 log.exception("config reload failed; keeping the running config")
 
     async def check(self) -> bool:

@@ -129,6 +129,7 @@ def permission_denied(role: str, method: str, path: str, admitted: frozenset[Rol
 try:  # Starlette's own view of the path a route matches (root_path removed)
     from starlette._utils import get_route_path
 except ImportError:  # pragma: no cover - older Starlette
+
     def get_route_path(scope: Scope) -> str:
         return str(scope["path"])
 
@@ -150,7 +151,11 @@ class RouteTable:
         self.patterns: list[tuple[re.Pattern[str], str, Access]] = []
         self.undeclared: list[tuple[str, str]] = []
         for route in flatten(routes):
-            path, regex, methods = getattr(route, "path", None), getattr(route, "path_regex", None), getattr(route, "methods", None)
+            path, regex, methods = (
+                getattr(route, "path", None),
+                getattr(route, "path_regex", None),
+                getattr(route, "methods", None),
+            )
             if path is None or regex is None:
                 continue
             for method in methods or ("GET",):
@@ -260,7 +265,9 @@ async def _send_error(exc: GatewayError, send: Send) -> None:
 async def _to_login(scope: Scope, receive: Receive, send: Send) -> None:
     """No dashboard session: back to the login form, remembering where the user was going."""
     target = scope["path"] + (("?" + scope["query_string"].decode("latin-1")) if scope.get("query_string") else "")
-    location = "/dashboard/login" if target in ("/dashboard", "/dashboard/") else f"/dashboard/login?next={quote(target, safe='')}"
+    location = (
+        "/dashboard/login" if target in ("/dashboard", "/dashboard/") else f"/dashboard/login?next={quote(target, safe='')}"
+    )
     headers = [(b"location", location.encode("latin-1")), (b"content-length", b"0"), (b"cache-control", b"no-store")]
     await send({"type": "http.response.start", "status": 303, "headers": headers})
     await send({"type": "http.response.body", "body": b""})

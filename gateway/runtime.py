@@ -53,9 +53,7 @@ class Runtime:
         self.default_project = config.projects[0].name if config.projects else "default"
         server = config.server
         self.body_limits = BodyLimits(server.max_body_bytes, server.body_idle_timeout_s, server.body_timeout_s)
-        self.has_free_deployment = any(
-            not (p.prices.input_per_mtok or p.prices.output_per_mtok) for p in self.profiles.values()
-        )
+        self.has_free_deployment = any(not (p.prices.input_per_mtok or p.prices.output_per_mtok) for p in self.profiles.values())
         self.cheapest_request_usd = min(
             (Decimal(str(p.prices.input_per_mtok + p.prices.output_per_mtok)) / 1_000_000 for p in self.profiles.values()),
             default=Decimal(0),
@@ -96,10 +94,7 @@ def _f(value: Decimal | None) -> float | None:
 def compile_policy(config: GatewayConfig) -> tuple[Router, dict[str, DeploymentProfile]]:
     """The router over the enabled deployments (disabled ones vanish from every route)."""
     profiles = {d.name: deployment_profile(d) for d in config.enabled_deployments}
-    routes = [
-        r.model_copy(update={"candidates": [c for c in r.candidates if c in profiles]})
-        for r in config.routes
-    ]
+    routes = [r.model_copy(update={"candidates": [c for c in r.candidates if c in profiles]}) for r in config.routes]
     routes = [r for r in routes if r.candidates]
     router = Router(routes, list(profiles.values()), config.sensitivity, config.routing, token_decoder=decode_token_ids)
     return router, profiles
@@ -156,7 +151,7 @@ async def retire(old: Runtime, new: Runtime, grace_s: float = 30.0) -> None:
     for provider in dropped:
         try:
             await provider.aclose()
-        except Exception:  # noqa: BLE001 - closing must not stop the others
+        except Exception:
             log.exception("closing provider %s failed", getattr(provider, "name", "?"))
 
 
@@ -164,5 +159,5 @@ async def close_all(runtime: Runtime) -> None:
     for provider in runtime.providers.values():
         try:
             await provider.aclose()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("closing provider %s failed", getattr(provider, "name", "?"))

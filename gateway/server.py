@@ -138,7 +138,14 @@ def _take_over_listeners(servers: list[Any]) -> list[socket.socket]:
 
 
 def run(
-    app: Any, drain: Drain, *, host: str, port: int, log_level: str, access_log: bool, grace_s: float = 5.0,
+    app: Any,
+    drain: Drain,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    access_log: bool,
+    grace_s: float = 5.0,
     log_config: dict[str, Any] | None = None,
 ) -> int:
     """Serve ``app`` in this process until SIGTERM/SIGINT, then drain; the exit status to use.

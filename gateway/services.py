@@ -84,8 +84,13 @@ async def start_services(config: GatewayConfig, metrics: Any = None) -> Services
     settler = Settler(admission)
     settler.start()
     return Services(
-        db=db, keys=keys, admission=admission, ledger=ledger, settler=settler,
-        accountant=Accountant(admission, ledger, settler, metrics), alerts=alerts,
+        db=db,
+        keys=keys,
+        admission=admission,
+        ledger=ledger,
+        settler=settler,
+        accountant=Accountant(admission, ledger, settler, metrics),
+        alerts=alerts,
     )
 
 

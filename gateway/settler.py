@@ -49,7 +49,12 @@ class Settler:
 
     def submit(self, ticket: Ticket, actual_usd: Decimal, actual_tokens: int) -> None:
         if actual_usd < 0 or actual_tokens < 0:  # never reaches a counter: spend only ever grows
-            log.error("ticket %s: refusing to settle a negative amount (%s USD, %d tokens); settling 0", ticket.id, actual_usd, actual_tokens)
+            log.error(
+                "ticket %s: refusing to settle a negative amount (%s USD, %d tokens); settling 0",
+                ticket.id,
+                actual_usd,
+                actual_tokens,
+            )
             actual_usd, actual_tokens = max(actual_usd, Decimal(0)), max(actual_tokens, 0)
         self._queue.append(Settlement(ticket, actual_usd, actual_tokens))
         self._wake.set()
@@ -78,7 +83,7 @@ class Settler:
                     return
                 await asyncio.sleep(self.retry_s)
                 continue
-            except Exception:  # noqa: BLE001 - maybe one bad ticket: settle them one by one
+            except Exception:
                 self.failures += 1
                 log.exception("settling a batch of %d admission tickets failed; settling them one at a time", len(batch))
                 await self._one_by_one(batch)
@@ -98,7 +103,10 @@ class Settler:
                         self.dropped += 1
                         log.error(
                             "dropping admission ticket %s after %d failed settlements (%s: %s); its hold expires on its own",
-                            settlement.ticket.id, attempt, type(exc).__name__, exc,
+                            settlement.ticket.id,
+                            attempt,
+                            type(exc).__name__,
+                            exc,
                         )
                     else:
                         await asyncio.sleep(self.retry_s)
@@ -114,6 +122,6 @@ class Settler:
             return
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             log.error("%d admission tickets left unsettled at shutdown; their holds expire on their own", len(self._queue))
             self._task.cancel()

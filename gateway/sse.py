@@ -61,7 +61,7 @@ class EventStreamResponse(Response):
             if self.on_close is not None:
                 try:
                     await asyncio.shield(self.on_close(client_gone))
-                except Exception:  # noqa: BLE001 - the response is already sent
+                except Exception:
                     log.exception("closing a stream failed")
 
     async def _pump(self, send: Send) -> None:

@@ -22,7 +22,7 @@ from gateway.dialects import Dialect
 class StreamMeter:
     """Watches the chunks going by: usage, generated text, time to first token, how it ended."""
 
-    __slots__ = ("usage", "started", "first_chunk_at", "completed", "error", "_unparsed")
+    __slots__ = ("_unparsed", "completed", "error", "first_chunk_at", "started", "usage")
 
     def __init__(self, started: float | None = None) -> None:
         self.usage: dict[str, Any] | None = None

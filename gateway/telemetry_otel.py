@@ -51,10 +51,22 @@ SHUTDOWN_WAIT_S = 5.0
 
 # litellm model prefixes -> the GenAI conventions' well-known provider names
 _LITELLM_PROVIDERS = {
-    "openai": "openai", "text-completion-openai": "openai", "anthropic": "anthropic", "azure": "azure.ai.openai",
-    "azure_ai": "azure.ai.inference", "bedrock": "aws.bedrock", "gemini": "gcp.gemini", "vertex_ai": "gcp.vertex_ai",
-    "cohere": "cohere", "cohere_chat": "cohere", "mistral": "mistral_ai", "groq": "groq", "deepseek": "deepseek",
-    "xai": "x_ai", "perplexity": "perplexity", "watsonx": "ibm.watsonx.ai",
+    "openai": "openai",
+    "text-completion-openai": "openai",
+    "anthropic": "anthropic",
+    "azure": "azure.ai.openai",
+    "azure_ai": "azure.ai.inference",
+    "bedrock": "aws.bedrock",
+    "gemini": "gcp.gemini",
+    "vertex_ai": "gcp.vertex_ai",
+    "cohere": "cohere",
+    "cohere_chat": "cohere",
+    "mistral": "mistral_ai",
+    "groq": "groq",
+    "deepseek": "deepseek",
+    "xai": "x_ai",
+    "perplexity": "perplexity",
+    "watsonx": "ibm.watsonx.ai",
 }
 
 
@@ -194,8 +206,11 @@ class RequestTrace:
     def attempt_span(self, deployment: str, number: int) -> trace.Span:
         exchange = self.observed.exchange if self.observed is not None else None
         operation = OPERATIONS.get(exchange.endpoint, "chat") if exchange is not None else "chat"
-        attributes: dict[str, Any] = {"gen_ai.operation.name": operation, "switchyard.deployment": deployment,
-                                      "switchyard.attempt": number}
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": operation,
+            "switchyard.deployment": deployment,
+            "switchyard.attempt": number,
+        }
         if exchange is not None:
             attributes.update(self.tracing.deployment_attributes(exchange.runtime, deployment))
         name = f"{operation} {attributes.get('gen_ai.request.model', deployment)}"

@@ -54,12 +54,10 @@ PARAMETERS = ParameterPolicy(
         "model": translated("the deployment's litellm model (`provider/model`)"),
         "stream": translated("litellm's streaming call; each chunk re-shaped as OpenAI's"),
         "stream_options": translated(
-            "usage is always asked of litellm (the ledger needs it); the usage chunk reaches the client only"
-            " with `include_usage`"
+            "usage is always asked of litellm (the ledger needs it); the usage chunk reaches the client only with `include_usage`"
         ),
         "metadata": ignored(
-            "litellm reserves `metadata` for its own callbacks, so it is not sent; the gateway reads its"
-            " `x-switchyard-*` keys"
+            "litellm reserves `metadata` for its own callbacks, so it is not sent; the gateway reads its `x-switchyard-*` keys"
         ),
         **{name: translated(_DEFAULT_NOT_SENT.format(value=str(v).lower())) for name, v in _NO_OP_DEFAULTS.items()},
     },
@@ -80,7 +78,7 @@ _import_lock = threading.Lock()
 
 def _import_litellm() -> Any:
     """Import and quieten litellm once (blocking; call through :func:`get_litellm`)."""
-    global _litellm  # noqa: PLW0603 - a lazily imported module, set once under a lock
+    global _litellm
     with _import_lock:
         if _litellm is None:
             os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -190,7 +188,7 @@ class LiteLLMProvider:
                 return await awaitable
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - one translation for every failure
+        except BaseException as exc:
             raise map_litellm_error(exc, self.name) from exc
 
     def _stream(self, body: dict[str, Any], function: str, object_name: str) -> shapes.MeteredStream:
@@ -213,7 +211,7 @@ class LiteLLMProvider:
                         return
                     except asyncio.CancelledError:
                         raise
-                    except BaseException as exc:  # noqa: BLE001
+                    except BaseException as exc:
                         raise map_litellm_error(exc, self.name, mid_stream=True) from exc
                     data = _chunk(chunk, object_name)
                     if data.get("usage"):
@@ -306,8 +304,15 @@ def _http_status(chain: list[BaseException]) -> tuple[int | None, Any]:
 # How backends behind litellm word "the prompt does not fit" when litellm does not recognise it
 # (TGI-backed Hugging Face and Together endpoints, Bedrock, Gemini, Anthropic).
 _CONTEXT_PHRASES = (
-    "context length", "maximum context", "context window", "context_length_exceeded", "prompt is too long",
-    "input is too long", "exceeds the maximum number of tokens", "`max_new_tokens` must be <=", "too many input tokens",
+    "context length",
+    "maximum context",
+    "context window",
+    "context_length_exceeded",
+    "prompt is too long",
+    "input is too long",
+    "exceeds the maximum number of tokens",
+    "`max_new_tokens` must be <=",
+    "too many input tokens",
 )
 
 
@@ -357,7 +362,11 @@ def map_litellm_error(exc: BaseException, deployment: str, *, mid_stream: bool =
     # a 401/403 is about the gateway's own key, which the backend's message may quote
     reason = CREDENTIALS_REFUSED.format(status=status) if status in (401, 403) else summarise(text, status)
     return UpstreamStatus(
-        f"{deployment}: {reason}", upstream_status=status, deployment=deployment, upstream_code=code, retry_after=retry_after,
+        f"{deployment}: {reason}",
+        upstream_status=status,
+        deployment=deployment,
+        upstream_code=code,
+        retry_after=retry_after,
     )
 
 

@@ -70,9 +70,7 @@ class UpstreamHTTP:
             connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300, keepalive_timeout=30)
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=self.timeouts.connect, sock_read=self.timeouts.read
-                ),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect, sock_read=self.timeouts.read),
                 json_serialize=lambda obj: orjson.dumps(obj).decode(),
                 auto_decompress=True,
             )
@@ -95,7 +93,7 @@ class UpstreamHTTP:
                     return body
         except UpstreamError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - every transport failure maps to one error tree
+        except BaseException as exc:
             raise self._transport_error(exc) from exc
 
     async def get(self, path: str) -> bytes:
@@ -110,7 +108,7 @@ class UpstreamHTTP:
                     return body
         except UpstreamError:
             raise
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             raise self._transport_error(exc) from exc
 
     async def get_json(self, path: str) -> Any:
@@ -137,7 +135,7 @@ class UpstreamHTTP:
         try:
             async with asyncio.timeout(self.timeouts.first_byte):
                 response = await session.post(url, data=data, headers=with_attempt_headers(self._headers))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             raise self._transport_error(exc) from exc
         async with response:
             if response.status >= 400:
@@ -161,11 +159,9 @@ class UpstreamHTTP:
                 raise
             except (GeneratorExit, asyncio.CancelledError):
                 raise
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 raise self._transport_error(exc, mid_stream=True) from exc
-        raise UpstreamProtocolError(
-            f"{self.deployment}: the upstream stream ended before [DONE]", deployment=self.deployment
-        )
+        raise UpstreamProtocolError(f"{self.deployment}: the upstream stream ended before [DONE]", deployment=self.deployment)
 
     def _status_error(
         self, status: int, body: bytes, headers: Mapping[str, str], fallback: str | None = None, answered: int | None = None

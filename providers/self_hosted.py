@@ -39,7 +39,9 @@ class SelfHostedProvider(OpenAICompatibleProvider):
             config = config.model_copy(update={"base_url": self.preset.default_base_url})
         super().__init__(config, http)
         self.root = UpstreamHTTP(
-            server_root(config.base_url or ""), deployment=config.name, headers=self.http.headers,
+            server_root(config.base_url or ""),
+            deployment=config.name,
+            headers=self.http.headers,
             timeouts=HTTPTimeouts(connect=config.timeouts.connect, first_byte=min(config.timeouts.first_byte, 5.0)),
             max_connections=4,
         )
@@ -56,7 +58,9 @@ class SelfHostedProvider(OpenAICompatibleProvider):
         if reported is not None and reported < self.config.context_window:
             log.warning(
                 "deployment %s: the server reports a context window of %d tokens, the config says %d",
-                self.name, reported, self.config.context_window,
+                self.name,
+                reported,
+                self.config.context_window,
             )
 
     async def discover(self) -> Discovery:

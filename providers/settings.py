@@ -103,7 +103,10 @@ class DeploymentConfig(Strict):
         if self.enabled is not None:
             return self.enabled
         # A hosted API whose key is configured but empty (``${KEY:-}`` unset) stays off.
-        if (self.provider == "litellm" or self.locality == "hosted") and self.api_key is not None \
-                and not self.api_key.get_secret_value():
+        if (
+            (self.provider == "litellm" or self.locality == "hosted")
+            and self.api_key is not None
+            and not self.api_key.get_secret_value()
+        ):
             return False
         return True

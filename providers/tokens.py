@@ -33,7 +33,7 @@ def _point_tiktoken_at_bundled_encodings() -> None:
 
 
 @functools.cache
-def _encoding(name: str):  # noqa: ANN202 - tiktoken.Encoding
+def _encoding(name: str):
     _point_tiktoken_at_bundled_encodings()
     import tiktoken
 

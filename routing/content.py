@@ -44,14 +44,45 @@ _TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text"})
 HINT_KEYS = frozenset({"x-switchyard-sensitivity", "x-switchyard-task", "x-switchyard-project-tag"})
 """The gateway's own keys in ``metadata``: hints, stripped before forwarding, so not scanned."""
 # handled on their own below; "model" is replaced by the deployment's model name upstream
-_SPECIAL_KEYS = frozenset({
-    "messages", "prompt", "input", "suffix", "metadata", "model", "tools", "functions", "response_format", "documents",
-})
+_SPECIAL_KEYS = frozenset(
+    {
+        "messages",
+        "prompt",
+        "input",
+        "suffix",
+        "metadata",
+        "model",
+        "tools",
+        "functions",
+        "response_format",
+        "documents",
+    }
+)
 _MESSAGE_SPECIAL = frozenset({"role", "content"})
-_TEXTUAL_APPLICATION = frozenset({
-    "json", "xml", "javascript", "ecmascript", "x-javascript", "yaml", "x-yaml", "toml", "sql", "graphql", "csv",
-    "x-ndjson", "ndjson", "x-sh", "x-shellscript", "x-python", "x-www-form-urlencoded", "rtf", "x-tex", "markdown",
-})
+_TEXTUAL_APPLICATION = frozenset(
+    {
+        "json",
+        "xml",
+        "javascript",
+        "ecmascript",
+        "x-javascript",
+        "yaml",
+        "x-yaml",
+        "toml",
+        "sql",
+        "graphql",
+        "csv",
+        "x-ndjson",
+        "ndjson",
+        "x-sh",
+        "x-shellscript",
+        "x-python",
+        "x-www-form-urlencoded",
+        "rtf",
+        "x-tex",
+        "markdown",
+    }
+)
 
 
 _PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})")
@@ -407,6 +438,12 @@ def extract_content(
     if not last_user and texts:
         last_user = texts[-1]
     return RequestContent(
-        texts, last_user, collector.images, collector.token_ids, messages, prompt_chars,
-        collector.unscannable, collector.over_limit,
+        texts,
+        last_user,
+        collector.images,
+        collector.token_ids,
+        messages,
+        prompt_chars,
+        collector.unscannable,
+        collector.over_limit,
     )

@@ -10,13 +10,12 @@ from routing.types import Signals
 if TYPE_CHECKING:
     from routing.router import Decision
 
+
 def signals_dict(signals: Signals) -> dict[str, Any]:
     return {
         "sensitivity": signals.sensitivity.label,
         "sensitivity_sources": list(signals.sensitivity_sources),
-        "detections": [
-            {"entity": hit.entity, "count": hit.count, "level": hit.level.label} for hit in signals.detections
-        ],
+        "detections": [{"entity": hit.entity, "count": hit.count, "level": hit.level.label} for hit in signals.detections],
         "task": signals.task,
         "task_reason": signals.task_reason,
         "prompt_tokens": signals.prompt_tokens,

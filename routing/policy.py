@@ -151,9 +151,7 @@ def policy_reasons(
     return ([violation] if violation else []) + rule_reasons(deployment, rule, cost)
 
 
-def hard_reasons(
-    deployment: DeploymentProfile, needs: Needs, soft: frozenset[str], health: Mapping[str, bool]
-) -> list[str]:
+def hard_reasons(deployment: DeploymentProfile, needs: Needs, soft: frozenset[str], health: Mapping[str, bool]) -> list[str]:
     """Why ``deployment`` cannot serve the request (capability, context window, health).
 
     Capabilities in ``soft`` are not enforced (no candidate of the route declares them).

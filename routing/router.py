@@ -219,7 +219,9 @@ class Router:
             if deployment.name == skip:
                 continue
             cost = deployment.prices.cost(prompt, output)
-            reasons = policy_reasons(deployment, rule, sensitivity, cost, unscannable) + hard_reasons(deployment, needs, soft, health)
+            reasons = policy_reasons(deployment, rule, sensitivity, cost, unscannable) + hard_reasons(
+                deployment, needs, soft, health
+            )
             if reasons:
                 decision.excluded.append(Exclusion(deployment.name, "; ".join(reasons)))
             else:

@@ -49,9 +49,31 @@ _WORDS: dict[str, tuple[str, float]] = {
     **dict.fromkeys(("parse", "json", "entities", "fields"), ("extract", 0.3)),
     **dict.fromkeys(("refactor", "debug", "traceback", "stacktrace", "compile", "compiler", "segfault"), ("code", 0.5)),
     **dict.fromkeys(("def", "import", "include", "println", "printf", "console", "const", "elif", "async"), ("code", 0.2)),
-    **dict.fromkeys(("function", "implement", "python", "javascript", "typescript", "rust", "golang", "java",
-                     "sql", "regex", "bug", "script", "code", "class", "method", "api", "bash"), ("code", 0.3)),
-    **dict.fromkeys(("prove", "proof", "theorem", "lemma", "derivative", "integral", "equation", "equations"), ("reasoning", 0.5)),
+    **dict.fromkeys(
+        (
+            "function",
+            "implement",
+            "python",
+            "javascript",
+            "typescript",
+            "rust",
+            "golang",
+            "java",
+            "sql",
+            "regex",
+            "bug",
+            "script",
+            "code",
+            "class",
+            "method",
+            "api",
+            "bash",
+        ),
+        ("code", 0.3),
+    ),
+    **dict.fromkeys(
+        ("prove", "proof", "theorem", "lemma", "derivative", "integral", "equation", "equations"), ("reasoning", 0.5)
+    ),
     **dict.fromkeys(("solve", "probability", "calculate", "compute", "puzzle", "riddle", "logic"), ("reasoning", 0.35)),
 }
 # substring -> (task, weight, label): syntax and phrases that single words miss; read from the

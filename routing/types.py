@@ -9,8 +9,21 @@ from typing import Any, Protocol
 from core.literals import TASKS, Capability, Endpoint, Locality, Objective, Sensitivity
 
 __all__ = [
-    "TASKS", "Candidate", "Capability", "DeploymentProfile", "DetectorHit", "Endpoint", "Exclusion", "Locality",
-    "Objective", "Plan", "Prices", "RoutingRequest", "Sensitivity", "Signals", "TokenDecoder",
+    "TASKS",
+    "Candidate",
+    "Capability",
+    "DeploymentProfile",
+    "DetectorHit",
+    "Endpoint",
+    "Exclusion",
+    "Locality",
+    "Objective",
+    "Plan",
+    "Prices",
+    "RoutingRequest",
+    "Sensitivity",
+    "Signals",
+    "TokenDecoder",
 ]
 
 

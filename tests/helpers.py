@@ -36,7 +36,9 @@ def make_config(data: dict[str, Any]) -> GatewayConfig:
     return parse_config(yaml.safe_dump(base), source="test-config")
 
 
-def fake_deployment(name: str, base_url: str, *, locality: str = "self_hosted", model: str | None = None, **extra: Any) -> dict[str, Any]:
+def fake_deployment(
+    name: str, base_url: str, *, locality: str = "self_hosted", model: str | None = None, **extra: Any
+) -> dict[str, Any]:
     return {
         "name": name,
         "provider": "openai_compatible",
@@ -93,9 +95,25 @@ class GatewayProcess:
     def start(self, timeout: float = 90.0) -> GatewayProcess:
         log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the process's lifetime
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config_path),
-             "--port", str(self.port), "--workers", str(self.workers), "--log-level", self.log_level, *self.extra_args],
-            cwd=self.cwd, env={**self.env, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+                "--log-level",
+                self.log_level,
+                *self.extra_args,
+            ],
+            cwd=self.cwd,
+            env={**self.env, "PYTHONPATH": str(ROOT)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

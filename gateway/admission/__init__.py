@@ -1,9 +1,9 @@
 """Admission: RPM/TPM limits and budget reservations, atomically for a key and its project.
 
-    admission = make_admission(config.redis_url)          # Redis if set, else in-process
-    ticket = await admission.admit(key_info.subjects(), tokens=prompt + max_tokens, reserve_usd=worst)
-    ...                                                   # call the backend
-    await admission.settle(ticket, actual_usd=cost, actual_tokens=used)   # or release(ticket)
+admission = make_admission(config.redis_url)          # Redis if set, else in-process
+ticket = await admission.admit(key_info.subjects(), tokens=prompt + max_tokens, reserve_usd=worst)
+...                                                   # call the backend
+await admission.settle(ticket, actual_usd=cost, actual_tokens=used)   # or release(ticket)
 """
 
 from __future__ import annotations

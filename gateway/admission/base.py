@@ -254,11 +254,9 @@ class Admission(Protocol):
         """Set the window's spend (from the ledger) unless the backend already has it."""
         ...
 
-    async def budget_state(self, subject: Subject, now: datetime | None = None) -> BudgetState:
-        ...
+    async def budget_state(self, subject: Subject, now: datetime | None = None) -> BudgetState: ...
 
-    async def aclose(self) -> None:
-        ...
+    async def aclose(self) -> None: ...
 
 
 # ---------------------------------------------------------------- shared helpers for the backends
@@ -289,9 +287,7 @@ def window_ttl_s(window: Window, now: datetime, grace_s: int = 86_400) -> int:
     return max(1, math.ceil((window.end - as_utc(now)).total_seconds()) + grace_s)
 
 
-def rate_info(
-    subjects: Sequence[Subject], requests: Sequence[int], tokens: Sequence[int], reset_s: float
-) -> RateLimitInfo:
+def rate_info(subjects: Sequence[Subject], requests: Sequence[int], tokens: Sequence[int], reset_s: float) -> RateLimitInfo:
     """The tightest limits given each subject's counts in the current minute."""
     best_r: tuple[int, int] | None = None  # (remaining, limit)
     best_t: tuple[int, int] | None = None

@@ -96,8 +96,15 @@ class MemoryAdmission:
                 counter = counters[i]
                 info = rate_info(subs, [r[0] for r in rates], [r[1] for r in rates], reset_s)
                 raise rejection(
-                    reason, subs[i], now=now, info=info, reset_s=reset_s, tokens=tokens, reserve_nanos=reserve,
-                    spent_nanos=counter.spent if counter else 0, reserved_nanos=counter.reserved if counter else 0,
+                    reason,
+                    subs[i],
+                    now=now,
+                    info=info,
+                    reset_s=reset_s,
+                    tokens=tokens,
+                    reserve_nanos=reserve,
+                    spent_nanos=counter.spent if counter else 0,
+                    reserved_nanos=counter.reserved if counter else 0,
                     budget_remaining_nanos=_remaining(subs, counters),
                 )
             remaining = _remaining(subs, counters)
@@ -249,4 +256,3 @@ def _grant(
 def _remaining(subs: Sequence[Subject], counters: Sequence[_BudgetCounter | None]) -> int | None:
     """Budget left to the tightest subject, before this request's reservation."""
     return tightest_remaining(subs, [c.spent if c else 0 for c in counters], [c.reserved if c else 0 for c in counters])
-

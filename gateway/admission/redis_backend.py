@@ -22,8 +22,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from gateway.admission.resp import PipelinedRedis, RedisError, Script
-
 from gateway.admission.base import (
     RATE_WINDOW_S,
     BudgetState,
@@ -44,6 +42,7 @@ from gateway.admission.base import (
     usd_to_nanos,
     window_ttl_s,
 )
+from gateway.admission.resp import PipelinedRedis, RedisError, Script
 
 # KEYS[1] ticket key; then per subject: budget hash, reservation zset, rate hash.
 # ARGV: now_ms, ticket id, fixed reserve nanos, tokens, reservation expiry ms, ticket ttl s, rate ttl s,
@@ -217,9 +216,17 @@ class RedisAdmission:
         ticket_id = new_ticket_id()
         keys = [f"{self._p}:t:{ticket_id}"]
         args: list[Any] = [
-            now_ms, ticket_id, fixed, tokens, now_ms + self._reservation_ttl_s * 1000,
-            self._ticket_ttl_s, 2 * RATE_WINDOW_S, unit_price(output),
-            output.max_units if output else 0, output.min_units if output else 0, output.tokens_per_unit if output else 0,
+            now_ms,
+            ticket_id,
+            fixed,
+            tokens,
+            now_ms + self._reservation_ttl_s * 1000,
+            self._ticket_ttl_s,
+            2 * RATE_WINDOW_S,
+            unit_price(output),
+            output.max_units if output else 0,
+            output.min_units if output else 0,
+            output.tokens_per_unit if output else 0,
         ]
         windows: list[str | None] = []
         for subject in subs:
@@ -241,15 +248,27 @@ class RedisAdmission:
         if not ok:
             spent, reserved = counts[index - 1][0], counts[index - 1][1]
             raise rejection(
-                reason, subs[index - 1], now=now, info=info, reset_s=reset_s, tokens=tokens,
-                reserve_nanos=reserve, spent_nanos=spent, reserved_nanos=reserved,
+                reason,
+                subs[index - 1],
+                now=now,
+                info=info,
+                reset_s=reset_s,
+                tokens=tokens,
+                reserve_nanos=reserve,
+                spent_nanos=spent,
+                reserved_nanos=reserved,
                 budget_remaining_nanos=tightest_remaining(subs, [c[0] for c in counts], [c[1] for c in counts]),
             )
         # The script's reserved counts include this request's own reservation on budgeted subjects.
         others = [c[1] - (reserve if s.budget_usd is not None else 0) for s, c in zip(subs, counts, strict=True)]
         return Ticket(
-            id=ticket_id, subjects=subs, tokens=tokens, reserve_nanos=reserve,
-            windows=tuple(windows), rate_window=minute, limits=info,
+            id=ticket_id,
+            subjects=subs,
+            tokens=tokens,
+            reserve_nanos=reserve,
+            windows=tuple(windows),
+            rate_window=minute,
+            limits=info,
             output_units=units if output is not None else None,
             budget_remaining_nanos=tightest_remaining(subs, [c[0] for c in counts], others),
             rpm_full=tuple(s for s, c in zip(subs, counts, strict=True) if s.rpm is not None and c[2] >= s.rpm),
@@ -296,10 +315,12 @@ class RedisAdmission:
         now = as_utc(now or self._clock())
         window = budget_window(subject.period, now)
         bkey, rkey, _ = self._keys(subject, window.id, 0)
-        (spent, _reserved), live = await self._redis.pipeline([
-            ("HMGET", bkey, "spent", "reserved"),
-            ("ZRANGEBYSCORE", rkey, f"({int(now.timestamp() * 1000)}", "+inf"),
-        ])
+        (spent, _reserved), live = await self._redis.pipeline(
+            [
+                ("HMGET", bkey, "spent", "reserved"),
+                ("ZRANGEBYSCORE", rkey, f"({int(now.timestamp() * 1000)}", "+inf"),
+            ]
+        )
         reserved = sum(int(m.rsplit(b":", 1)[1]) for m in live)  # counts only unexpired holds
         return BudgetState(window, nanos_to_usd(int(spent or 0)), nanos_to_usd(reserved), subject.budget_usd)
 

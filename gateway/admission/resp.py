@@ -45,11 +45,11 @@ def _encode(args: Sequence[Arg]) -> bytes:
 class Script:
     """A Lua script, called by SHA-1 and loaded on demand."""
 
-    __slots__ = ("source", "sha")
+    __slots__ = ("sha", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
 
 
 class PipelinedRedis:

@@ -27,9 +27,7 @@ async def budget_subjects(db: Database) -> list[Subject]:
     async with db.session() as session:
         projects = (await session.exec(select(Project).where(col(Project.budget_usd).is_not(None)))).all()
         keys = (
-            await session.exec(
-                select(ApiKey).where(col(ApiKey.budget_usd).is_not(None), col(ApiKey.revoked_at).is_(None))
-            )
+            await session.exec(select(ApiKey).where(col(ApiKey.budget_usd).is_not(None), col(ApiKey.revoked_at).is_(None)))
         ).all()
     subjects = [Subject("project", p.name, p.budget_usd, p.budget_period, p.rpm, p.tpm) for p in projects]
     subjects += [Subject("key", k.id, k.budget_usd, k.budget_period, k.rpm, k.tpm) for k in keys]

@@ -94,8 +94,12 @@ class KeyIn(_Body):
     name: str = Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)
     budget: BudgetIn | None = None
     limits: LimitsIn = LimitsIn()
-    models: list[Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)]] = Field(default_factory=list, max_length=256)
-    tags: list[Annotated[str, Field(min_length=1, max_length=100, pattern=TEXT_PATTERN)]] = Field(default_factory=list, max_length=64)
+    models: list[Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)]] = Field(
+        default_factory=list, max_length=256
+    )
+    tags: list[Annotated[str, Field(min_length=1, max_length=100, pattern=TEXT_PATTERN)]] = Field(
+        default_factory=list, max_length=64
+    )
     expires_at: datetime | None = None
     role: Role = "app"
     projects: list[str] = Field(default_factory=list)  # finance keys only: the projects it may see (empty: all)
@@ -178,8 +182,12 @@ def key_view(key: ApiKey, secret: str | None = None) -> dict[str, Any]:
 
 
 def _no_project(name: str, param: str = "project") -> InvalidRequest:
-    return InvalidRequest(f"Project '{name}' does not exist. Create it with POST /admin/projects or in the config's projects: section.",
-                          param=param, status=404, code="project_not_found")
+    return InvalidRequest(
+        f"Project '{name}' does not exist. Create it with POST /admin/projects or in the config's projects: section.",
+        param=param,
+        status=404,
+        code="project_not_found",
+    )
 
 
 def _require_visible(caller: Any, project: str) -> None:
@@ -201,7 +209,9 @@ async def create_project_route(request: Request) -> Response:
         name=body.name,
         budget_usd=body.budget.usd if body.budget else None,
         budget_period=body.budget.period if body.budget else "monthly",
-        rpm=body.limits.rpm, tpm=body.limits.tpm, sensitivity_floor=body.sensitivity_floor,
+        rpm=body.limits.rpm,
+        tpm=body.limits.tpm,
+        sensitivity_floor=body.sensitivity_floor,
         alert_thresholds=body.budget.alert_thresholds if body.budget else None,
     )
     try:
@@ -231,11 +241,17 @@ async def create_key_route(request: Request) -> Response:
             raise InvalidRequest("expires_at: must be in the future", param="expires_at")
     try:
         key, secret = await request.app.state.gateway.keys.create(
-            body.project, body.name, models=body.models, tags=body.tags,
+            body.project,
+            body.name,
+            models=body.models,
+            tags=body.tags,
             budget_usd=body.budget.usd if body.budget else None,
             budget_period=body.budget.period if body.budget else "monthly",
-            rpm=body.limits.rpm, tpm=body.limits.tpm, expires_at=expires_at,
-            role=body.role, projects=body.projects,
+            rpm=body.limits.rpm,
+            tpm=body.limits.tpm,
+            expires_at=expires_at,
+            role=body.role,
+            projects=body.projects,
             alert_thresholds=body.budget.alert_thresholds if body.budget else None,
         )
     except UnknownProject as exc:
@@ -297,14 +313,15 @@ async def usage_route(
     since: str | None = None,
     until: str | None = None,
     group_by: str | None = None,
-    format: str = "json",  # noqa: A002 - the query parameter's name
+    format: str = "json",
 ) -> Response:
     db = request.app.state.gateway.db
     groups = [g.strip() for g in (group_by or "").split(",") if g.strip()]
     unknown = [g for g in groups if g not in GROUP_BY_FIELDS]
     if unknown:
-        raise InvalidRequest(f"group_by: unknown field(s) {', '.join(unknown)}; expected any of {', '.join(GROUP_BY_FIELDS)}",
-                             param="group_by")
+        raise InvalidRequest(
+            f"group_by: unknown field(s) {', '.join(unknown)}; expected any of {', '.join(GROUP_BY_FIELDS)}", param="group_by"
+        )
     if format not in ("json", "csv", "table"):
         raise InvalidRequest("format: expected json, csv or table", param="format")
     caller = await caller_of(request)
@@ -315,8 +332,9 @@ async def usage_route(
     start, end = _moment(since, "since"), _moment(until, "until")
     if start is not None and end is not None and _as_time(start, end=False) >= _as_time(end, end=True):
         raise InvalidRequest(f"since ({since}) is not before until ({until})", param="since", code="invalid_range")
-    report = await usage_report(db, project=project, key=key, since=start, until=end, group_by=groups,
-                                projects=caller.scope or None)
+    report = await usage_report(
+        db, project=project, key=key, since=start, until=end, group_by=groups, projects=caller.scope or None
+    )
     if format == "json":
         return _json(report)
     media = "text/csv" if format == "csv" else "text/plain"
@@ -370,10 +388,17 @@ async def list_alerts_route(request: Request, project: str | None = None, limit:
 
 def alert_view(alert: BudgetAlert) -> dict[str, Any]:
     return {
-        "object": "budget_alert", "id": alert.id,
+        "object": "budget_alert",
+        "id": alert.id,
         "subject": {"kind": alert.subject_kind, "id": alert.subject_id, "name": alert.subject_name},
-        "project": alert.project, "period": alert.period, "window": alert.window_id, "threshold_pct": alert.threshold,
-        "budget_usd": decimal_str(alert.budget_usd), "spend_usd": decimal_str(alert.spend_usd),
-        "created_at": _time(alert.created_at), "delivered_at": _time(alert.delivered_at),
-        "attempts": alert.attempts, "last_error": alert.last_error,
+        "project": alert.project,
+        "period": alert.period,
+        "window": alert.window_id,
+        "threshold_pct": alert.threshold,
+        "budget_usd": decimal_str(alert.budget_usd),
+        "spend_usd": decimal_str(alert.spend_usd),
+        "created_at": _time(alert.created_at),
+        "delivered_at": _time(alert.delivered_at),
+        "attempts": alert.attempts,
+        "last_error": alert.last_error,
     }

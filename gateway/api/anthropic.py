@@ -32,8 +32,9 @@ _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 def _check_version(incoming: Incoming) -> None:
     version = incoming.headers.get("anthropic-version")
     if version is not None and not _VERSION.match(version.strip()):
-        raise InvalidRequest(f"anthropic-version: '{version[:40]}' is not a version date such as 2023-06-01",
-                             param="anthropic-version")
+        raise InvalidRequest(
+            f"anthropic-version: '{version[:40]}' is not a version date such as 2023-06-01", param="anthropic-version"
+        )
 
 
 async def messages(state: GatewayState, scope: Scope, receive: Receive, send: Send) -> None:

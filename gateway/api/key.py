@@ -69,8 +69,17 @@ async def current_key(request: Request) -> Response:
     now = datetime.now(UTC)
     info = caller.key_info
     if info is None:  # the master key: no budget of its own
-        body: dict[str, Any] = {"object": "key", "id": None, "name": "master key", "role": caller.role, "project": caller.project,
-                                "budget": None, "project_budget": None, "remaining_usd": None, "limits": {"rpm": None, "tpm": None}}
+        body: dict[str, Any] = {
+            "object": "key",
+            "id": None,
+            "name": "master key",
+            "role": caller.role,
+            "project": caller.project,
+            "budget": None,
+            "project_budget": None,
+            "remaining_usd": None,
+            "limits": {"rpm": None, "tpm": None},
+        }
         return Response(orjson.dumps(body), media_type="application/json")
     subjects = info.subjects()
     key_view = await budget_view(state, subjects[0], info.project, now)

@@ -73,14 +73,15 @@ def answer(data: dict[str, Any], fmt: str, to_csv: Callable[[dict[str, Any]], st
     if fmt == "csv":
         filename = re.sub(r"[^A-Za-z0-9._-]+", "_", filename)
         return Response(
-            to_csv(data), media_type="text/csv; charset=utf-8",
+            to_csv(data),
+            media_type="text/csv; charset=utf-8",
             headers={"content-disposition": f'attachment; filename="{filename}.csv"', "cache-control": "no-store"},
         )
     return Response(orjson.dumps(data), media_type="application/json", headers={"cache-control": "no-store"})
 
 
 @router.get("/projects")
-async def projects_route(request: Request, since: str | None = None, until: str | None = None, format: str = "json") -> Response:  # noqa: A002
+async def projects_route(request: Request, since: str | None = None, until: str | None = None, format: str = "json") -> Response:
     """Spend, budget use, forecast, self-hosted share and savings per project."""
     fmt = check_format(format)
     days = report_range(request, since, until)
@@ -92,7 +93,11 @@ async def projects_route(request: Request, since: str | None = None, until: str 
 
 @router.get("/daily")
 async def daily_route(
-    request: Request, since: str | None = None, until: str | None = None, group_by: str = "project", format: str = "json",  # noqa: A002
+    request: Request,
+    since: str | None = None,
+    until: str | None = None,
+    group_by: str = "project",
+    format: str = "json",
 ) -> Response:
     """Spend per day over every visible project, grouped (by project unless told otherwise)."""
     fmt, group = check_format(format), check_group(group_by)
@@ -104,8 +109,12 @@ async def daily_route(
 
 @router.get("/projects/{name}/daily")
 async def project_daily_route(
-    request: Request, name: str, since: str | None = None, until: str | None = None, group_by: str = "deployment",
-    format: str = "json",  # noqa: A002
+    request: Request,
+    name: str,
+    since: str | None = None,
+    until: str | None = None,
+    group_by: str = "deployment",
+    format: str = "json",
 ) -> Response:
     """One project's spend per day, by deployment, model, task, sensitivity, key, user, tag, ..."""
     fmt, group = check_format(format), check_group(group_by)
@@ -117,8 +126,12 @@ async def project_daily_route(
 
 @router.get("/projects/{name}/breakdown")
 async def project_breakdown_route(
-    request: Request, name: str, since: str | None = None, until: str | None = None, group_by: str = "model",
-    format: str = "json",  # noqa: A002
+    request: Request,
+    name: str,
+    since: str | None = None,
+    until: str | None = None,
+    group_by: str = "model",
+    format: str = "json",
 ) -> Response:
     """One project's spend by one dimension: the tables of the project page."""
     fmt, group = check_format(format), check_group(group_by)

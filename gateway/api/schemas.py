@@ -17,7 +17,10 @@ _MESSAGE = {
         "content": {
             "anyOf": [
                 {"type": "string"},
-                {"type": "array", "items": {"type": "object", "properties": {"type": {"type": "string"}, "text": {"type": "string"}}}},
+                {
+                    "type": "array",
+                    "items": {"type": "object", "properties": {"type": {"type": "string"}, "text": {"type": "string"}}},
+                },
                 {"type": "null"},
             ]
         },
@@ -46,52 +49,60 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-CHAT_BODY = _body({
-    "type": "object",
-    "required": ["model", "messages"],
-    "properties": {
-        **_COMMON,
-        "messages": {"type": "array", "minItems": 1, "items": _MESSAGE},
-        "max_completion_tokens": {"type": "integer", "minimum": 1},
-        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
-        "tools": {"type": "array", "items": {"type": "object"}},
-        "response_format": {"type": "object"},
-        "seed": {"type": "integer"},
-    },
-})
-COMPLETIONS_BODY = _body({
-    "type": "object",
-    "required": ["model", "prompt"],
-    "properties": {
-        **_COMMON,
-        "prompt": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
-        "echo": {"type": "boolean"},
-        "logprobs": {"type": "integer", "minimum": 0, "maximum": 5},
-    },
-})
-EMBEDDINGS_BODY = _body({
-    "type": "object",
-    "required": ["model", "input"],
-    "properties": {
-        "model": _COMMON["model"],
-        "input": {
-            "anyOf": [
-                {"type": "string", "minLength": 1},
-                {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
-                {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}},
-            ]
+CHAT_BODY = _body(
+    {
+        "type": "object",
+        "required": ["model", "messages"],
+        "properties": {
+            **_COMMON,
+            "messages": {"type": "array", "minItems": 1, "items": _MESSAGE},
+            "max_completion_tokens": {"type": "integer", "minimum": 1},
+            "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+            "tools": {"type": "array", "items": {"type": "object"}},
+            "response_format": {"type": "object"},
+            "seed": {"type": "integer"},
         },
-        "encoding_format": {"type": "string", "enum": ["float", "base64"]},
-        "dimensions": {"type": "integer", "minimum": 1},
-        "user": {"type": "string"},
-    },
-})
-EXPLAIN_BODY = _body({
-    "type": "object",
-    "required": ["model"],
-    "description": "The body of a chat, completion or embeddings request.",
-    "properties": {**CHAT_BODY["requestBody"]["content"]["application/json"]["schema"]["properties"]},
-})
+    }
+)
+COMPLETIONS_BODY = _body(
+    {
+        "type": "object",
+        "required": ["model", "prompt"],
+        "properties": {
+            **_COMMON,
+            "prompt": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
+            "echo": {"type": "boolean"},
+            "logprobs": {"type": "integer", "minimum": 0, "maximum": 5},
+        },
+    }
+)
+EMBEDDINGS_BODY = _body(
+    {
+        "type": "object",
+        "required": ["model", "input"],
+        "properties": {
+            "model": _COMMON["model"],
+            "input": {
+                "anyOf": [
+                    {"type": "string", "minLength": 1},
+                    {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+                    {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}},
+                ]
+            },
+            "encoding_format": {"type": "string", "enum": ["float", "base64"]},
+            "dimensions": {"type": "integer", "minimum": 1},
+            "user": {"type": "string"},
+        },
+    }
+)
+EXPLAIN_BODY = _body(
+    {
+        "type": "object",
+        "required": ["model"],
+        "description": "The body of a chat, completion or embeddings request.",
+        "properties": {**CHAT_BODY["requestBody"]["content"]["application/json"]["schema"]["properties"]},
+    }
+)
 
 # ---------------------------------------------------------------- Anthropic Messages
 
@@ -136,30 +147,37 @@ _ANTHROPIC_MESSAGES = {
     "tool_choice": {
         "type": "object",
         "required": ["type"],
-        "properties": {"type": {"type": "string", "enum": ["auto", "any", "tool", "none"]}, "name": {"type": "string"},
-                       "disable_parallel_tool_use": {"type": "boolean"}},
+        "properties": {
+            "type": {"type": "string", "enum": ["auto", "any", "tool", "none"]},
+            "name": {"type": "string"},
+            "disable_parallel_tool_use": {"type": "boolean"},
+        },
     },
 }
-MESSAGES_BODY = _body({
-    "type": "object",
-    "required": ["model", "messages", "max_tokens"],
-    "description": "Anthropic's Messages request; the key in x-api-key or a bearer token.",
-    "properties": {
-        **_ANTHROPIC_MESSAGES,
-        "max_tokens": {"type": "integer", "minimum": 1},
-        "stream": {"type": "boolean"},
-        "stop_sequences": {"type": "array", "items": {"type": "string"}},
-        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
-        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-        "top_k": {"type": "integer", "minimum": 0},
-        "metadata": {"type": "object", "properties": {"user_id": {"type": "string"}}},
-    },
-})
-COUNT_TOKENS_BODY = _body({
-    "type": "object",
-    "required": ["model", "messages"],
-    "properties": _ANTHROPIC_MESSAGES,
-})
+MESSAGES_BODY = _body(
+    {
+        "type": "object",
+        "required": ["model", "messages", "max_tokens"],
+        "description": "Anthropic's Messages request; the key in x-api-key or a bearer token.",
+        "properties": {
+            **_ANTHROPIC_MESSAGES,
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "stream": {"type": "boolean"},
+            "stop_sequences": {"type": "array", "items": {"type": "string"}},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+            "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+            "top_k": {"type": "integer", "minimum": 0},
+            "metadata": {"type": "object", "properties": {"user_id": {"type": "string"}}},
+        },
+    }
+)
+COUNT_TOKENS_BODY = _body(
+    {
+        "type": "object",
+        "required": ["model", "messages"],
+        "properties": _ANTHROPIC_MESSAGES,
+    }
+)
 
 # ---------------------------------------------------------------- OpenAI Responses
 
@@ -175,28 +193,37 @@ _RESPONSE_ITEM = {
         "output": {"type": "string"},
     },
 }
-RESPONSES_BODY = _body({
-    "type": "object",
-    "required": ["model", "input"],
-    "description": "OpenAI's Responses request, stateless: no previous_response_id, no store: true.",
-    "properties": {
-        "model": _COMMON["model"],
-        "input": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "minItems": 1, "items": _RESPONSE_ITEM}]},
-        "instructions": {"type": "string"},
-        "max_output_tokens": {"type": "integer", "minimum": 1},
-        "stream": {"type": "boolean"},
-        "temperature": _COMMON["temperature"],
-        "top_p": _COMMON["top_p"],
-        "user": {"type": "string"},
-        "metadata": _COMMON["metadata"],
-        "tools": {
-            "type": "array",
-            "items": {"type": "object", "required": ["type", "name"],
-                      "properties": {"type": {"type": "string", "enum": ["function"]}, "name": {"type": "string"},
-                                     "parameters": {"type": "object"}, "strict": {"type": "boolean"}}},
+RESPONSES_BODY = _body(
+    {
+        "type": "object",
+        "required": ["model", "input"],
+        "description": "OpenAI's Responses request, stateless: no previous_response_id, no store: true.",
+        "properties": {
+            "model": _COMMON["model"],
+            "input": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "minItems": 1, "items": _RESPONSE_ITEM}]},
+            "instructions": {"type": "string"},
+            "max_output_tokens": {"type": "integer", "minimum": 1},
+            "stream": {"type": "boolean"},
+            "temperature": _COMMON["temperature"],
+            "top_p": _COMMON["top_p"],
+            "user": {"type": "string"},
+            "metadata": _COMMON["metadata"],
+            "tools": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["type", "name"],
+                    "properties": {
+                        "type": {"type": "string", "enum": ["function"]},
+                        "name": {"type": "string"},
+                        "parameters": {"type": "object"},
+                        "strict": {"type": "boolean"},
+                    },
+                },
+            },
+            "tool_choice": {"anyOf": [{"type": "string", "enum": ["auto", "none", "required"]}, {"type": "object"}]},
+            "text": {"type": "object", "properties": {"format": {"type": "object"}}},
+            "store": {"type": "boolean", "enum": [False]},
         },
-        "tool_choice": {"anyOf": [{"type": "string", "enum": ["auto", "none", "required"]}, {"type": "object"}]},
-        "text": {"type": "object", "properties": {"format": {"type": "object"}}},
-        "store": {"type": "boolean", "enum": [False]},
-    },
-})
+    }
+)

@@ -132,8 +132,15 @@ async def session_caller(gateway: Any, request: Request) -> Caller | None:
         info = await gateway.keys.active_info(row.key_id)
         if info is None or info.role not in DASHBOARD_ROLES:
             return None
-        caller = Caller(project=info.project, key_id=info.id, key_name=info.name, key_info=info, role=info.role,
-                        scope=info.projects, tags=frozenset(info.tags))
+        caller = Caller(
+            project=info.project,
+            key_id=info.id,
+            key_name=info.name,
+            key_info=info,
+            role=info.role,
+            scope=info.projects,
+            tags=frozenset(info.tags),
+        )
     request.scope.setdefault("state", {})["session_id"] = cookie.session_id
     return caller
 

@@ -81,8 +81,10 @@ def stacked_bars(days: list[str], series: list[Series], *, chart: str, title: st
         return TOP + plot_h - plot_h * value / top
 
     out = [
-        (f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="{chart}-title {chart}-desc" '
-         f'data-chart-svg="{escape(chart)}" xmlns="http://www.w3.org/2000/svg">'),
+        (
+            f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="{chart}-title {chart}-desc" '
+            f'data-chart-svg="{escape(chart)}" xmlns="http://www.w3.org/2000/svg">'
+        ),
         f'<title id="{chart}-title">{escape(title)}</title><desc id="{chart}-desc">{escape(description)}</desc>',
         '<g class="grid" aria-hidden="true">',
     ]
@@ -99,8 +101,10 @@ def stacked_bars(days: list[str], series: list[Series], *, chart: str, title: st
         if i % every == 0:
             x = LEFT + slot * i + slot / 2
             minor = " minor" if i % (2 * every) else ""  # hidden on narrow screens, where labels are larger
-            out.append(f'<text class="xlab{minor}" x="{x:.1f}" y="{HEIGHT - 12}" text-anchor="middle">{escape(day_label(day))}</text>')
-    out.append("</g><g class=\"bars\">")
+            out.append(
+                f'<text class="xlab{minor}" x="{x:.1f}" y="{HEIGHT - 12}" text-anchor="middle">{escape(day_label(day))}</text>'
+            )
+    out.append('</g><g class="bars">')
     for i, day in enumerate(days):
         x = LEFT + slot * i + (slot - bar) / 2
         base = 0.0
@@ -118,6 +122,8 @@ def stacked_bars(days: list[str], series: list[Series], *, chart: str, title: st
                 f"<title>{escape(tip)}</title></rect>"
             )
     out.append("</g>")
-    out.append(f'<line class="axis" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" aria-hidden="true"/>')
+    out.append(
+        f'<line class="axis" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" aria-hidden="true"/>'
+    )
     out.append("</svg>")
     return Markup("".join(out))

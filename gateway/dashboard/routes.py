@@ -60,13 +60,23 @@ TEMPLATES = Environment(
     loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True
 )
 TEMPLATES.filters.update(
-    usd=fmt.usd, count=fmt.count, percent=fmt.percent, share=fmt.share, day=fmt.day_label, urlpart=lambda v: quote(str(v), safe="")
+    usd=fmt.usd,
+    count=fmt.count,
+    percent=fmt.percent,
+    share=fmt.share,
+    day=fmt.day_label,
+    urlpart=lambda v: quote(str(v), safe=""),
 )
 CHART_DIMENSIONS = {"deployment": "Deployment", "model": "Model", "task": "Task", "sensitivity": "Sensitivity", "key": "Key"}
 TABLES = {
-    "model": ("By model", "Requested model"), "deployment": ("By deployment", "Deployment"), "key": ("By key", "Key"),
-    "task": ("By task", "Task"), "sensitivity": ("By sensitivity", "Sensitivity"), "user": ("By user", "User"),
-    "tag": ("By key tag", "Tag"), "project_tag": ("By project tag", "Project tag"),
+    "model": ("By model", "Requested model"),
+    "deployment": ("By deployment", "Deployment"),
+    "key": ("By key", "Key"),
+    "task": ("By task", "Task"),
+    "sensitivity": ("By sensitivity", "Sensitivity"),
+    "user": ("By user", "User"),
+    "tag": ("By key tag", "Tag"),
+    "project_tag": ("By project tag", "Project tag"),
 }
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -147,8 +157,9 @@ def _login_page(request: Request, status: int = 200, error: str | None = None, n
     nonce = secrets.token_urlsafe(24)
     next_path = _safe_next(request.query_params.get("next"))
     response = html("login.html", status, error=error, notice=notice, csrf=csrf_token(gw, "login", nonce), next=next_path)
-    response.set_cookie(LOGIN_COOKIE, nonce, max_age=3600, path="/dashboard/login", httponly=True, samesite="strict",
-                        secure=is_https(request))
+    response.set_cookie(
+        LOGIN_COOKIE, nonce, max_age=3600, path="/dashboard/login", httponly=True, samesite="strict", secure=is_https(request)
+    )
     return response
 
 
@@ -185,11 +196,15 @@ async def login(request: Request) -> Response:
     except GatewayError:
         return _login_page(request, 401, error="That key is not valid: it is unknown, revoked or expired.")
     if caller.role not in DASHBOARD_ROLES:
-        return _login_page(request, 403, error="This is an app key. The dashboard needs a finance or admin key; ask an admin for one.")
+        return _login_page(
+            request, 403, error="This is an app key. The dashboard needs a finance or admin key; ask an admin for one."
+        )
     await prune_sessions(gw)
     cookie, max_age = await start_session(gw, caller)
     response = Response(status_code=303, headers={"location": _safe_next(form.get("next")), "cache-control": "no-store"})
-    response.set_cookie(COOKIE, cookie, max_age=max_age, path=COOKIE_PATH, httponly=True, samesite="strict", secure=is_https(request))
+    response.set_cookie(
+        COOKIE, cookie, max_age=max_age, path=COOKIE_PATH, httponly=True, samesite="strict", secure=is_https(request)
+    )
     response.delete_cookie(LOGIN_COOKIE, path="/dashboard/login")
     return response
 
@@ -260,9 +275,9 @@ def _range(request: Request) -> DayRange:
 
 
 def _chart(report: dict[str, Any], chart: str, title: str) -> tuple[Any, list[Series]]:
-    series = prepare([
-        Series(s["label"], [Decimal(p["spend_usd"]) for p in s["points"]], key=s["group"]) for s in report["series"]
-    ])
+    series = prepare(
+        [Series(s["label"], [Decimal(p["spend_usd"]) for p in s["points"]], key=s["group"]) for s in report["series"]]
+    )
     description = f"{len(series)} series over {len(report['days'])} days; total {fmt.usd(report['totals']['spend_usd'])}."
     return stacked_bars(report["days"], series, chart=chart, title=title, description=description), series
 
@@ -279,8 +294,15 @@ async def overview(request: Request) -> Response:
     chart, series = _chart(daily, "spend-by-day", f"Spend per day by project, {fmt.range_label(days.first, days.last)}")
     over = [p for p in report["projects"] if p["forecast_exceeds_budget"]]
     return html(
-        "overview.html", **await _page_context(request, days), report=report, totals=report["totals"], chart=chart,
-        series=series, chart_days=daily["days"], over_budget=over, reference=report["reference_model"],
+        "overview.html",
+        **await _page_context(request, days),
+        report=report,
+        totals=report["totals"],
+        chart=chart,
+        series=series,
+        chart_days=daily["days"],
+        over_budget=over,
+        reference=report["reference_model"],
         budgeted=sum(1 for p in report["projects"] if p["budget_usd"] is not None),
     )
 
@@ -298,7 +320,9 @@ async def project_page(request: Request, name: str) -> Response:
     report = await projects_report(gw.db, gw.config, days, scope=[name], now=clock(request))
     row = report["projects"][0]
     daily = await daily_report(gw.db, days, by, project=name)
-    chart, series = _chart(daily, "project-spend-by-day", f"{name}: spend per day by {by}, {fmt.range_label(days.first, days.last)}")
+    chart, series = _chart(
+        daily, "project-spend-by-day", f"{name}: spend per day by {by}, {fmt.range_label(days.first, days.last)}"
+    )
     reference = reference_prices(gw.config)
     tables: list[dict[str, Any]] = []
     for dimension, (title, heading) in TABLES.items():
@@ -306,8 +330,17 @@ async def project_page(request: Request, name: str) -> Response:
         tables.append({"id": dimension, "title": title, "heading": heading, "report": data})
     keys = next(t for t in tables if t["id"] == "key")["report"]["rows"]
     return html(
-        "project.html", **await _page_context(request, days), project=row, name=name, chart=chart, series=series,
-        chart_days=daily["days"], by=by, dimensions=CHART_DIMENSIONS, tables=tables, top_keys=keys[:5],
+        "project.html",
+        **await _page_context(request, days),
+        project=row,
+        name=name,
+        chart=chart,
+        series=series,
+        chart_days=daily["days"],
+        by=by,
+        dimensions=CHART_DIMENSIONS,
+        tables=tables,
+        top_keys=keys[:5],
         reference=report["reference_model"],
     )
 

@@ -251,9 +251,7 @@ class BudgetAlert(SQLModel, table=True):
     """
 
     __tablename__ = "budget_alerts"  # type: ignore[assignment]
-    __table_args__ = (
-        UniqueConstraint("subject_kind", "subject_id", "window_id", "threshold", name="uq_budget_alerts_once"),
-    )
+    __table_args__ = (UniqueConstraint("subject_kind", "subject_id", "window_id", "threshold", name="uq_budget_alerts_once"),)
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
     subject_kind: str = Field(max_length=16)  # key | project

@@ -88,7 +88,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class utc_day(FunctionElement[str]):  # noqa: N801 - reads like the SQL function it compiles to
+class utc_day(FunctionElement[str]):
     """``YYYY-MM-DD`` of a UTCDateTime column, as text, on SQLite and Postgres."""
 
     type = String()

@@ -43,8 +43,13 @@ ERROR_TYPES = {
     504: "timeout_error",
     529: "overloaded_error",
 }
-_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
-                 "function_call": "tool_use", "content_filter": "refusal"}
+_STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
 
 
 def error_type(status: int) -> str:
@@ -84,21 +89,27 @@ class AnthropicDialect:
             content.append({"type": "text", "text": message["content"]})
         for call in message.get("tool_calls") or ():
             function = call.get("function") or {}
-            content.append({
-                "type": "tool_use", "id": call.get("id") or "toolu_" + os.urandom(12).hex(),
-                "name": function.get("name") or "", "input": parse_arguments(function.get("arguments")),
-            })
+            content.append(
+                {
+                    "type": "tool_use",
+                    "id": call.get("id") or "toolu_" + os.urandom(12).hex(),
+                    "name": function.get("name") or "",
+                    "input": parse_arguments(function.get("arguments")),
+                }
+            )
         usage: dict[str, Any] = data["usage"] if isinstance(data.get("usage"), dict) else {}
-        return orjson.dumps({
-            "id": new_message_id(),
-            "type": "message",
-            "role": "assistant",
-            "model": data.get("model") or self.model,
-            "content": content,
-            "stop_reason": stop_reason(choice.get("finish_reason")),
-            "stop_sequence": None,
-            "usage": anthropic_usage(usage),
-        })
+        return orjson.dumps(
+            {
+                "id": new_message_id(),
+                "type": "message",
+                "role": "assistant",
+                "model": data.get("model") or self.model,
+                "content": content,
+                "stop_reason": stop_reason(choice.get("finish_reason")),
+                "stop_sequence": None,
+                "usage": anthropic_usage(usage),
+            }
+        )
 
     async def stream(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         events = _EventWriter(self.model, self.prompt_estimate)
@@ -129,8 +140,7 @@ def stop_reason(finish_reason: Any) -> str | None:
 def anthropic_usage(usage: dict[str, Any]) -> dict[str, int]:
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens")
-    out = {"input_tokens": prompt if type(prompt) is int else 0,
-           "output_tokens": completion if type(completion) is int else 0}
+    out = {"input_tokens": prompt if type(prompt) is int else 0, "output_tokens": completion if type(completion) is int else 0}
     details = usage.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
     if type(cached) is int and cached:
@@ -176,9 +186,13 @@ class _EventWriter:
     def _start(self, chunk: dict[str, Any]) -> list[bytes]:
         self.started = True
         message: dict[str, Any] = {
-            "id": new_message_id(), "type": "message", "role": "assistant",
-            "model": chunk.get("model") or self.model, "content": [],
-            "stop_reason": None, "stop_sequence": None,
+            "id": new_message_id(),
+            "type": "message",
+            "role": "assistant",
+            "model": chunk.get("model") or self.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
             "usage": {"input_tokens": self.prompt_estimate, "output_tokens": 1},
         }
         return [sse_event("message_start", {"type": "message_start", "message": message})]
@@ -231,8 +245,12 @@ class _EventWriter:
         events: list[bytes] = []
         key = f"tool:{index}"
         if index not in self.tool_blocks:
-            block: dict[str, Any] = {"type": "tool_use", "id": call.get("id") or "toolu_" + os.urandom(12).hex(),
-                     "name": function.get("name") or "", "input": {}}
+            block: dict[str, Any] = {
+                "type": "tool_use",
+                "id": call.get("id") or "toolu_" + os.urandom(12).hex(),
+                "name": function.get("name") or "",
+                "input": {},
+            }
             events += self._open(key, block)
             self.tool_blocks[index] = self.block
         elif self.open != key:
@@ -249,8 +267,15 @@ class _EventWriter:
         if self.usage is None:  # a backend that streams no usage: one token per delta is near enough
             usage = {"input_tokens": self.prompt_estimate, "output_tokens": self.deltas}
         reason = stop_reason(self.finish_reason) or "end_turn"
-        events.append(sse_event("message_delta", {
-            "type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": None}, "usage": usage,
-        }))
+        events.append(
+            sse_event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": reason, "stop_sequence": None},
+                    "usage": usage,
+                },
+            )
+        )
         events.append(sse_event("message_stop", {"type": "message_stop"}))
         return events

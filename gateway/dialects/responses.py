@@ -60,8 +60,13 @@ def _count(value: Any) -> int:
 
 
 def message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
-    return {"id": item_id, "type": "message", "status": status, "role": "assistant",
-            "content": [output_text(text)] if status == "completed" else []}
+    return {
+        "id": item_id,
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": [output_text(text)] if status == "completed" else [],
+    }
 
 
 def output_text(text: str) -> dict[str, Any]:
@@ -69,8 +74,7 @@ def output_text(text: str) -> dict[str, Any]:
 
 
 def function_item(item_id: str, call_id: str, name: str, arguments: str, status: str = "completed") -> dict[str, Any]:
-    return {"id": item_id, "type": "function_call", "status": status, "call_id": call_id, "name": name,
-            "arguments": arguments}
+    return {"id": item_id, "type": "function_call", "status": status, "call_id": call_id, "name": name, "arguments": arguments}
 
 
 class ResponsesDialect:
@@ -89,8 +93,14 @@ class ResponsesDialect:
         self.request = body
         return chat
 
-    def response(self, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None,
-                 model: str | None = None, finish_reason: Any = None) -> dict[str, Any]:
+    def response(
+        self,
+        status: str,
+        output: list[dict[str, Any]],
+        usage: dict[str, Any] | None,
+        model: str | None = None,
+        finish_reason: Any = None,
+    ) -> dict[str, Any]:
         """The ``response`` object, with the request's settings echoed."""
         request = self.request
         incomplete = _INCOMPLETE.get(str(finish_reason)) if finish_reason is not None else None
@@ -133,8 +143,11 @@ class ResponsesDialect:
             output.append(message_item(_id("msg"), message["content"]))
         for call in message.get("tool_calls") or ():
             function = call.get("function") or {}
-            output.append(function_item(_id("fc"), call.get("id") or _id("call"), function.get("name") or "",
-                                        function.get("arguments") or ""))
+            output.append(
+                function_item(
+                    _id("fc"), call.get("id") or _id("call"), function.get("name") or "", function.get("arguments") or ""
+                )
+            )
         usage = responses_usage(data.get("usage"))
         return orjson.dumps(self.response("completed", output, usage, data.get("model"), choice.get("finish_reason")))
 
@@ -157,12 +170,16 @@ class ResponsesDialect:
     def stream_error(self, error: GatewayError) -> bytes:
         failed = self.response("failed", [], None)
         failed["error"] = {"code": error.code or "server_error", "message": error.message}
-        return (
-            sse_event("error", {"type": "error", "code": error.code, "message": error.message, "param": error.param,
-                                "sequence_number": self.next_sequence()})
-            + sse_event("response.failed", {"type": "response.failed", "response": failed,
-                                            "sequence_number": self.next_sequence()})
-        )
+        return sse_event(
+            "error",
+            {
+                "type": "error",
+                "code": error.code,
+                "message": error.message,
+                "param": error.param,
+                "sequence_number": self.next_sequence(),
+            },
+        ) + sse_event("response.failed", {"type": "response.failed", "response": failed, "sequence_number": self.next_sequence()})
 
     def next_sequence(self) -> int:
         number = self._sequence
@@ -192,8 +209,7 @@ class _EventWriter:
         self.started = True
         self.model = chunk.get("model") if isinstance(chunk.get("model"), str) else None
         response = self.dialect.response("in_progress", [], None, self.model)
-        return [self._event("response.created", response=response),
-                self._event("response.in_progress", response=response)]
+        return [self._event("response.created", response=response), self._event("response.in_progress", response=response)]
 
     def _close(self) -> list[bytes]:
         events: list[bytes] = []
@@ -202,8 +218,9 @@ class _EventWriter:
             item_id, self.text_item = self.text_item, None
             part = output_text(self.text)
             events += [
-                self._event("response.output_text.done", item_id=item_id, output_index=index, content_index=0,
-                            text=self.text, logprobs=[]),
+                self._event(
+                    "response.output_text.done", item_id=item_id, output_index=index, content_index=0, text=self.text, logprobs=[]
+                ),
                 self._event("response.content_part.done", item_id=item_id, output_index=index, content_index=0, part=part),
             ]
             item = message_item(item_id, self.text)
@@ -212,8 +229,15 @@ class _EventWriter:
             self.text = ""
         elif self.open_call is not None:
             call, self.open_call = self.calls[self.open_call], None
-            events.append(self._event("response.function_call_arguments.done", item_id=call["id"], output_index=index,
-                                      name=call["name"], arguments=call["arguments"]))
+            events.append(
+                self._event(
+                    "response.function_call_arguments.done",
+                    item_id=call["id"],
+                    output_index=index,
+                    name=call["name"],
+                    arguments=call["arguments"],
+                )
+            )
             item = {**call, "status": "completed"}
             self.output.append(item)
             events.append(self._event("response.output_item.done", output_index=index, item=item))
@@ -244,13 +268,26 @@ class _EventWriter:
             events += self._close()
             index = len(self.output)
             self.text_item = _id("msg")
-            events.append(self._event("response.output_item.added", output_index=index,
-                                      item=message_item(self.text_item, "", status="in_progress")))
-            events.append(self._event("response.content_part.added", item_id=self.text_item, output_index=index,
-                                      content_index=0, part=output_text("")))
+            events.append(
+                self._event(
+                    "response.output_item.added", output_index=index, item=message_item(self.text_item, "", status="in_progress")
+                )
+            )
+            events.append(
+                self._event(
+                    "response.content_part.added",
+                    item_id=self.text_item,
+                    output_index=index,
+                    content_index=0,
+                    part=output_text(""),
+                )
+            )
         self.text += text
-        events.append(self._event("response.output_text.delta", item_id=self.text_item, output_index=index,
-                                  content_index=0, delta=text, logprobs=[]))
+        events.append(
+            self._event(
+                "response.output_text.delta", item_id=self.text_item, output_index=index, content_index=0, delta=text, logprobs=[]
+            )
+        )
         return events
 
     def _call(self, call: dict[str, Any]) -> list[bytes]:
@@ -259,8 +296,7 @@ class _EventWriter:
         events: list[bytes] = []
         if index not in self.calls:
             events += self._close()
-            item = function_item(_id("fc"), call.get("id") or _id("call"), function.get("name") or "", "",
-                                 status="in_progress")
+            item = function_item(_id("fc"), call.get("id") or _id("call"), function.get("name") or "", "", status="in_progress")
             self.calls[index] = item
             self.open_call = index
             events.append(self._event("response.output_item.added", output_index=len(self.output), item=dict(item)))
@@ -270,15 +306,17 @@ class _EventWriter:
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
             item["arguments"] += arguments
-            events.append(self._event("response.function_call_arguments.delta", item_id=item["id"],
-                                      output_index=len(self.output), delta=arguments))
+            events.append(
+                self._event(
+                    "response.function_call_arguments.delta", item_id=item["id"], output_index=len(self.output), delta=arguments
+                )
+            )
         return events
 
     def finish(self) -> list[bytes]:
         events = [] if self.started else self._start({})
         events += self._close()
-        response = self.dialect.response("completed", self.output, responses_usage(self.usage), self.model,
-                                         self.finish_reason)
+        response = self.dialect.response("completed", self.output, responses_usage(self.usage), self.model, self.finish_reason)
         kind = "response.completed" if response["status"] == "completed" else "response.incomplete"
         events.append(self._event(kind, response=response))
         return events

@@ -37,14 +37,21 @@ def to_openai_chat(body: dict[str, Any]) -> dict[str, Any]:
     """The Responses request ``body`` as an OpenAI chat completions body."""
     for name in _STATEFUL:
         if body.get(name) is not None:
-            raise invalid(name, f"'{name}' is not supported: this gateway stores no responses; send the whole "
-                                "conversation in 'input' instead.", code="unsupported_parameter")
+            raise invalid(
+                name,
+                f"'{name}' is not supported: this gateway stores no responses; send the whole conversation in 'input' instead.",
+                code="unsupported_parameter",
+            )
     if body.get("store") is True:
-        raise invalid("store", "'store: true' is not supported: this gateway stores no responses; omit it or "
-                               "send 'store: false'.", code="unsupported_parameter")
+        raise invalid(
+            "store",
+            "'store: true' is not supported: this gateway stores no responses; omit it or send 'store: false'.",
+            code="unsupported_parameter",
+        )
     if body.get("background") is True:
-        raise invalid("background", "'background: true' is not supported: this gateway stores no responses.",
-                      code="unsupported_parameter")
+        raise invalid(
+            "background", "'background: true' is not supported: this gateway stores no responses.", code="unsupported_parameter"
+        )
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid("model", "you must provide a model parameter", code="missing_required_parameter")
@@ -104,8 +111,11 @@ def _input(value: Any) -> list[dict[str, Any]]:
         if kind == "message":
             messages.append(_message(item, at))
         elif kind == "function_call":
-            call = {"id": _string(item, "call_id", at), "type": "function",
-                    "function": {"name": _string(item, "name", at), "arguments": _string(item, "arguments", at)}}
+            call = {
+                "id": _string(item, "call_id", at),
+                "type": "function",
+                "function": {"name": _string(item, "name", at), "arguments": _string(item, "arguments", at)},
+            }
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant" and "tool_calls" in last:
                 last["tool_calls"].append(call)

@@ -50,8 +50,11 @@ class Rollups(NamedTuple):
     attribution: Groups
 
     def tables(self) -> list[tuple[Table, tuple[str, ...], Groups]]:
-        return [(DAILY_TABLE, DAILY_DIMENSIONS, self.daily), (PROJECT_TABLE, PROJECT_DIMENSIONS, self.projects),
-                (ATTRIBUTION_TABLE, ATTRIBUTION_DIMENSIONS, self.attribution)]
+        return [
+            (DAILY_TABLE, DAILY_DIMENSIONS, self.daily),
+            (PROJECT_TABLE, PROJECT_DIMENSIONS, self.projects),
+            (ATTRIBUTION_TABLE, ATTRIBUTION_DIMENSIONS, self.attribution),
+        ]
 
 
 def utc_day(ts: datetime) -> str:
@@ -90,8 +93,21 @@ def rollup(rows: Iterable[Mapping[str, Any]]) -> Rollups:
         prompt, cached, completion = int(g("prompt_tokens") or 0), int(g("cached_tokens") or 0), int(g("completion_tokens") or 0)
         project = _text(g("project"))
         keys = (
-            (daily, (day, project, _text(g("key_id")), _text(g("requested_model")), _text(g("route")), _text(g("deployment")),
-                     _text(g("provider")), _text(g("locality")), _text(g("task")), _text(g("sensitivity")))),
+            (
+                daily,
+                (
+                    day,
+                    project,
+                    _text(g("key_id")),
+                    _text(g("requested_model")),
+                    _text(g("route")),
+                    _text(g("deployment")),
+                    _text(g("provider")),
+                    _text(g("locality")),
+                    _text(g("task")),
+                    _text(g("sensitivity")),
+                ),
+            ),
             (attribution, (day, project, _text(g("end_user")), _text(g("project_tag")), _text(g("key_tags")))),
         )
         for groups, key in keys:

@@ -41,14 +41,47 @@ from gateway.runtime import deployment_profile
 from routing.types import DeploymentProfile
 
 PROJECT_NAMES = (
-    "checkout", "search", "support-bot", "analytics", "mobile-app", "data-platform", "marketing-copy",
-    "internal-tools", "fraud-review", "docs-assistant", "sales-insights", "hr-helpdesk",
+    "checkout",
+    "search",
+    "support-bot",
+    "analytics",
+    "mobile-app",
+    "data-platform",
+    "marketing-copy",
+    "internal-tools",
+    "fraud-review",
+    "docs-assistant",
+    "sales-insights",
+    "hr-helpdesk",
 )
 ERRORS = ((502, "upstream_error"), (429, "rate_limit_exceeded"), (504, "upstream_timeout"))
 COLUMNS = (
-    "id", "ts", "request_id", "project", "key_id", "requested_model", "route", "rule", "deployment", "provider",
-    "locality", "sensitivity", "task", "prompt_tokens", "cached_tokens", "completion_tokens", "cost_usd", "latency_ms",
-    "ttft_ms", "status", "error_type", "streamed", "fallbacks", "end_user", "key_tags", "project_tag",
+    "id",
+    "ts",
+    "request_id",
+    "project",
+    "key_id",
+    "requested_model",
+    "route",
+    "rule",
+    "deployment",
+    "provider",
+    "locality",
+    "sensitivity",
+    "task",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "status",
+    "error_type",
+    "streamed",
+    "fallbacks",
+    "end_user",
+    "key_tags",
+    "project_tag",
 )
 _UNIT = Decimal(10) ** MONEY_SCALE
 
@@ -115,8 +148,9 @@ _LEVEL_MIXES = (
 class LedgerSeeder:
     """Generates the projects, keys and rows; :func:`seed_ledger` writes them."""
 
-    def __init__(self, config: GatewayConfig, *, rows: int, days: int, projects: int, seed: int = 7,
-                 now: datetime | None = None) -> None:
+    def __init__(
+        self, config: GatewayConfig, *, rows: int, days: int, projects: int, seed: int = 7, now: datetime | None = None
+    ) -> None:
         if rows < 0 or days < 1 or not 1 <= projects <= 500:
             raise ValueError("rows >= 0, days >= 1 and 1 <= projects <= 500")
         self.rows, self.days = rows, days
@@ -144,10 +178,19 @@ class LedgerSeeder:
                 key_tags = (f"team:{name.split('-')[0]}", "env:staging" if suffix == "ops" else "env:prod")
                 digest = hashlib.sha256(f"seed-key:{name}:{suffix}".encode()).hexdigest()
                 key_id = f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
-                keys.append(SeedKey(
-                    key_id, name, f"{name}-{suffix}", key_tags, '["' + '","'.join(sorted(key_tags)) + '"]',
-                    _cumulative(tasks), users, _cumulative(tags), min(0.95, max(0.05, local + rng.uniform(-0.15, 0.15))),
-                ))
+                keys.append(
+                    SeedKey(
+                        key_id,
+                        name,
+                        f"{name}-{suffix}",
+                        key_tags,
+                        '["' + '","'.join(sorted(key_tags)) + '"]',
+                        _cumulative(tasks),
+                        users,
+                        _cumulative(tags),
+                        min(0.95, max(0.05, local + rng.uniform(-0.15, 0.15))),
+                    )
+                )
             period = "weekly" if i % 5 == 3 else "monthly"
             levels = _cumulative(_LEVEL_MIXES[3] if name in ("fraud-review", "hr-helpdesk") else _LEVEL_MIXES[i % 3])
             out.append(SeedProject(name, 1 / (i + 1) ** 0.9, None, period, tuple(keys), levels))
@@ -161,7 +204,9 @@ class LedgerSeeder:
             day = today - timedelta(days=ago)
             weekday = 0.45 if day.weekday() >= 5 else 1.0
             growth = 1.0 + 0.5 * (self.days - ago) / self.days
-            fraction = (self.now - datetime.combine(day, datetime.min.time(), tzinfo=UTC)).total_seconds() / 86400 if ago == 0 else 1.0
+            fraction = (
+                (self.now - datetime.combine(day, datetime.min.time(), tzinfo=UTC)).total_seconds() / 86400 if ago == 0 else 1.0
+            )
             pairs.append((ago, weekday * growth * min(1.0, fraction)))
         return _cumulative(pairs)
 
@@ -298,33 +343,58 @@ async def _write_projects_and_keys(db: Database, seeder: LedgerSeeder) -> None:
     now = datetime.now(UTC)
     async with db.engine.begin() as conn:
         for p in seeder.projects:
-            await conn.execute(insert(Project.__table__).values(  # type: ignore[attr-defined]
-                name=p.name, budget_usd=p.budget_usd, budget_period=p.period, sensitivity_floor="public",
-                source="api", created_at=now, updated_at=now,
-            ).on_conflict_do_nothing(index_elements=["name"]))
+            await conn.execute(
+                insert(Project.__table__)
+                .values(  # type: ignore[attr-defined]
+                    name=p.name,
+                    budget_usd=p.budget_usd,
+                    budget_period=p.period,
+                    sensitivity_floor="public",
+                    source="api",
+                    created_at=now,
+                    updated_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
             for k in p.keys:
                 secret = "sk-sy-seed-" + secrets.token_urlsafe(32)  # never printed: seeded keys cannot log in
-                await conn.execute(insert(ApiKey.__table__).values(  # type: ignore[attr-defined]
-                    id=k.id, key_hash=hashlib.sha256(secret.encode()).hexdigest(), prefix=secret[:12], project=p.name,
-                    name=k.name, models=[], tags=list(k.tags), budget_period="monthly", created_at=now, role="app",
-                    projects=[],
-                ).on_conflict_do_nothing(index_elements=["id"]))
+                await conn.execute(
+                    insert(ApiKey.__table__)
+                    .values(  # type: ignore[attr-defined]
+                        id=k.id,
+                        key_hash=hashlib.sha256(secret.encode()).hexdigest(),
+                        prefix=secret[:12],
+                        project=p.name,
+                        name=k.name,
+                        models=[],
+                        tags=list(k.tags),
+                        budget_period="monthly",
+                        created_at=now,
+                        role="app",
+                        projects=[],
+                    )
+                    .on_conflict_do_nothing(index_elements=["id"])
+                )
 
 
 def _rollup_sql(table: str, dims: tuple[str, ...], placeholder: Callable[[int], str]) -> str:
     cols = [*dims, *MEASURES]
     values = ", ".join(placeholder(i + 1) for i in range(len(cols)))
     updates = ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES)
-    return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({values}) "  # noqa: S608 - constants only
-            f"ON CONFLICT ({', '.join(dims)}) DO UPDATE SET {updates}")
+    return (
+        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({values}) "
+        f"ON CONFLICT ({', '.join(dims)}) DO UPDATE SET {updates}"
+    )
 
 
-def _rollup_tuples(groups: dict[tuple[str, ...], list[Any]], dims: tuple[str, ...], money: Callable[[Decimal], Any]) -> list[tuple[Any, ...]]:
+def _rollup_tuples(
+    groups: dict[tuple[str, ...], list[Any]], dims: tuple[str, ...], money: Callable[[Decimal], Any]
+) -> list[tuple[Any, ...]]:
     out = []
     for params in rollup_params(groups, dims):
-        out.append(tuple(params[d] for d in dims) + tuple(
-            money(params[m]) if m == "cost_usd" else int(params[m]) for m in MEASURES
-        ))
+        out.append(
+            tuple(params[d] for d in dims) + tuple(money(params[m]) if m == "cost_usd" else int(params[m]) for m in MEASURES)
+        )
     return out
 
 
@@ -338,7 +408,9 @@ class _SqliteBulk:
         self.conn.execute("PRAGMA synchronous=OFF")  # a seed can simply be run again; the final commit is checkpointed
         self.conn.execute("PRAGMA cache_size=-200000")
         self.insert = f"INSERT OR IGNORE INTO usage_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-        self.upserts = {table.name: _rollup_sql(table.name, dims, lambda i: "?") for table, dims, _ in Rollups({}, {}, {}).tables()}
+        self.upserts = {
+            table.name: _rollup_sql(table.name, dims, lambda i: "?") for table, dims, _ in Rollups({}, {}, {}).tables()
+        }
 
     async def write(self, rows: list[dict[str, Any]]) -> int:
         def units(value: Decimal) -> int:
@@ -346,8 +418,13 @@ class _SqliteBulk:
 
         records = [
             tuple(
-                r[c].strftime("%Y-%m-%d %H:%M:%S.%f") if c == "ts" else units(r[c]) if c == "cost_usd"
-                else (1 if r[c] else 0) if c == "streamed" else r[c]
+                r[c].strftime("%Y-%m-%d %H:%M:%S.%f")
+                if c == "ts"
+                else units(r[c])
+                if c == "cost_usd"
+                else (1 if r[c] else 0)
+                if c == "streamed"
+                else r[c]
                 for c in COLUMNS
             )
             for r in rows
@@ -378,7 +455,9 @@ class _PostgresBulk:
     def __init__(self, db: Database) -> None:
         self.url = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self.conn: Any = None
-        self.upserts = {table.name: _rollup_sql(table.name, dims, lambda i: f"${i}") for table, dims, _ in Rollups({}, {}, {}).tables()}
+        self.upserts = {
+            table.name: _rollup_sql(table.name, dims, lambda i: f"${i}") for table, dims, _ in Rollups({}, {}, {}).tables()
+        }
 
     async def write(self, rows: list[dict[str, Any]]) -> int:
         import asyncpg

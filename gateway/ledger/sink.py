@@ -67,7 +67,7 @@ class Sink:
         if fresh and self.on_commit is not None:
             try:
                 self.on_commit(fresh)
-            except Exception:  # noqa: BLE001 - a listener must never make a committed batch look failed
+            except Exception:
                 log.exception("ledger: the commit listener failed")
 
     async def _is_bad_data(self, exc: BaseException) -> bool:

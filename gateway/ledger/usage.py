@@ -40,8 +40,17 @@ GROUP_BY_FIELDS: dict[str, Any] = {
     "project_tag": UsageRecord.project_tag,
 }
 # group_by field -> rollup column, per rollup table
-_DAILY_COLUMNS = {"day": "day", "project": "project", "key": "key_id", "model": "model", "route": "route",
-                  "deployment": "deployment", "provider": "provider", "task": "task", "sensitivity": "sensitivity"}
+_DAILY_COLUMNS = {
+    "day": "day",
+    "project": "project",
+    "key": "key_id",
+    "model": "model",
+    "route": "route",
+    "deployment": "deployment",
+    "provider": "provider",
+    "task": "task",
+    "sensitivity": "sensitivity",
+}
 _ATTRIBUTION_COLUMNS = {"day": "day", "project": "project", "user": "end_user", "project_tag": "project_tag"}
 METRICS = ("requests", "errors", "prompt_tokens", "cached_tokens", "completion_tokens", "cost_usd")
 
@@ -110,8 +119,12 @@ async def usage_report(
 
 
 def _raw_query(
-    groups: list[str], project: str | None, key: str | None, projects: Collection[str] | None,
-    start: datetime | None, end: datetime | None,
+    groups: list[str],
+    project: str | None,
+    key: str | None,
+    projects: Collection[str] | None,
+    start: datetime | None,
+    end: datetime | None,
 ) -> Any:
     r = UsageRecord
     stmt = select(
@@ -139,8 +152,12 @@ def _raw_query(
 
 
 def _rollup_query(
-    groups: list[str], project: str | None, key: str | None, projects: Collection[str] | None,
-    start: datetime | None, end: datetime | None,
+    groups: list[str],
+    project: str | None,
+    key: str | None,
+    projects: Collection[str] | None,
+    start: datetime | None,
+    end: datetime | None,
 ) -> Any:
     """The same sums from a rollup table that has every group (None when neither has them all)."""
     needed = set(groups) | ({"key"} if key is not None else set())
@@ -196,13 +213,21 @@ def render_report(report: dict[str, Any], fmt: str = "table") -> str:
     groups = report.get("group_by", [])
     lines = [[("-" if row.get(c) is None else str(row[c])) for c in columns] for row in report["rows"]]
     total = ["TOTAL"] + [""] * (len(groups) - 1) if groups else []
-    total += [str(report["total_requests"]), str(report.get("total_errors", "")), str(report["total_prompt_tokens"]),
-              str(report.get("total_cached_tokens", "")), str(report["total_completion_tokens"]), report["total_cost_usd"]]
+    total += [
+        str(report["total_requests"]),
+        str(report.get("total_errors", "")),
+        str(report["total_prompt_tokens"]),
+        str(report.get("total_cached_tokens", "")),
+        str(report["total_completion_tokens"]),
+        report["total_cost_usd"],
+    ]
     widths = [max(len(c), *(len(line[i]) for line in [*lines, total])) for i, c in enumerate(columns)]
     numeric = [c in METRICS for c in columns]
 
     def fmt_line(cells: list[str]) -> str:
-        return "  ".join(cell.rjust(w) if num else cell.ljust(w) for cell, w, num in zip(cells, widths, numeric, strict=True)).rstrip()
+        return "  ".join(
+            cell.rjust(w) if num else cell.ljust(w) for cell, w, num in zip(cells, widths, numeric, strict=True)
+        ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([fmt_line(columns), rule, *map(fmt_line, lines), rule, fmt_line(total)]) + "\n"

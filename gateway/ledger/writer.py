@@ -215,10 +215,17 @@ class LedgerWriter:
     def stats(self) -> LedgerStats:
         segments = self._journal.segments
         return LedgerStats(
-            rows_submitted=self._submitted, rows_written=self._written, rows_spooled=self._spooled,
-            rows_replayed=self._replayed, rows_rejected=self._rejected + self._sink.refused, queue_depth=len(self._queue),
-            spool_segments=sum(seg.dirty for seg in segments), database_available=self._sink.available,
-            task_restarts=self._restarts, journal_segments=len(segments), journal_errors=self._journal.errors,
+            rows_submitted=self._submitted,
+            rows_written=self._written,
+            rows_spooled=self._spooled,
+            rows_replayed=self._replayed,
+            rows_rejected=self._rejected + self._sink.refused,
+            queue_depth=len(self._queue),
+            spool_segments=sum(seg.dirty for seg in segments),
+            database_available=self._sink.available,
+            task_restarts=self._restarts,
+            journal_segments=len(segments),
+            journal_errors=self._journal.errors,
         )
 
     # ------------------------------------------------------------ the supervised task
@@ -280,7 +287,9 @@ class LedgerWriter:
             await self._replay_own()
         await self._sync_journal()
         while self._queue and (
-            self._closing or self._waiters or len(self._queue) >= self._batch_size
+            self._closing
+            or self._waiters
+            or len(self._queue) >= self._batch_size
             or time.monotonic() >= self._oldest + self._interval_s
         ):
             # A backlog (an event loop saturated by requests) is drained in larger batches: a batch
@@ -318,8 +327,11 @@ class LedgerWriter:
         first = self._done + 1
         late = []
         if self._unjournaled:  # rows whose write failed at submit: journal them now (or raise and keep them)
-            late = [(number, encode_row(row)) for number, row in enumerate(itertools.islice(self._queue, n), first)
-                    if number in self._unjournaled]
+            late = [
+                (number, encode_row(row))
+                for number, row in enumerate(itertools.islice(self._queue, n), first)
+                if number in self._unjournaled
+            ]
         await self._journal.spool(first, first + n - 1, late)
         self._spooled += n
 

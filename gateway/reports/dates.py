@@ -75,7 +75,9 @@ def parse_range(since: str | None, until: str | None, today: date) -> DayRange:
     if end is None:  # only since given (or neither): through the end of this month (or of since's, if later)
         end = max(month.until, current_month(start).until)
     if start > end:
-        raise InvalidRequest(f"since ({start}) is after until ({end}); both days are included", param="since", code="invalid_range")
+        raise InvalidRequest(
+            f"since ({start}) is after until ({end}); both days are included", param="since", code="invalid_range"
+        )
     if (end - start).days + 1 > MAX_DAYS:
         raise InvalidRequest(f"the range {start}..{end} is longer than {MAX_DAYS} days", param="until", code="invalid_range")
     return DayRange(start, end)

@@ -25,13 +25,38 @@ from gateway.reports.queries import Sums, grouped_sums, known_projects
 from gateway.reports.savings import ReferencePrices, reference_prices
 
 PROJECT_COLUMNS = (
-    "project", "spend_usd", "budget_usd", "budget_period", "budget_used_pct", "requests", "input_tokens",
-    "output_tokens", "cached_input_tokens", "self_hosted_token_share", "self_hosted_spend_usd", "hosted_spend_usd",
-    "savings_usd", "forecast_usd", "forecast_exceeds_budget", "errors", "period_start", "period_end", "period_spend_usd",
+    "project",
+    "spend_usd",
+    "budget_usd",
+    "budget_period",
+    "budget_used_pct",
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "self_hosted_token_share",
+    "self_hosted_spend_usd",
+    "hosted_spend_usd",
+    "savings_usd",
+    "forecast_usd",
+    "forecast_exceeds_budget",
+    "errors",
+    "period_start",
+    "period_end",
+    "period_spend_usd",
 )
 TOTAL_COLUMNS = (
-    "spend_usd", "requests", "input_tokens", "output_tokens", "cached_input_tokens", "self_hosted_token_share",
-    "self_hosted_spend_usd", "hosted_spend_usd", "savings_usd", "forecast_usd", "errors",
+    "spend_usd",
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "self_hosted_token_share",
+    "self_hosted_spend_usd",
+    "hosted_spend_usd",
+    "savings_usd",
+    "forecast_usd",
+    "errors",
 )
 
 
@@ -57,7 +82,8 @@ def usage_fields(sums: Sums, reference: ReferencePrices | None) -> dict[str, Any
         "self_hosted_spend_usd": money(sums.self_hosted_cost) if sums.has_locality else None,
         "hosted_spend_usd": money(sums.cost - sums.self_hosted_cost) if sums.has_locality else None,
         "savings_usd": money(reference.savings(sums.input_tokens, sums.cached_tokens, sums.output_tokens, sums.cost))
-        if reference is not None else None,
+        if reference is not None
+        else None,
         "errors": sums.errors,
     }
 

@@ -101,8 +101,12 @@ async def grouped_sums(
     c = table.c
     stmt = select(
         *group,
-        func.sum(c.requests), func.sum(c.errors), func.sum(c.prompt_tokens), func.sum(c.cached_tokens),
-        func.sum(c.completion_tokens), func.sum(c.cost_usd),
+        func.sum(c.requests),
+        func.sum(c.errors),
+        func.sum(c.prompt_tokens),
+        func.sum(c.cached_tokens),
+        func.sum(c.completion_tokens),
+        func.sum(c.cost_usd),
     ).where(c.day >= days.first, c.day <= days.last)
     if projects is not None:
         stmt = stmt.where(c.project.in_(sorted(projects)))
@@ -118,8 +122,11 @@ async def grouped_sums(
         if rec[len(group)] is None:  # an ungrouped sum over no rows
             continue
         sums = Sums(
-            requests=int(rec[len(group)]), errors=int(rec[len(group) + 1]), input_tokens=int(rec[len(group) + 2]),
-            cached_tokens=int(rec[len(group) + 3]), output_tokens=int(rec[len(group) + 4]),
+            requests=int(rec[len(group)]),
+            errors=int(rec[len(group) + 1]),
+            input_tokens=int(rec[len(group) + 2]),
+            cached_tokens=int(rec[len(group) + 3]),
+            output_tokens=int(rec[len(group) + 4]),
             cost=rec[len(group) + 5] if rec[len(group) + 5] is not None else Decimal(0),
             has_locality=has_locality,
         )

@@ -15,8 +15,20 @@ from gateway.reports.projects import PROJECT_COLUMNS
 from gateway.reports.series import POINT_COLUMNS
 
 BREAKDOWN_COLUMNS = (
-    "group", "label", "spend_usd", "share_of_spend", "requests", "input_tokens", "output_tokens", "cached_input_tokens",
-    "errors", "error_rate", "self_hosted_token_share", "self_hosted_spend_usd", "hosted_spend_usd", "savings_usd",
+    "group",
+    "label",
+    "spend_usd",
+    "share_of_spend",
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "errors",
+    "error_rate",
+    "self_hosted_token_share",
+    "self_hosted_spend_usd",
+    "hosted_spend_usd",
+    "savings_usd",
 )
 DAILY_COLUMNS = ("day", "group", "label", *POINT_COLUMNS)
 _TEXT_COLUMNS = {"project", "group", "label", "budget_period"}
@@ -55,23 +67,27 @@ def breakdown_csv(report: dict[str, Any]) -> str:
 def daily_csv(report: dict[str, Any]) -> str:
     """Long format: one line per day and group that has traffic."""
     rows = (
-        {"group": s["group"], "label": s["label"]} | point
-        for s in report["series"]
-        for point in s["points"]
-        if point["requests"]
+        {"group": s["group"], "label": s["label"]} | point for s in report["series"] for point in s["points"] if point["requests"]
     )
     return to_csv(DAILY_COLUMNS, sorted(rows, key=lambda r: (r["day"], r["label"])))
 
 
 _TABLE = (
-    ("project", "project"), ("spend_usd", "spend"), ("budget_usd", "budget"), ("budget_used_pct", "used %"),
-    ("forecast_usd", "forecast"), ("savings_usd", "savings"), ("self_hosted_token_share", "self-hosted"),
-    ("requests", "requests"), ("errors", "errors"),
+    ("project", "project"),
+    ("spend_usd", "spend"),
+    ("budget_usd", "budget"),
+    ("budget_used_pct", "used %"),
+    ("forecast_usd", "forecast"),
+    ("savings_usd", "savings"),
+    ("self_hosted_token_share", "self-hosted"),
+    ("requests", "requests"),
+    ("errors", "errors"),
 )
 
 
 def projects_table(report: dict[str, Any]) -> str:
     """A fixed-width table for a terminal, with a TOTAL line; money is exact, as in the JSON."""
+
     def show(column: str, value: Any) -> str:
         if value is None:
             return "-"
@@ -90,7 +106,9 @@ def projects_table(report: dict[str, Any]) -> str:
     widths = [max(len(line[i]) for line in [*lines, total]) for i in range(len(_TABLE))]
 
     def fmt(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
     head = f"Spend per project, {report['since']} to {report['until']} (USD, UTC days)"

@@ -24,16 +24,25 @@ from gateway.reports.queries import (
 from gateway.reports.savings import ReferencePrices
 
 BREAKDOWN_DIMENSIONS = (
-    "deployment", "model", "task", "sensitivity", "key", "route", "provider", "locality", "user", "project_tag", "tag", "project",
+    "deployment",
+    "model",
+    "task",
+    "sensitivity",
+    "key",
+    "route",
+    "provider",
+    "locality",
+    "user",
+    "project_tag",
+    "tag",
+    "project",
 )
 assert set(BREAKDOWN_DIMENSIONS) <= set(DIMENSIONS)
 _NONE_LABELS = {"key": "master key", "tag": "(untagged)", "user": "(no user)", "project_tag": "(no tag)"}
 POINT_COLUMNS = ("spend_usd", "requests", "input_tokens", "output_tokens", "cached_input_tokens", "errors")
 
 
-async def _groups(
-    db: Database, days: DayRange, dims: list[str], projects: Collection[str] | None
-) -> dict[tuple[str, ...], Sums]:
+async def _groups(db: Database, days: DayRange, dims: list[str], projects: Collection[str] | None) -> dict[tuple[str, ...], Sums]:
     groups = await grouped_sums(db, days, dims, projects=projects)
     if "tag" in dims:
         groups = explode_tags(groups, dims.index("tag"))
@@ -49,8 +58,13 @@ async def _labels(db: Database, dimension: str, values: Collection[str]) -> dict
 
 def _point(day: str, sums: Sums) -> dict[str, Any]:
     return {
-        "day": day, "spend_usd": money(sums.cost), "requests": sums.requests, "input_tokens": sums.input_tokens,
-        "output_tokens": sums.output_tokens, "cached_input_tokens": sums.cached_tokens, "errors": sums.errors,
+        "day": day,
+        "spend_usd": money(sums.cost),
+        "requests": sums.requests,
+        "input_tokens": sums.input_tokens,
+        "output_tokens": sums.output_tokens,
+        "cached_input_tokens": sums.cached_tokens,
+        "errors": sums.errors,
     }
 
 
@@ -73,13 +87,15 @@ async def daily_report(
         group_total = Sums()
         for sums in by_day.values():
             group_total.add(sums)
-        series.append({
-            "group": value or None,
-            "label": labels[value],
-            "spend_usd": money(group_total.cost),
-            "requests": group_total.requests,
-            "points": [_point(day, by_day.get(day, Sums())) for day in days.days],
-        })
+        series.append(
+            {
+                "group": value or None,
+                "label": labels[value],
+                "spend_usd": money(group_total.cost),
+                "requests": group_total.requests,
+                "points": [_point(day, by_day.get(day, Sums())) for day in days.days],
+            }
+        )
     series.sort(key=lambda s: (-Decimal(s["spend_usd"]), s["label"]))
     return {
         "object": "report.daily",
@@ -90,8 +106,14 @@ async def daily_report(
         "group_by": group_by,
         "days": days.days,
         "series": series,
-        "totals": {"spend_usd": money(total.cost), "requests": total.requests, "input_tokens": total.input_tokens,
-                   "output_tokens": total.output_tokens, "cached_input_tokens": total.cached_tokens, "errors": total.errors},
+        "totals": {
+            "spend_usd": money(total.cost),
+            "requests": total.requests,
+            "input_tokens": total.input_tokens,
+            "output_tokens": total.output_tokens,
+            "cached_input_tokens": total.cached_tokens,
+            "errors": total.errors,
+        },
     }
 
 

@@ -115,8 +115,21 @@ FORMATS: dict[str, tuple[bytes, re.Pattern[bytes], Validator]] = {
 }
 _NOT_LETTERS = b"0123456789_-"
 _PREFIX_LITERALS = (
-    b"sk-", b"k_live_", b"k_test_", b"AKIA", b"ASIA", b"ABIA", b"ACCA", b"gh", b"github_pat_", b"xox", b"xapp", b"eyJ",
-    b"whsec_", b"hf_", b"AIza",
+    b"sk-",
+    b"k_live_",
+    b"k_test_",
+    b"AKIA",
+    b"ASIA",
+    b"ABIA",
+    b"ACCA",
+    b"gh",
+    b"github_pat_",
+    b"xox",
+    b"xapp",
+    b"eyJ",
+    b"whsec_",
+    b"hf_",
+    b"AIza",
 )
 # The DER start of every private-key encoding, as base64 (a body's first bytes): PKCS#1 RSA and
 # DSA, PKCS#8 (plain, EC, Ed25519, encrypted), SEC1 EC (P-256/384/521), and OpenSSH's own format.

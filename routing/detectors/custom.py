@@ -61,5 +61,7 @@ def compile_admin_detector(spec: Detector) -> PatternDetector | KeywordDetector:
     alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
     source = rf"(?<!\w)(?:{alternatives})(?!\w)"
     if all(w.isascii() for w in words):
-        return KeywordDetector(spec.name, level, tuple(w.encode() for w in words), re.compile(source.encode()), spec.case_sensitive)
+        return KeywordDetector(
+            spec.name, level, tuple(w.encode() for w in words), re.compile(source.encode()), spec.case_sensitive
+        )
     return KeywordDetector(spec.name, level, words, re.compile(source), spec.case_sensitive)

@@ -55,18 +55,39 @@ def decode_escapes(text: str) -> str:
 
 # Separators that NFKC leaves alone but writers use between digit groups.
 _EXTRA_SEPARATORS = {
-    0x3001: ",", 0xFF64: ",", 0x060C: ",", 0x066C: ",",  # ideographic, Arabic commas
-    0x3002: ".", 0xFF61: ".", 0x066B: ".", 0x30FB: ".", 0x00B7: ".", 0x2027: ".",  # full stops, middle dots
-    0x2212: "-", 0x2796: "-", 0x2E3A: "-", 0x2E3B: "-",  # minus signs and long dashes
-    0x0085: "\n", 0x2028: "\n", 0x2029: "\n",  # NEL, line and paragraph separators
+    0x3001: ",",
+    0xFF64: ",",
+    0x060C: ",",
+    0x066C: ",",  # ideographic, Arabic commas
+    0x3002: ".",
+    0xFF61: ".",
+    0x066B: ".",
+    0x30FB: ".",
+    0x00B7: ".",
+    0x2027: ".",  # full stops, middle dots
+    0x2212: "-",
+    0x2796: "-",
+    0x2E3A: "-",
+    0x2E3B: "-",  # minus signs and long dashes
+    0x0085: "\n",
+    0x2028: "\n",
+    0x2029: "\n",  # NEL, line and paragraph separators
     0x0000: " ",
-    0xFE68: "/", 0xFF3C: "/",  # NFKC would turn these into a backslash, which starts an escape
+    0xFE68: "/",
+    0xFF3C: "/",  # NFKC would turn these into a backslash, which starts an escape
 }
 _MAPPED_CATEGORIES: dict[str, str | None] = {"Nd": "", "Zs": " ", "Pd": "-", "Cf": None, "Cc": " "}
 # Default-ignorable code points that are not Cf (Unicode DerivedCoreProperties).
 _IGNORABLE_RANGES = (
-    (0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x3164, 0x3164),
-    (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0), (0xE0000, 0xE0FFF), (0xE0100, 0xE01EF),
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFFA0, 0xFFA0),
+    (0xE0000, 0xE0FFF),
+    (0xE0100, 0xE01EF),
 )
 
 

@@ -303,7 +303,9 @@ def _worth_reading(scan: Scan, start: int, end: int, total: int, phones: int) ->
         return True
     if total == 9 and has_context(scan, SSN_CONTEXT, start, end):
         return True
-    return phones < ENOUGH and _PHONE_CHAIN.match(skeleton, start, end) is not None and has_context(scan, PHONE_CONTEXT, start, end)
+    return (
+        phones < ENOUGH and _PHONE_CHAIN.match(skeleton, start, end) is not None and has_context(scan, PHONE_CONTEXT, start, end)
+    )
 
 
 def _count_region(scan: Scan, start: int, end: int, open_left: bool, counts: dict[str, int]) -> None:

@@ -37,9 +37,7 @@ BUILTIN_DETECTORS: tuple[EntityDetector, ...] = (
     _numeric("us_ssn", RESTRICTED),
     FunctionDetector("email", CONFIDENTIAL, count_emails),
     _numeric("phone", CONFIDENTIAL),
-    FunctionDetector(
-        "ip_address", CONFIDENTIAL, lambda scan: numeric_counts(scan)["ip_address"] + count_ipv6(scan)
-    ),
+    FunctionDetector("ip_address", CONFIDENTIAL, lambda scan: numeric_counts(scan)["ip_address"] + count_ipv6(scan)),
 )
 BUILTIN_LEVELS: dict[str, Sensitivity] = {d.name: d.level for d in BUILTIN_DETECTORS}
 

@@ -7,8 +7,6 @@ import random
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from redis.asyncio import Redis
-
 from core.errors import BudgetExceeded, RateLimited
 from gateway.admission import MemoryAdmission, RedisAdmission, Subject
 from gateway.admission.base import Admission

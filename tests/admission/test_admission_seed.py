@@ -30,16 +30,20 @@ async def test_restart_remembers_this_periods_spend(database: Database, redis_pr
     row, _ = await KeyStore(database).create("web", "ci", budget_usd=D(1), budget_period="daily")
     _, _ = await KeyStore(database).create("web", "unlimited")
     async with database.session() as session:
-        session.add_all([
-            UsageRecord(id="a", ts=datetime(2026, 11, 20, 1, tzinfo=UTC), project="web", key_id=row.id, cost_usd=D("0.75")),
-            UsageRecord(id="b", ts=datetime(2026, 11, 19, 23, tzinfo=UTC), project="web", key_id=row.id, cost_usd=D("5")),
-            UsageRecord(id="c", ts=datetime(2026, 10, 31, 23, tzinfo=UTC), project="web", key_id=row.id, cost_usd=D("100")),
-        ])
+        session.add_all(
+            [
+                UsageRecord(id="a", ts=datetime(2026, 11, 20, 1, tzinfo=UTC), project="web", key_id=row.id, cost_usd=D("0.75")),
+                UsageRecord(id="b", ts=datetime(2026, 11, 19, 23, tzinfo=UTC), project="web", key_id=row.id, cost_usd=D("5")),
+                UsageRecord(id="c", ts=datetime(2026, 10, 31, 23, tzinfo=UTC), project="web", key_id=row.id, cost_usd=D("100")),
+            ]
+        )
         await session.commit()
     subjects = await budget_subjects(database)
     assert sorted((s.kind, s.id) for s in subjects) == [("key", row.id), ("project", "web")]
 
-    adm = MemoryAdmission(clock=lambda: NOW) if backend == "memory" else RedisAdmission(REDIS_URL, redis_prefix, clock=lambda: NOW)
+    adm = (
+        MemoryAdmission(clock=lambda: NOW) if backend == "memory" else RedisAdmission(REDIS_URL, redis_prefix, clock=lambda: NOW)
+    )
     try:
         assert await seed_from_ledger(adm, database, now=NOW) == 2
         key_subject = Subject("key", row.id, D(1), "daily")
@@ -55,11 +59,13 @@ async def test_restart_remembers_this_periods_spend(database: Database, redis_pr
 async def test_negative_ledger_rows_neither_lower_spend_nor_stop_seeding(database: Database) -> None:
     await sync_projects(database, [ProjectConfig(name="web", budget=Budget(usd=D(10), period="monthly"))])
     async with database.session() as session:
-        session.add_all([
-            UsageRecord(id="ok", ts=datetime(2026, 11, 20, 1, tzinfo=UTC), project="web", cost_usd=D("2")),
-            # what an old gateway wrote when an upstream reported negative completion_tokens
-            UsageRecord(id="bad", ts=datetime(2026, 11, 20, 2, tzinfo=UTC), project="web", cost_usd=D("-7")),
-        ])
+        session.add_all(
+            [
+                UsageRecord(id="ok", ts=datetime(2026, 11, 20, 1, tzinfo=UTC), project="web", cost_usd=D("2")),
+                # what an old gateway wrote when an upstream reported negative completion_tokens
+                UsageRecord(id="bad", ts=datetime(2026, 11, 20, 2, tzinfo=UTC), project="web", cost_usd=D("-7")),
+            ]
+        )
         await session.commit()
     adm = MemoryAdmission(clock=lambda: NOW)
     assert await seed_from_ledger(adm, database, now=NOW) == 1

@@ -267,10 +267,14 @@ async def test_output_claim_prices_below_a_nano_dollar_a_token_stay_exact(backen
 async def test_granted_output_counts_towards_tpm(backend: Callable[..., Admission]) -> None:
     adm = backend()
     subject = key(tpm=1000)
-    first = await adm.admit([subject], tokens=100, reserve_usd=D(0), output=OutputClaim(unit_usd=D(0), max_units=400, tokens_per_unit=2))
+    first = await adm.admit(
+        [subject], tokens=100, reserve_usd=D(0), output=OutputClaim(unit_usd=D(0), max_units=400, tokens_per_unit=2)
+    )
     assert first.tokens == 900
     with pytest.raises(RateLimited):
-        await adm.admit([subject], tokens=50, reserve_usd=D(0), output=OutputClaim(unit_usd=D(0), max_units=40, tokens_per_unit=2))
+        await adm.admit(
+            [subject], tokens=50, reserve_usd=D(0), output=OutputClaim(unit_usd=D(0), max_units=40, tokens_per_unit=2)
+        )
 
 
 async def test_tickets_carry_the_budget_left_to_the_tightest_subject(backend: Callable[..., Admission]) -> None:

@@ -37,16 +37,23 @@ AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
 
 
 def _config() -> GatewayConfig:
-    return make_config({
-        "deployments": [fake_deployment("d0", "http://127.0.0.1:9/v1")],
-        "projects": [{"name": "default", "budget": {"usd": 100, "period": "monthly"}, "limits": {"rpm": 600}}],
-    })
+    return make_config(
+        {
+            "deployments": [fake_deployment("d0", "http://127.0.0.1:9/v1")],
+            "projects": [{"name": "default", "budget": {"usd": 100, "period": "monthly"}, "limits": {"rpm": 600}}],
+        }
+    )
 
 
 def gateway_state(config: GatewayConfig, db: Database, keys: KeyStore) -> SimpleNamespace:
     """Just the services the admin routes use, with the real ``GatewayState.authenticate``."""
     state = SimpleNamespace(
-        config=config, db=db, keys=keys, ledger=None, metrics=None, runtime=SimpleNamespace(default_project=config.projects[0].name),
+        config=config,
+        db=db,
+        keys=keys,
+        ledger=None,
+        metrics=None,
+        runtime=SimpleNamespace(default_project=config.projects[0].name),
         clock=lambda: datetime.now(UTC),
     )
     state.authenticate = functools.partial(GatewayState.authenticate, state)
@@ -59,8 +66,9 @@ def build_app(gateway: object) -> FastAPI:
 
     @app.exception_handler(GatewayError)
     async def render(_request: Request, error: GatewayError) -> Response:
-        return Response(orjson.dumps(error.to_dict()), status_code=error.status, headers=error.headers,
-                        media_type="application/json")
+        return Response(
+            orjson.dumps(error.to_dict()), status_code=error.status, headers=error.headers, media_type="application/json"
+        )
 
     app.include_router(router)
     app.add_middleware(RoleGuard, routes=app.router.routes)
@@ -88,24 +96,39 @@ def _error(response: httpx.Response, status: int, code: str | None = None) -> di
 
 async def test_admin_routes_refuse_missing_keys_and_app_keys(client: httpx.AsyncClient) -> None:
     _, secret = await client.gateway.keys.create("default", "app")  # type: ignore[attr-defined]
-    routes = (("GET", "/admin/keys"), ("POST", "/admin/keys"), ("GET", "/admin/usage"),
-              ("POST", "/admin/projects"), ("POST", "/admin/keys/x/revoke"))
+    routes = (
+        ("GET", "/admin/keys"),
+        ("POST", "/admin/keys"),
+        ("GET", "/admin/usage"),
+        ("POST", "/admin/projects"),
+        ("POST", "/admin/keys/x/revoke"),
+    )
     for headers in ({}, {"authorization": "Bearer wrong"}):
         for method, path in routes:
             _error(await client.request(method, path, headers=headers), 401, "invalid_api_key")
     for method, path in routes:  # a valid app key: authenticated, but not allowed
-        error = _error(await client.request(method, path, headers={"authorization": f"Bearer {secret}"}), 403, "permission_denied")
+        error = _error(
+            await client.request(method, path, headers={"authorization": f"Bearer {secret}"}), 403, "permission_denied"
+        )
         assert "role is 'app'" in error["message"]
 
 
 async def test_projects_can_be_created_once(client: httpx.AsyncClient) -> None:
-    body = {"name": "research", "budget": {"usd": "12.50", "period": "weekly"}, "limits": {"rpm": 30},
-            "sensitivity_floor": "internal"}
+    body = {
+        "name": "research",
+        "budget": {"usd": "12.50", "period": "weekly"},
+        "limits": {"rpm": 30},
+        "sensitivity_floor": "internal",
+    }
     created = await client.post("/admin/projects", json=body, headers=AUTH)
     assert created.status_code == 201, created.text
     project = created.json()
     assert (project["name"], project["budget"], project["limits"], project["source"]) == (
-        "research", {"usd": "12.5", "period": "weekly", "alert_thresholds": None}, {"rpm": 30, "tpm": None}, "api")
+        "research",
+        {"usd": "12.5", "period": "weekly", "alert_thresholds": None},
+        {"rpm": 30, "tpm": None},
+        "api",
+    )
     _error(await client.post("/admin/projects", json=body, headers=AUTH), 409, "project_exists")
     listed = (await client.get("/admin/projects", headers=AUTH)).json()["data"]
     assert [(p["name"], p["source"]) for p in listed] == [("default", "config"), ("research", "api")]
@@ -134,14 +157,26 @@ async def test_body_must_be_a_json_object(client: httpx.AsyncClient) -> None:
 async def test_key_lifecycle(client: httpx.AsyncClient) -> None:
     keys: KeyStore = client.gateway.keys  # type: ignore[attr-defined]
     expires = (datetime.now(UTC) + timedelta(days=30)).isoformat()
-    body = {"project": "default", "name": "ci", "budget": {"usd": 1, "period": "daily"}, "limits": {"rpm": 60, "tpm": 1000},
-            "models": ["auto"], "tags": ["team-a"], "expires_at": expires}
+    body = {
+        "project": "default",
+        "name": "ci",
+        "budget": {"usd": 1, "period": "daily"},
+        "limits": {"rpm": 60, "tpm": 1000},
+        "models": ["auto"],
+        "tags": ["team-a"],
+        "expires_at": expires,
+    }
     created = await client.post("/admin/keys", json=body, headers=AUTH)
     assert created.status_code == 201, created.text
     key = created.json()
     assert key["key"].startswith("sk-sy-") and key["prefix"] == key["key"][:12]
     assert (key["budget"], key["limits"], key["models"], key["tags"], key["active"]) == (
-        {"usd": "1", "period": "daily", "alert_thresholds": None}, {"rpm": 60, "tpm": 1000}, ["auto"], ["team-a"], True)
+        {"usd": "1", "period": "daily", "alert_thresholds": None},
+        {"rpm": 60, "tpm": 1000},
+        ["auto"],
+        ["team-a"],
+        True,
+    )
     info = await keys.authenticate(key["key"])
     assert info is not None and info.id == key["id"] and info.rpm == 60
 
@@ -162,7 +197,9 @@ async def test_key_lifecycle(client: httpx.AsyncClient) -> None:
 
 
 async def test_key_errors(client: httpx.AsyncClient) -> None:
-    error = _error(await client.post("/admin/keys", json={"project": "nope", "name": "x"}, headers=AUTH), 404, "project_not_found")
+    error = _error(
+        await client.post("/admin/keys", json={"project": "nope", "name": "x"}, headers=AUTH), 404, "project_not_found"
+    )
     assert "nope" in error["message"] and error["param"] == "project"
     _error(await client.get("/admin/keys", params={"project": "nope"}, headers=AUTH), 404, "project_not_found")
     for path in ("/admin/keys/missing/revoke", "/admin/keys/missing/rotate"):
@@ -175,16 +212,34 @@ async def test_key_errors(client: httpx.AsyncClient) -> None:
 
 async def test_usage_report(client: httpx.AsyncClient) -> None:
     db: Database = client.gateway.db  # type: ignore[attr-defined]
-    await write_ledger(db, [
-        UsageRecord(id=f"u{i}", ts=datetime(2026, 11, 2 + i, tzinfo=UTC), project="default", key_id="k",
-                    requested_model=model, prompt_tokens=10, completion_tokens=1, cost_usd=Decimal(cost))
-        for i, (model, cost) in enumerate([("auto", "0.25"), ("auto", "0.5"), ("gpt-4o-mini", "0.125")])
-    ])
+    await write_ledger(
+        db,
+        [
+            UsageRecord(
+                id=f"u{i}",
+                ts=datetime(2026, 11, 2 + i, tzinfo=UTC),
+                project="default",
+                key_id="k",
+                requested_model=model,
+                prompt_tokens=10,
+                completion_tokens=1,
+                cost_usd=Decimal(cost),
+            )
+            for i, (model, cost) in enumerate([("auto", "0.25"), ("auto", "0.5"), ("gpt-4o-mini", "0.125")])
+        ],
+    )
     query = {"project": "default", "since": "2026-11-01", "until": "2026-11-03", "group_by": "day,model"}
     report = (await client.get("/admin/usage", params=query, headers=AUTH)).json()
-    assert (report["total_requests"], report["total_prompt_tokens"], report["total_completion_tokens"], report["total_cost_usd"]) == (
-        2, 20, 2, "0.75")
-    assert [(r["day"], r["model"], r["cost_usd"]) for r in report["rows"]] == [("2026-11-02", "auto", "0.25"), ("2026-11-03", "auto", "0.5")]
+    assert (
+        report["total_requests"],
+        report["total_prompt_tokens"],
+        report["total_completion_tokens"],
+        report["total_cost_usd"],
+    ) == (2, 20, 2, "0.75")
+    assert [(r["day"], r["model"], r["cost_usd"]) for r in report["rows"]] == [
+        ("2026-11-02", "auto", "0.25"),
+        ("2026-11-03", "auto", "0.5"),
+    ]
     as_csv = await client.get("/admin/usage", params={"group_by": "model", "format": "csv"}, headers=AUTH)
     assert as_csv.headers["content-type"].startswith("text/csv")
     assert [r["model"] for r in csv.DictReader(io.StringIO(as_csv.text))] == ["auto", "gpt-4o-mini"]
@@ -208,7 +263,9 @@ class ServerThread:
             db = await fresh_sqlite(db_path)
             config = _config()
             await sync_projects(db, [*config.projects, ProjectConfig(name="web", budget=Budget(usd=Decimal(5)))])
-            await write_ledger(db, [UsageRecord(id="u1", project="web", requested_model="auto", prompt_tokens=7, cost_usd=Decimal("0.02"))])
+            await write_ledger(
+                db, [UsageRecord(id="u1", project="web", requested_model="auto", prompt_tokens=7, cost_usd=Decimal("0.02"))]
+            )
             app.state.gateway = gateway_state(config, db, KeyStore(db))
             yield
             await db.aclose()
@@ -240,12 +297,30 @@ def _cli(*argv: str) -> int:
     return args.func(args)
 
 
-def test_cli_drives_a_running_gateway(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_drives_a_running_gateway(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SWITCHYARD_MASTER_KEY", MASTER_KEY)
     with ServerThread(tmp_path / "cli.db") as server:
         url = ("--url", server.url)
-        assert _cli("keys", "create", "--project", "web", "--name", "ci", "--budget-usd", "2.5", "--rpm", "10",
-                    "--models", "auto,gpt-4o-mini", *url) == 0
+        assert (
+            _cli(
+                "keys",
+                "create",
+                "--project",
+                "web",
+                "--name",
+                "ci",
+                "--budget-usd",
+                "2.5",
+                "--rpm",
+                "10",
+                "--models",
+                "auto,gpt-4o-mini",
+                *url,
+            )
+            == 0
+        )
         created = orjson.loads(capsys.readouterr().out)
         assert created["key"].startswith("sk-sy-") and created["models"] == ["auto", "gpt-4o-mini"]
         assert created["budget"] == {"usd": "2.5", "period": "monthly", "alert_thresholds": None}

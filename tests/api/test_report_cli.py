@@ -29,8 +29,9 @@ class Gateway:
 
         self.url = f"http://127.0.0.1:{free_port()}"
         port = int(self.url.rsplit(":", 1)[1])
-        self.server = uvicorn.Server(uvicorn.Config(create_app(config_path=config_path, watch=False), host="127.0.0.1",
-                                                    port=port, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(create_app(config_path=config_path, watch=False), host="127.0.0.1", port=port, log_level="warning")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> Gateway:
@@ -46,21 +47,40 @@ class Gateway:
         self.thread.join(timeout=15)
 
 
-def test_seed_then_report_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    config = write_config(tmp_path, {
-        "database_url": f"sqlite:///{tmp_path}/ledger.db",
-        "ledger": {"spool_dir": str(tmp_path / "spool")},
-        "deployments": [
-            {"name": "local", "provider": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "model": "m",
-             "locality": "self_hosted", "pricing": {"gpu_hour_usd": 2, "tokens_per_second": 1000}},
-            {"name": "cloud", "provider": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "model": "m",
-             "locality": "hosted", "pricing": {"input_per_mtok": 1, "output_per_mtok": 4}},
-        ],
-        "routes": [{"name": "auto", "candidates": ["local", "cloud"]}],
-        "projects": [],
-        "reporting": {"reference_model": "cloud"},
-    })
-    assert main(["dev", "seed-ledger", "--config", str(config), "--rows", "3000", "--days", "20", "--projects", "4", "--quiet"]) == 0
+def test_seed_then_report_from_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_config(
+        tmp_path,
+        {
+            "database_url": f"sqlite:///{tmp_path}/ledger.db",
+            "ledger": {"spool_dir": str(tmp_path / "spool")},
+            "deployments": [
+                {
+                    "name": "local",
+                    "provider": "openai_compatible",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "model": "m",
+                    "locality": "self_hosted",
+                    "pricing": {"gpu_hour_usd": 2, "tokens_per_second": 1000},
+                },
+                {
+                    "name": "cloud",
+                    "provider": "openai_compatible",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "model": "m",
+                    "locality": "hosted",
+                    "pricing": {"input_per_mtok": 1, "output_per_mtok": 4},
+                },
+            ],
+            "routes": [{"name": "auto", "candidates": ["local", "cloud"]}],
+            "projects": [],
+            "reporting": {"reference_model": "cloud"},
+        },
+    )
+    assert (
+        main(["dev", "seed-ledger", "--config", str(config), "--rows", "3000", "--days", "20", "--projects", "4", "--quiet"]) == 0
+    )
     assert "wrote 3,000 ledger rows" in capsys.readouterr().out
 
     async def check_seeded() -> None:
@@ -79,8 +99,24 @@ def test_seed_then_report_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFix
     monkeypatch.setenv("SWITCHYARD_MASTER_KEY", MASTER_KEY)
     with Gateway(config) as gateway:
         url = ("--url", gateway.url)
-        assert main(["keys", "create", "--project", "checkout", "--name", "month-end", "--role", "finance",
-                     "--projects", "checkout,search", *url]) == 0
+        assert (
+            main(
+                [
+                    "keys",
+                    "create",
+                    "--project",
+                    "checkout",
+                    "--name",
+                    "month-end",
+                    "--role",
+                    "finance",
+                    "--projects",
+                    "checkout,search",
+                    *url,
+                ]
+            )
+            == 0
+        )
         finance = orjson.loads(capsys.readouterr().out)
         assert (finance["role"], finance["projects"]) == ("finance", ["checkout", "search"])
         monkeypatch.delenv("SWITCHYARD_MASTER_KEY")
@@ -88,8 +124,11 @@ def test_seed_then_report_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFix
 
         assert main(["report", "--format", "csv", *url]) == 0
         printed = capsys.readouterr().out
-        served = httpx.get(f"{gateway.url}/admin/reports/projects", params={"format": "csv"},
-                           headers={"authorization": f"Bearer {finance['key']}"}).text
+        served = httpx.get(
+            f"{gateway.url}/admin/reports/projects",
+            params={"format": "csv"},
+            headers={"authorization": f"Bearer {finance['key']}"},
+        ).text
         assert printed == served
         assert [r["project"] for r in csv.DictReader(io.StringIO(printed))] == ["checkout", "search"]
 

@@ -26,32 +26,71 @@ NOV = {"since": "2026-11-01", "until": "2026-11-30"}
 
 
 def _config(tmp_path: Path) -> Any:
-    return make_config({
-        "database_url": f"sqlite:///{tmp_path}/ledger.db",
-        "ledger": {"spool_dir": str(tmp_path / "spool")},
-        "deployments": [
-            fake_deployment("local", "http://127.0.0.1:9/v1"),
-            fake_deployment("cloud", "http://127.0.0.1:9/v1", locality="hosted"),
-            fake_deployment("reference", "http://127.0.0.1:9/v1", locality="hosted", enabled=False,
-                            pricing={"input_per_mtok": "2.5", "cached_input_per_mtok": "1.25", "output_per_mtok": 10}),
-        ],
-        "projects": [
-            {"name": "web", "budget": {"usd": 9, "period": "monthly"}},
-            {"name": "shop", "budget": {"usd": 5, "period": "weekly"}},
-            {"name": "lab"},
-        ],
-        "reporting": {"reference_model": "reference"},
-    })
+    return make_config(
+        {
+            "database_url": f"sqlite:///{tmp_path}/ledger.db",
+            "ledger": {"spool_dir": str(tmp_path / "spool")},
+            "deployments": [
+                fake_deployment("local", "http://127.0.0.1:9/v1"),
+                fake_deployment("cloud", "http://127.0.0.1:9/v1", locality="hosted"),
+                fake_deployment(
+                    "reference",
+                    "http://127.0.0.1:9/v1",
+                    locality="hosted",
+                    enabled=False,
+                    pricing={"input_per_mtok": "2.5", "cached_input_per_mtok": "1.25", "output_per_mtok": 10},
+                ),
+            ],
+            "projects": [
+                {"name": "web", "budget": {"usd": 9, "period": "monthly"}},
+                {"name": "shop", "budget": {"usd": 5, "period": "weekly"}},
+                {"name": "lab"},
+            ],
+            "reporting": {"reference_model": "reference"},
+        }
+    )
 
 
 ROWS = [
     # web: 6.5 USD in November, 1 USD in October
-    ledger_row(1, datetime(2026, 11, 1, 0, 0), "web", "2.25", deployment="cloud", locality="hosted", prompt_tokens=1_000_000,
-               cached_tokens=200_000, completion_tokens=100_000, key_id="k-web", end_user="alice", key_tags='["team:web"]'),
-    ledger_row(2, datetime(2026, 11, 10, 9, 30), "web", "4.25", deployment="cloud", locality="hosted", prompt_tokens=500_000,
-               completion_tokens=300_000, key_id="k-web", end_user="bob", key_tags='["env:prod","team:web"]', task="code"),
-    ledger_row(3, datetime(2026, 11, 15, 23, 59, 59), "web", "0", prompt_tokens=2_000_000, completion_tokens=600_000,
-               key_id="k-batch", project_tag="nightly"),
+    ledger_row(
+        1,
+        datetime(2026, 11, 1, 0, 0),
+        "web",
+        "2.25",
+        deployment="cloud",
+        locality="hosted",
+        prompt_tokens=1_000_000,
+        cached_tokens=200_000,
+        completion_tokens=100_000,
+        key_id="k-web",
+        end_user="alice",
+        key_tags='["team:web"]',
+    ),
+    ledger_row(
+        2,
+        datetime(2026, 11, 10, 9, 30),
+        "web",
+        "4.25",
+        deployment="cloud",
+        locality="hosted",
+        prompt_tokens=500_000,
+        completion_tokens=300_000,
+        key_id="k-web",
+        end_user="bob",
+        key_tags='["env:prod","team:web"]',
+        task="code",
+    ),
+    ledger_row(
+        3,
+        datetime(2026, 11, 15, 23, 59, 59),
+        "web",
+        "0",
+        prompt_tokens=2_000_000,
+        completion_tokens=600_000,
+        key_id="k-batch",
+        project_tag="nightly",
+    ),
     ledger_row(4, datetime(2026, 11, 16, 1), "web", "0", status=502, prompt_tokens=0, completion_tokens=0, key_id="k-batch"),
     ledger_row(5, datetime(2026, 10, 31, 23, 59, 59), "web", "1", deployment="cloud", locality="hosted", key_id="k-web"),
     # shop: 0.3 this ISO week (Mon 16 Nov ..), 0.7 earlier in November
@@ -96,7 +135,12 @@ async def test_project_figures_match_the_ledger_to_the_last_digit(client: httpx.
     assert web["self_hosted_token_share"] == round(2_600_000 / 4_500_000, 4)
     # reference: (3.5M - 0.2M) x 2.5 + 0.2M x 1.25 + 1M x 10, per million = 8.25 + 0.25 + 10 = 18.5
     assert web["savings_usd"] == "12"
-    assert (web["budget_usd"], web["budget_period"], web["period_start"], web["period_end"]) == ("9", "monthly", "2026-11-01", "2026-11-30")
+    assert (web["budget_usd"], web["budget_period"], web["period_start"], web["period_end"]) == (
+        "9",
+        "monthly",
+        "2026-11-01",
+        "2026-11-30",
+    )
     assert web["budget_used_pct"] == round(6.5 / 9 * 100, 2)
     assert web["forecast_usd"] == "10" and web["forecast_exceeds_budget"] is True  # 6.5 x 30 / 19.5
 
@@ -167,7 +211,11 @@ async def test_daily_series_and_breakdowns(client: httpx.AsyncClient) -> None:
     assert by_key["rows"][0]["share_of_spend"] == 1.0 and by_key["rows"][1]["error_rate"] == 0.5
 
     by_tag = (await client.get("/admin/reports/projects/web/breakdown", params={**NOV, "group_by": "tag"})).json()
-    assert {(r["label"], r["spend_usd"]) for r in by_tag["rows"]} == {("team:web", "6.5"), ("env:prod", "4.25"), ("(untagged)", "0")}
+    assert {(r["label"], r["spend_usd"]) for r in by_tag["rows"]} == {
+        ("team:web", "6.5"),
+        ("env:prod", "4.25"),
+        ("(untagged)", "0"),
+    }
     by_user = (await client.get("/admin/reports/projects/web/breakdown", params={**NOV, "group_by": "user"})).json()
     assert {(r["group"], r["spend_usd"]) for r in by_user["rows"]} == {("alice", "2.25"), ("bob", "4.25"), (None, "0")}
     by_tag_daily = (await client.get("/admin/reports/projects/web/daily", params={**NOV, "group_by": "project_tag"})).json()
@@ -179,22 +227,25 @@ async def test_daily_series_and_breakdowns(client: httpx.AsyncClient) -> None:
     assert {line["group"] for line in lines} == {"web", "shop", "lab", "retired"}
 
 
-@pytest.mark.parametrize(("path", "query", "param"), [
-    ("/admin/reports/projects", {"since": "2026-13-01"}, "since"),
-    ("/admin/reports/projects", {"since": "yesterday"}, "since"),
-    ("/admin/reports/projects", {"until": "2026-11-31"}, "until"),
-    ("/admin/reports/projects", {"since": "2026-11-20", "until": "2026-11-19"}, "since"),
-    ("/admin/reports/projects", {"since": "1990-01-01", "until": "2026-01-01"}, "until"),
-    ("/admin/reports/projects", {"format": "xlsx"}, "format"),
-    ("/admin/reports/daily", {"group_by": "colour"}, "group_by"),
-    ("/admin/reports/projects/nope/daily", {}, "project"),
-    ("/admin/reports/projects/nope/breakdown", {}, "project"),
-    ("/admin/reports/projects/web/daily", {"group_by": "weather"}, "group_by"),
-    ("/admin/reports/projects/web/breakdown", {"group_by": "DROP TABLE"}, "group_by"),
-    ("/admin/reports/projects/web/breakdown", {"since": "2026-11-02", "until": "2026-11-01"}, "since"),
-    ("/admin/usage", {"since": "2026-11-05", "until": "2026-11-04"}, "since"),
-    ("/admin/usage", {"group_by": "colour"}, "group_by"),
-])
+@pytest.mark.parametrize(
+    ("path", "query", "param"),
+    [
+        ("/admin/reports/projects", {"since": "2026-13-01"}, "since"),
+        ("/admin/reports/projects", {"since": "yesterday"}, "since"),
+        ("/admin/reports/projects", {"until": "2026-11-31"}, "until"),
+        ("/admin/reports/projects", {"since": "2026-11-20", "until": "2026-11-19"}, "since"),
+        ("/admin/reports/projects", {"since": "1990-01-01", "until": "2026-01-01"}, "until"),
+        ("/admin/reports/projects", {"format": "xlsx"}, "format"),
+        ("/admin/reports/daily", {"group_by": "colour"}, "group_by"),
+        ("/admin/reports/projects/nope/daily", {}, "project"),
+        ("/admin/reports/projects/nope/breakdown", {}, "project"),
+        ("/admin/reports/projects/web/daily", {"group_by": "weather"}, "group_by"),
+        ("/admin/reports/projects/web/breakdown", {"group_by": "DROP TABLE"}, "group_by"),
+        ("/admin/reports/projects/web/breakdown", {"since": "2026-11-02", "until": "2026-11-01"}, "since"),
+        ("/admin/usage", {"since": "2026-11-05", "until": "2026-11-04"}, "since"),
+        ("/admin/usage", {"group_by": "colour"}, "group_by"),
+    ],
+)
 async def test_bad_input_is_a_clear_400_and_leaves_the_ledger_untouched(
     client: httpx.AsyncClient, path: str, query: dict[str, str], param: str
 ) -> None:

@@ -23,9 +23,33 @@ ALLOWED = {
 }
 # Libraries that touch the network, the disk or the clock in ways a pure policy must not.
 IO_LIBRARIES = {
-    "asyncio", "aiohttp", "httpx", "requests", "urllib", "socket", "ssl", "sqlite3", "sqlalchemy", "sqlmodel",
-    "asyncpg", "aiosqlite", "redis", "subprocess", "threading", "multiprocessing", "tiktoken", "litellm",
-    "llama_cpp", "os", "shutil", "tempfile", "pathlib", "io", "logging", "time", "random",
+    "asyncio",
+    "aiohttp",
+    "httpx",
+    "requests",
+    "urllib",
+    "socket",
+    "ssl",
+    "sqlite3",
+    "sqlalchemy",
+    "sqlmodel",
+    "asyncpg",
+    "aiosqlite",
+    "redis",
+    "subprocess",
+    "threading",
+    "multiprocessing",
+    "tiktoken",
+    "litellm",
+    "llama_cpp",
+    "os",
+    "shutil",
+    "tempfile",
+    "pathlib",
+    "io",
+    "logging",
+    "time",
+    "random",
 }
 
 

@@ -41,8 +41,9 @@ def portkey() -> Iterator[Target]:
 
 
 def _post(target: Target, url: str, body: dict) -> dict:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"content-type": "application/json", **target.headers})
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"content-type": "application/json", **target.headers}
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         assert resp.headers["x-portkey-provider"] == "openai"
         return json.loads(resp.read())
@@ -64,8 +65,17 @@ def test_chat_and_embeddings_reach_the_shared_upstream(portkey: Target) -> None:
 
 
 def test_a_stream_comes_through_whole_from_the_stream_upstream(portkey: Target) -> None:
-    stats = asyncio.run(run_streams(portkey.stream_url, model="bench-stream", headers=portkey.stream_headers, count=2,
-                                    concurrency=1, expect_tokens=12, interval_ms=2.0))
+    stats = asyncio.run(
+        run_streams(
+            portkey.stream_url,
+            model="bench-stream",
+            headers=portkey.stream_headers,
+            count=2,
+            concurrency=1,
+            expect_tokens=12,
+            interval_ms=2.0,
+        )
+    )
     assert stats.errors == 0, stats.error_samples
     assert stats.completed == 2
     assert stats.tokens == [12, 12]

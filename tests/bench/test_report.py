@@ -11,51 +11,133 @@ from bench.report import HEADLINE, render, target_rows
 from bench.sections import carry_sections, keep_sections, replace_section, write_section
 
 QUIET = {"samples": 30, "median_pct": 2.0, "p90_pct": 6.0, "max_pct": 14.0, "quiet": True, "busiest": []}
-BUSY = {"samples": 30, "median_pct": 150.0, "p90_pct": 190.0, "max_pct": 199.0, "quiet": False,
-        "busiest": [["python", 180.0]]}
+BUSY = {"samples": 30, "median_pct": 150.0, "p90_pct": 190.0, "max_pct": 199.0, "quiet": False, "busiest": [["python", 180.0]]}
 
 
 def chat(rps: float, cpu: float | None = None) -> dict[str, Any]:
-    return {"rps": rps, "rps_min": rps, "rps_max": rps, "p50_ms": 5.0, "p99_ms": 9.0, "errors": 0, "runs": [{"rps": rps}],
-            **({"cpu_us_per_req": cpu} if cpu is not None else {})}
+    return {
+        "rps": rps,
+        "rps_min": rps,
+        "rps_max": rps,
+        "p50_ms": 5.0,
+        "p99_ms": 9.0,
+        "errors": 0,
+        "runs": [{"rps": rps}],
+        **({"cpu_us_per_req": cpu} if cpu is not None else {}),
+    }
 
 
 def stream(ttft1: float) -> dict[str, Any]:
-    return {"ttft1_p50_ms": ttft1, "ttft_p50_ms": ttft1 + 1, "ttft_p99_ms": ttft1 + 3, "gap_p50_ms": 5.1, "gap_p99_ms": 6.0,
-            "burst_pct": 0.0, "tokens_mean": 200, "errors": 0, "solo_errors": 0}
+    return {
+        "ttft1_p50_ms": ttft1,
+        "ttft_p50_ms": ttft1 + 1,
+        "ttft_p99_ms": ttft1 + 3,
+        "gap_p50_ms": 5.1,
+        "gap_p99_ms": 6.0,
+        "burst_pct": 0.0,
+        "tokens_mean": 200,
+        "errors": 0,
+        "solo_errors": 0,
+    }
 
 
 def many(completed: int) -> dict[str, Any]:
-    return {"completed": completed, "streams": 500, "errors": 500 - completed, "peak_open": completed,
-            "upstream_peak_open": completed, "ttft_p50_ms": 300.0, "ttft_p99_ms": 400.0, "gap_p99_ms": 110.0,
-            "wall_s": 5.5, "rss_mb": 170.0, "error_samples": []}
+    return {
+        "completed": completed,
+        "streams": 500,
+        "errors": 500 - completed,
+        "peak_open": completed,
+        "upstream_peak_open": completed,
+        "ttft_p50_ms": 300.0,
+        "ttft_p99_ms": 400.0,
+        "gap_p99_ms": 110.0,
+        "wall_s": 5.5,
+        "rss_mb": 170.0,
+        "error_samples": [],
+    }
 
 
 def results(*, others: dict[str, Any] = QUIET, sy_rps: float = 6000.0, portkey_rps: float = 2000.0) -> dict[str, Any]:
     names = ["direct", "passthrough", "switchyard", HEADLINE, "litellm", "portkey"]
     return {
-        "plan": {"duration_s": 5.0, "warmup_s": 2.0, "rounds": 2, "stream_count": 24, "stream_concurrency": 4,
-                 "stream_solo_count": 20, "stream_tokens": 200, "stream_interval_ms": 5.0, "first_token_ms": 20.0,
-                 "many_streams": 500, "many_tokens": 50, "many_interval_ms": 100.0, "long_requests": 200_000, "workers": 2},
-        "meta": {"command": "python -m bench", "date": "2026-12-01 10:00 UTC", "quick": False, "cpu": "x86", "cores": 2,
-                 "ram_gb": 8, "os": "Linux", "python": "3.11.7", "packages": {"uvicorn": "0.1"}, "wrk": "wrk 4", "nginx": "nginx",
-                 "litellm": "litellm 1", "portkey": "@portkey-ai/gateway 1.15.2", "revision": "abc", "load_start": 0.1,
-                 "load_end": 2.0, "wall_s": 600.0, "busy_start": [], "others_before": QUIET, "others_during": others,
-                 "quiet_rule": {"median_pct": 10.0, "p90_pct": 25.0}},
+        "plan": {
+            "duration_s": 5.0,
+            "warmup_s": 2.0,
+            "rounds": 2,
+            "stream_count": 24,
+            "stream_concurrency": 4,
+            "stream_solo_count": 20,
+            "stream_tokens": 200,
+            "stream_interval_ms": 5.0,
+            "first_token_ms": 20.0,
+            "many_streams": 500,
+            "many_tokens": 50,
+            "many_interval_ms": 100.0,
+            "long_requests": 200_000,
+            "workers": 2,
+        },
+        "meta": {
+            "command": "python -m bench",
+            "date": "2026-12-01 10:00 UTC",
+            "quick": False,
+            "cpu": "x86",
+            "cores": 2,
+            "ram_gb": 8,
+            "os": "Linux",
+            "python": "3.11.7",
+            "packages": {"uvicorn": "0.1"},
+            "wrk": "wrk 4",
+            "nginx": "nginx",
+            "litellm": "litellm 1",
+            "portkey": "@portkey-ai/gateway 1.15.2",
+            "revision": "abc",
+            "load_start": 0.1,
+            "load_end": 2.0,
+            "wall_s": 600.0,
+            "busy_start": [],
+            "others_before": QUIET,
+            "others_during": others,
+            "quiet_rule": {"median_pct": 10.0, "p90_pct": 25.0},
+        },
         "targets": {n: f"{n} note" for n in names},
         "upstream": {"chat_bytes": 388, "embed_bytes": 2587},
-        "chat_50": {"direct": chat(200_000), "passthrough": chat(10_000, 110), "switchyard": chat(6500, 200),
-                    HEADLINE: chat(sy_rps, 240), "litellm": chat(200, 8000), "portkey": chat(portkey_rps, 900)},
-        "chat_1": {"direct": {"p50_ms": 0.07, "p99_ms": 0.20}, HEADLINE: {"p50_ms": 0.30, "p99_ms": 1.50},
-                   "portkey": {"p50_ms": 0.9, "p99_ms": 2.0}},
+        "chat_50": {
+            "direct": chat(200_000),
+            "passthrough": chat(10_000, 110),
+            "switchyard": chat(6500, 200),
+            HEADLINE: chat(sy_rps, 240),
+            "litellm": chat(200, 8000),
+            "portkey": chat(portkey_rps, 900),
+        },
+        "chat_1": {
+            "direct": {"p50_ms": 0.07, "p99_ms": 0.20},
+            HEADLINE: {"p50_ms": 0.30, "p99_ms": 1.50},
+            "portkey": {"p50_ms": 0.9, "p99_ms": 2.0},
+        },
         "stream": {"direct": stream(20.9), HEADLINE: stream(21.5), "portkey": stream(46.0)},
         "streams_many": {HEADLINE: many(500), "portkey": many(500)},
         "workers": {"workers": 2, "variant": HEADLINE, "rps": 11_000.0, "single": {"rps": 6000.0}},
-        "routing": {"p99_ms_at_4kb": 0.09, "us_per_kb_beyond_4kb": 7.5, "markdown": "## Cold\n\n| 4 KB | 1 | 0.05 | 0.09 | 0.08 | 12.0 |\n"},
-        "memory": {"target": HEADLINE, "requests": 201_000, "growth_pct": 3.0, "rss_before_mb": 100.0, "rss_after_mb": 103.0,
-                   "errors": 0, "rps": 6000.0, "p50_ms": 8.0, "p99_ms": 20.0, "rss_cold_mb": 90.0, "rss_peak_mb": 104.0,
-                   "rss_curve_mb": [100.0, 103.0]},
-        "unavailable": {}, "skipped": {"litellm": {"stream": "HTTP 500"}},
+        "routing": {
+            "p99_ms_at_4kb": 0.09,
+            "us_per_kb_beyond_4kb": 7.5,
+            "markdown": "## Cold\n\n| 4 KB | 1 | 0.05 | 0.09 | 0.08 | 12.0 |\n",
+        },
+        "memory": {
+            "target": HEADLINE,
+            "requests": 201_000,
+            "growth_pct": 3.0,
+            "rss_before_mb": 100.0,
+            "rss_after_mb": 103.0,
+            "errors": 0,
+            "rps": 6000.0,
+            "p50_ms": 8.0,
+            "p99_ms": 20.0,
+            "rss_cold_mb": 90.0,
+            "rss_peak_mb": 104.0,
+            "rss_curve_mb": [100.0, 103.0],
+        },
+        "unavailable": {},
+        "skipped": {"litellm": {"stream": "HTTP 500"}},
     }
 
 

@@ -34,36 +34,52 @@ NULLABLE_3_0 = "the spec marks it `nullable: true`, an OpenAPI 3.0 keyword that 
 
 SPEC_DEVIATIONS: tuple[Deviation, ...] = (
     Deviation(
-        "CreateChatCompletionStreamResponse", ("choices", "[]", "finish_reason"), "null",
+        "CreateChatCompletionStreamResponse",
+        ("choices", "[]", "finish_reason"),
+        "null",
         f"OpenAI sends finish_reason null on every chunk but the last; {NULLABLE_3_0}",
     ),
     Deviation(
-        "CreateChatCompletionStreamResponse", ("choices", "[]", "logprobs"), "null",
+        "CreateChatCompletionStreamResponse",
+        ("choices", "[]", "logprobs"),
+        "null",
         f"OpenAI sends logprobs null on chunks when logprobs were not asked for; {NULLABLE_3_0}",
     ),
     Deviation(
-        "CreateChatCompletionStreamResponse", ("choices", "[]", "logprobs", "refusal"), "null",
+        "CreateChatCompletionStreamResponse",
+        ("choices", "[]", "logprobs", "refusal"),
+        "null",
         f"OpenAI sends logprobs {{content: [...], refusal: null}} on chunks of an answer; {NULLABLE_3_0}",
     ),
     Deviation(
-        "CreateChatCompletionStreamResponse", ("usage",), "null",
+        "CreateChatCompletionStreamResponse",
+        ("usage",),
+        "null",
         f"with stream_options.include_usage OpenAI sends usage null on every chunk but the last; {NULLABLE_3_0}",
     ),
     Deviation(
-        "CreateCompletionResponse", ("choices", "[]", "finish_reason"), "null",
+        "CreateCompletionResponse",
+        ("choices", "[]", "finish_reason"),
+        "null",
         "the completion object is also every completions stream chunk, and OpenAI sends finish_reason null on all"
         " chunks but the last; the spec does not say so at all",
     ),
     Deviation(
-        "CreateCompletionResponse", ("choices", "[]", "logprobs", "token_logprobs", "[]"), "null",
+        "CreateCompletionResponse",
+        ("choices", "[]", "logprobs", "token_logprobs", "[]"),
+        "null",
         "with echo and logprobs OpenAI sends null for the first prompt token (nothing precedes it to score it by)",
     ),
     Deviation(
-        "CreateCompletionResponse", ("choices", "[]", "logprobs", "top_logprobs", "[]"), "null",
+        "CreateCompletionResponse",
+        ("choices", "[]", "logprobs", "top_logprobs", "[]"),
+        "null",
         "with echo and logprobs OpenAI sends null top_logprobs for the first prompt token, as for its logprob",
     ),
     Deviation(
-        "Embedding", ("embedding",), "string",
+        "Embedding",
+        ("embedding",),
+        "string",
         "with encoding_format: base64 OpenAI sends the vector as a base64 string of float32s; the spec only"
         " describes the list of floats",
     ),

@@ -117,7 +117,13 @@ async def run_agent(sdk: openai.AsyncOpenAI, *, stream: bool, max_tokens: int) -
         messages.append(message)
         for call in message.get("tool_calls") or ():
             arguments = json.loads(call["function"]["arguments"])  # what every agent framework does
-            messages.append({"role": "tool", "tool_call_id": call["id"], "content": json.dumps({"city": arguments.get("city"), "celsius": 21})})
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": call["id"],
+                    "content": json.dumps({"city": arguments.get("city"), "celsius": 21}),
+                }
+            )
         if finish != "tool_calls":
             break
     return finishes
@@ -140,9 +146,16 @@ async def test_agent_loop_calls_a_tool_and_answers(rig: Rig, stream: bool) -> No
 
 async def test_custom_tool_choice_is_answered_once_not_retried(rig: Rig) -> None:
     rig.requests.clear()
-    custom = {"type": "custom", "custom": {"name": "count", "format": {"type": "grammar", "grammar": {"syntax": "regex", "definition": "[0-9]{1,2}"}}}}
+    custom = {
+        "type": "custom",
+        "custom": {"name": "count", "format": {"type": "grammar", "grammar": {"syntax": "regex", "definition": "[0-9]{1,2}"}}},
+    }
     answer = await rig.sdk().chat.completions.create(
-        model="local", messages=[QUESTION], tools=[custom], tool_choice={"type": "custom", "custom": {"name": "count"}}, max_tokens=8
+        model="local",
+        messages=[QUESTION],
+        tools=[custom],
+        tool_choice={"type": "custom", "custom": {"name": "count"}},
+        max_tokens=8,
     )
     assert rig.requests == ["/v1/chat/completions"]  # no 5xx, so no SDK retry
     call = answer.choices[0].message.tool_calls[0]
@@ -152,7 +165,10 @@ async def test_custom_tool_choice_is_answered_once_not_retried(rig: Rig) -> None
 
 async def test_lark_grammar_is_a_400_naming_it_and_not_retried(rig: Rig) -> None:
     rig.requests.clear()
-    lark = {"type": "custom", "custom": {"name": "sql", "format": {"type": "grammar", "grammar": {"syntax": "lark", "definition": "start: /x/"}}}}
+    lark = {
+        "type": "custom",
+        "custom": {"name": "sql", "format": {"type": "grammar", "grammar": {"syntax": "lark", "definition": "start: /x/"}}},
+    }
     with pytest.raises(openai.BadRequestError) as refused:
         await rig.sdk().chat.completions.create(
             model="local", messages=[QUESTION], tools=[lark], tool_choice={"type": "custom", "custom": {"name": "sql"}}
@@ -162,7 +178,10 @@ async def test_lark_grammar_is_a_400_naming_it_and_not_retried(rig: Rig) -> None
 
 
 async def test_allowed_tools_choice_calls_an_allowed_tool(rig: Rig) -> None:
-    choice = {"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [{"type": "function", "function": {"name": "get_time"}}]}}
+    choice = {
+        "type": "allowed_tools",
+        "allowed_tools": {"mode": "required", "tools": [{"type": "function", "function": {"name": "get_time"}}]},
+    }
     answer = await rig.sdk().chat.completions.create(
         model="local", messages=[QUESTION], tools=[WEATHER, TIME], tool_choice=choice, max_tokens=60
     )

@@ -24,7 +24,6 @@ EMBEDDED = {
 }
 
 
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     workdir: Path = tmp_path_factory.mktemp("langchain")
@@ -56,7 +55,9 @@ def test_langchain_embeddings_with_defaults(served: GatewayProcess) -> None:
     assert len(vectors) == 2 and len(vectors[0]) > 100 and vectors[0] != vectors[1]
     query = embeddings.embed_query(texts[0])
     direct = httpx.post(
-        served.base_url + "/v1/embeddings", headers={"authorization": f"Bearer {MASTER_KEY}"},
-        json={"model": "local-smollm2", "input": texts[0]}, timeout=60,
+        served.base_url + "/v1/embeddings",
+        headers={"authorization": f"Bearer {MASTER_KEY}"},
+        json={"model": "local-smollm2", "input": texts[0]},
+        timeout=60,
     ).json()["data"][0]["embedding"]
     assert query == pytest.approx(direct, rel=1e-5, abs=1e-6)  # the ids were decoded to the same text

@@ -43,14 +43,38 @@ MASTER = {"authorization": f"Bearer {MASTER_KEY}"}
 DEMO = {
     "ledger": {"spool_dir": "./spool"},
     "deployments": [
-        {"name": "llama-3.1-8b", "provider": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "model": "llama",
-         "locality": "self_hosted", "pricing": {"gpu_hour_usd": 2.5, "tokens_per_second": 2500}},
-        {"name": "qwen-coder-32b", "provider": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "model": "qwen",
-         "locality": "self_hosted", "pricing": {"gpu_hour_usd": 4.0, "tokens_per_second": 1500}},
-        {"name": "gpt-4o-mini", "provider": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "model": "gpt-4o-mini",
-         "locality": "hosted", "pricing": {"input_per_mtok": 0.15, "cached_input_per_mtok": 0.075, "output_per_mtok": 0.6}},
-        {"name": "claude-sonnet", "provider": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "model": "claude-sonnet",
-         "locality": "hosted", "pricing": {"input_per_mtok": 3, "cached_input_per_mtok": 0.3, "output_per_mtok": 15}},
+        {
+            "name": "llama-3.1-8b",
+            "provider": "openai_compatible",
+            "base_url": "http://127.0.0.1:9/v1",
+            "model": "llama",
+            "locality": "self_hosted",
+            "pricing": {"gpu_hour_usd": 2.5, "tokens_per_second": 2500},
+        },
+        {
+            "name": "qwen-coder-32b",
+            "provider": "openai_compatible",
+            "base_url": "http://127.0.0.1:9/v1",
+            "model": "qwen",
+            "locality": "self_hosted",
+            "pricing": {"gpu_hour_usd": 4.0, "tokens_per_second": 1500},
+        },
+        {
+            "name": "gpt-4o-mini",
+            "provider": "openai_compatible",
+            "base_url": "http://127.0.0.1:9/v1",
+            "model": "gpt-4o-mini",
+            "locality": "hosted",
+            "pricing": {"input_per_mtok": 0.15, "cached_input_per_mtok": 0.075, "output_per_mtok": 0.6},
+        },
+        {
+            "name": "claude-sonnet",
+            "provider": "openai_compatible",
+            "base_url": "http://127.0.0.1:9/v1",
+            "model": "claude-sonnet",
+            "locality": "hosted",
+            "pricing": {"input_per_mtok": 3, "cached_input_per_mtok": 0.3, "output_per_mtok": 15},
+        },
     ],
     "routes": [{"name": "auto", "candidates": ["llama-3.1-8b", "qwen-coder-32b", "gpt-4o-mini", "claude-sonnet"]}],
     "projects": [],
@@ -79,8 +103,12 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
 def keys(gateway: GatewayProcess) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for role in ("finance", "app"):
-        made = httpx.post(f"{gateway.base_url}/admin/keys", headers=MASTER, timeout=10,
-                          json={"project": "checkout", "name": f"{role}-team", "role": role}).json()
+        made = httpx.post(
+            f"{gateway.base_url}/admin/keys",
+            headers=MASTER,
+            timeout=10,
+            json={"project": "checkout", "name": f"{role}-team", "role": role},
+        ).json()
         out[role], out[f"{role}_id"] = made["key"], made["id"]
     return out
 
@@ -129,7 +157,9 @@ async def _shot(page: Page, name: str, *, docs: str | None = None) -> None:
     if FOR_DOCS and docs:
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
         height = min(1500, await page.evaluate("document.documentElement.scrollHeight"))
-        await page.screenshot(path=str(DOCS_IMAGES / docs), full_page=True, clip={"x": 0, "y": 0, "width": LAPTOP["width"], "height": height})
+        await page.screenshot(
+            path=str(DOCS_IMAGES / docs), full_page=True, clip={"x": 0, "y": 0, "width": LAPTOP["width"], "height": height}
+        )
 
 
 async def _download_csv(page: Page, selector: str) -> list[dict[str, str]]:
@@ -196,8 +226,10 @@ async def test_the_finance_dashboard_in_chromium(gateway: GatewayProcess, keys: 
     assert total == everything["total_cost_usd"] and Decimal(total) > 0
 
     # ---- the chart is drawn, with data points that add up to the total
-    points = await page.eval_on_selector_all('[data-chart="spend-by-day"] svg rect[data-spend-usd]',
-                                             "rs => rs.map(r => [r.dataset.day, r.dataset.spendUsd, r.getBBox().height])")
+    points = await page.eval_on_selector_all(
+        '[data-chart="spend-by-day"] svg rect[data-spend-usd]',
+        "rs => rs.map(r => [r.dataset.day, r.dataset.spendUsd, r.getBBox().height])",
+    )
     assert len(points) >= 30 and all(height > 0 for _, _, height in points)
     assert sum(Decimal(spend) for _, spend, _ in points) == Decimal(total)
     assert {day for day, _, _ in points} <= {(today - timedelta(days=i)).isoformat() for i in range(30)}
@@ -217,8 +249,10 @@ async def test_the_finance_dashboard_in_chromium(gateway: GatewayProcess, keys: 
     await page.keyboard.press("Enter")  # the skip link moves focus to the content
     assert await page.evaluate("document.activeElement.id") == "main"
     assert await page.get_by_label("From").count() == 1 and await page.get_by_label("To (included)").count() == 1
-    unnamed = await page.eval_on_selector_all("input:not([type=hidden]), button, a",
-                                              "els => els.filter(e => !(e.labels?.length || e.textContent.trim() || e.getAttribute('aria-label'))).length")
+    unnamed = await page.eval_on_selector_all(
+        "input:not([type=hidden]), button, a",
+        "els => els.filter(e => !(e.labels?.length || e.textContent.trim() || e.getAttribute('aria-label'))).length",
+    )
     assert unnamed == 0
     ratios = await page.eval_on_selector_all("h1, .range, td, th, .sub, .muted, a, .kpi h2, label, .foot p", CONTRAST)
     assert min(r for _, r in ratios) >= 4.5, sorted(ratios, key=lambda r: r[1])[:3]
@@ -243,7 +277,10 @@ async def test_the_finance_dashboard_in_chromium(gateway: GatewayProcess, keys: 
     # ---- a phone: no sideways page scroll, the chart fits, the tables scroll in place
     phone = await context.new_page()
     await phone.set_viewport_size(PHONE)
-    for path, name in ((f"/dashboard?since={since}&until={until}", "overview-phone"), ("/dashboard/projects/checkout", "project-phone")):
+    for path, name in (
+        (f"/dashboard?since={since}&until={until}", "overview-phone"),
+        ("/dashboard/projects/checkout", "project-phone"),
+    ):
         await phone.goto(base + path)
         assert await phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         chart_width = await phone.eval_on_selector("svg.chart", "svg => svg.getBoundingClientRect().width")

@@ -22,13 +22,15 @@ COOKIE = "switchyard_session"
 
 
 def _config(tmp_path: Path, **server: Any) -> Any:
-    return make_config({
-        "server": {"master_key": MASTER_KEY, **server},
-        "database_url": f"sqlite:///{tmp_path}/ledger.db",
-        "ledger": {"spool_dir": str(tmp_path / "spool")},
-        "deployments": [fake_deployment("local", "http://127.0.0.1:9/v1")],
-        "projects": [{"name": "web", "budget": {"usd": 10}}, {"name": "shop"}],
-    })
+    return make_config(
+        {
+            "server": {"master_key": MASTER_KEY, **server},
+            "database_url": f"sqlite:///{tmp_path}/ledger.db",
+            "ledger": {"spool_dir": str(tmp_path / "spool")},
+            "deployments": [fake_deployment("local", "http://127.0.0.1:9/v1")],
+            "projects": [{"name": "web", "budget": {"usd": 10}}, {"name": "shop"}],
+        }
+    )
 
 
 @pytest.fixture
@@ -36,15 +38,22 @@ async def gw(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     async with app_client(_config(tmp_path)) as client:
         client.headers.pop("authorization")
         now = datetime.now(UTC)
-        await write_ledger(client.app.state.gateway.db, [  # type: ignore[attr-defined]
-            ledger_row(1, now, "web", "1.25"), ledger_row(2, now, "shop", "0.5"),
-        ])
+        await write_ledger(
+            client.app.state.gateway.db,
+            [  # type: ignore[attr-defined]
+                ledger_row(1, now, "web", "1.25"),
+                ledger_row(2, now, "shop", "0.5"),
+            ],
+        )
         yield client
 
 
 async def key(gw: httpx.AsyncClient, role: str, **body: Any) -> tuple[str, str]:
-    made = await gw.post("/admin/keys", json={"project": "web", "name": f"{role}-person", "role": role, **body},
-                         headers={"authorization": f"Bearer {MASTER_KEY}"})
+    made = await gw.post(
+        "/admin/keys",
+        json={"project": "web", "name": f"{role}-person", "role": role, **body},
+        headers={"authorization": f"Bearer {MASTER_KEY}"},
+    )
     return made.json()["key"], made.json()["id"]
 
 
@@ -69,7 +78,9 @@ async def test_a_finance_login_sets_a_signed_strict_http_only_cookie_without_the
     page = await gw.get("/dashboard")
     assert page.status_code == 200 and 'data-project="web"' in page.text and "finance-person" in page.text
     for name, start in {
-        "content-security-policy": "default-src 'none'", "x-content-type-options": "nosniff", "cache-control": "no-store",
+        "content-security-policy": "default-src 'none'",
+        "x-content-type-options": "nosniff",
+        "cache-control": "no-store",
     }.items():
         assert page.headers[name].startswith(start)
     assert "<script" not in page.text and "http://" not in page.text.replace("http://www.w3.org/2000/svg", "")
@@ -87,8 +98,9 @@ async def test_over_https_the_cookie_is_secure(gw: httpx.AsyncClient) -> None:
     assert "secure" in form.headers["set-cookie"].lower()  # the login form's nonce too
     csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
     nonce = {"switchyard_login": form.cookies["switchyard_login"]}  # a browser sends Secure cookies over https only
-    answer = await gw.post("/dashboard/login", data={"key": secret, "csrf": csrf}, cookies=nonce,
-                           headers={"x-forwarded-proto": "https"})
+    answer = await gw.post(
+        "/dashboard/login", data={"key": secret, "csrf": csrf}, cookies=nonce, headers={"x-forwarded-proto": "https"}
+    )
     assert answer.status_code == 303
     assert "secure" in next(h for h in answer.headers.get_list("set-cookie") if h.startswith(COOKIE)).lower()
 
@@ -154,8 +166,13 @@ async def test_expired_sessions_and_a_changed_master_key_end_sessions(gw: httpx.
     page = await gw.get("/dashboard")
     assert page.status_code == 200 and "master key" in page.text
     state = gw.app.state.gateway  # type: ignore[attr-defined]
-    state.runtime.config = state.config.model_copy(update={"server": state.config.server.model_copy(
-        update={"master_key": type(state.config.server.master_key)("sk-a-new-master-key")})})
+    state.runtime.config = state.config.model_copy(
+        update={
+            "server": state.config.server.model_copy(
+                update={"master_key": type(state.config.server.master_key)("sk-a-new-master-key")}
+            )
+        }
+    )
     assert (await gw.get("/dashboard")).status_code == 303
 
 

@@ -17,7 +17,7 @@ def test_the_dashboard_doc_and_the_readme_show_both_screenshots() -> None:
     doc = (ROOT / "docs" / "dashboard.md").read_text(encoding="utf-8")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert _images(doc, "docs/") == IMAGES
-    assert IMAGES <= _images(readme, "")
+    assert _images(readme, "") >= IMAGES
     for image in IMAGES:
         data = (ROOT / image).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, image  # a real screenshot, not a placeholder

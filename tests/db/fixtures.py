@@ -21,7 +21,16 @@ from gateway.db import Database
 from tests.db.scratch import ADMIN_DSN, postgres_available, scratch_postgres
 
 REDIS_URL = os.environ.get("SWITCHYARD_TEST_REDIS", "redis://127.0.0.1:6379/15")
-TABLES = ("usage_records", "usage_daily", "usage_project_daily", "usage_daily_attribution", "budget_alerts", "dashboard_sessions", "api_keys", "projects")
+TABLES = (
+    "usage_records",
+    "usage_daily",
+    "usage_project_daily",
+    "usage_daily_attribution",
+    "budget_alerts",
+    "dashboard_sessions",
+    "api_keys",
+    "projects",
+)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -74,7 +83,7 @@ async def redis_prefix() -> AsyncIterator[str]:
     client = Redis.from_url(REDIS_URL)
     try:
         await client.ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(f"Redis is not reachable at {REDIS_URL} (run `make services`): {exc}")
     yield prefix
     keys = [k async for k in client.scan_iter(match=f"{{{prefix}}}*", count=1000)]

@@ -1,7 +1,7 @@
 """Throw-away databases for tests and benchmarks (never used by the running gateway).
 
-    async with scratch_postgres() as url:      # CREATE DATABASE switchyard_test_<random> ... DROP
-        db = Database(url)
+async with scratch_postgres() as url:      # CREATE DATABASE switchyard_test_<random> ... DROP
+    db = Database(url)
 """
 
 from __future__ import annotations

@@ -44,8 +44,9 @@ def _count_queries(db: Database) -> list[str]:
 
 async def test_create_stores_only_a_hash_and_authenticates(db: Database) -> None:
     store = KeyStore(db)
-    row, secret = await store.create("web", "ci", models=["auto"], tags=["team-a"], budget_usd=Decimal("2.5"),
-                                     budget_period="daily", rpm=5, tpm=1000)
+    row, secret = await store.create(
+        "web", "ci", models=["auto"], tags=["team-a"], budget_usd=Decimal("2.5"), budget_period="daily", rpm=5, tpm=1000
+    )
     assert secret.startswith(KEY_PREFIX) and len(secret) == len(KEY_PREFIX) + 43
     assert row.key_hash == hash_key(secret) and secret not in row.model_dump_json()
     assert row.prefix == secret[:12]

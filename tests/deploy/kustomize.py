@@ -14,7 +14,17 @@ from typing import Any
 import yaml
 
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PriorityClass", "StorageClass"}
-KNOWN = {"apiVersion", "kind", "namespace", "labels", "resources", "components", "configMapGenerator", "images", "generatorOptions"}
+KNOWN = {
+    "apiVersion",
+    "kind",
+    "namespace",
+    "labels",
+    "resources",
+    "components",
+    "configMapGenerator",
+    "images",
+    "generatorOptions",
+}
 
 
 def load_documents(path: Path) -> list[dict[str, Any]]:
@@ -55,7 +65,9 @@ def render(directory: Path) -> list[dict[str, Any]]:
 
 def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
     spec = doc.get("spec") or {}
-    pod = (spec.get("template") or {}).get("spec") or (spec.get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec"))
+    pod = (spec.get("template") or {}).get("spec") or (
+        spec.get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec")
+    )
     if not pod:
         return []
     return [*pod.get("initContainers", []), *pod.get("containers", [])]

@@ -21,11 +21,21 @@ def _write(path: Path, data: dict) -> Path:
 
 
 def test_migrate_brings_an_empty_database_to_the_newest_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = _write(tmp_path / "c.yaml", {
-        "database_url": f"sqlite:///{tmp_path}/ledger.db",
-        "deployments": [{"name": "d", "provider": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "model": "m",
-                         "locality": "self_hosted"}],
-    })
+    config = _write(
+        tmp_path / "c.yaml",
+        {
+            "database_url": f"sqlite:///{tmp_path}/ledger.db",
+            "deployments": [
+                {
+                    "name": "d",
+                    "provider": "openai_compatible",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "model": "m",
+                    "locality": "self_hosted",
+                }
+            ],
+        },
+    )
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert switchyard(["migrate", "--config", str(config)]) == 0
     assert capsys.readouterr().out == f"database schema: (empty) -> {head}\n"
@@ -34,11 +44,21 @@ def test_migrate_brings_an_empty_database_to_the_newest_schema(tmp_path: Path, c
 
 
 def test_migrate_reports_an_unreachable_database_without_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = _write(tmp_path / "c.yaml", {
-        "database_url": "postgresql://nobody@127.0.0.1:1/none",
-        "deployments": [{"name": "d", "provider": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "model": "m",
-                         "locality": "self_hosted"}],
-    })
+    config = _write(
+        tmp_path / "c.yaml",
+        {
+            "database_url": "postgresql://nobody@127.0.0.1:1/none",
+            "deployments": [
+                {
+                    "name": "d",
+                    "provider": "openai_compatible",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "model": "m",
+                    "locality": "self_hosted",
+                }
+            ],
+        },
+    )
     assert switchyard(["migrate", "--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert "migration failed" in err and "Traceback" not in err
@@ -64,13 +84,24 @@ def test_name_file_fills_only_the_variables_the_config_names(tmp_path: Path) -> 
     assert env2["MASTER"] == "sk-from-env"
 
 
-def test_an_unreadable_secret_file_is_a_clear_startup_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    config = _write(tmp_path / "c.yaml", {
-        "server": {"master_key": "${MASTER}"},
-        "deployments": [{"name": "d", "provider": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "model": "m",
-                         "locality": "self_hosted"}],
-    })
+def test_an_unreadable_secret_file_is_a_clear_startup_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _write(
+        tmp_path / "c.yaml",
+        {
+            "server": {"master_key": "${MASTER}"},
+            "deployments": [
+                {
+                    "name": "d",
+                    "provider": "openai_compatible",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "model": "m",
+                    "locality": "self_hosted",
+                }
+            ],
+        },
+    )
     with pytest.raises(ConfigError, match="MASTER_FILE=.*cannot read the secret file"):
         secrets_from_files(config, {"MASTER_FILE": str(tmp_path / "missing")})
     monkeypatch.delenv("MASTER", raising=False)

@@ -63,7 +63,17 @@ def test_compose_file_is_valid_against_the_compose_specification(compose: dict[s
 
 def test_the_stack_has_every_service_the_deployment_promises(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {*REPLICAS, "migrate", "nginx", "redis", "postgres", "llama-cpp", "prometheus", "grafana", "otel-collector"}
+    assert set(services) == {
+        *REPLICAS,
+        "migrate",
+        "nginx",
+        "redis",
+        "postgres",
+        "llama-cpp",
+        "prometheus",
+        "grafana",
+        "otel-collector",
+    }
     for name in [*REPLICAS, "migrate"]:
         assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
         assert services[name]["image"] == services[REPLICAS[0]]["image"]
@@ -144,7 +154,12 @@ def test_secrets_are_files_never_values_and_never_committed(compose: dict[str, A
         assert path.parent == DEPLOY / "secrets"
         ignored = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT, check=False)
         assert ignored.returncode == 0, f"{path} would be committed"
-    assert subprocess.run(["git", "check-ignore", "-q", str(DEPLOY / "secrets" / "provider-keys.env")], cwd=ROOT, check=False).returncode == 0
+    assert (
+        subprocess.run(
+            ["git", "check-ignore", "-q", str(DEPLOY / "secrets" / "provider-keys.env")], cwd=ROOT, check=False
+        ).returncode
+        == 0
+    )
 
 
 def test_nginx_prometheus_grafana_and_the_collector_point_at_the_stack(compose: dict[str, Any]) -> None:
@@ -155,7 +170,9 @@ def test_nginx_prometheus_grafana_and_the_collector_point_at_the_stack(compose: 
     include = re.search(r"include\s+(\S+);", nginx_conf).group(1)
     assert (DEPLOY / "nginx" / "proxy.conf").resolve() in [s for s, t, _ in _bind_mounts(services["nginx"]) if t == include]
     proxy_conf = (DEPLOY / "nginx" / "proxy.conf").read_text()
-    assert re.search(r"^proxy_next_upstream error timeout", proxy_conf, re.MULTILINE) and "non_idempotent" not in re.sub(r"#.*", "", proxy_conf)
+    assert re.search(r"^proxy_next_upstream error timeout", proxy_conf, re.MULTILINE) and "non_idempotent" not in re.sub(
+        r"#.*", "", proxy_conf
+    )
 
     prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     job = next(j for j in prometheus["scrape_configs"] if j["job_name"] == "switchyard")

@@ -30,7 +30,9 @@ def _config(upstream: FakeUpstream, tmp_path: Path, model: str = "m0"):
     return make_config(
         {
             "database_url": f"sqlite:///{tmp_path}/ledger.db",
-            "deployments": [fake_deployment("d0", upstream.base_url, model=model, timeouts={"connect": 2, "first_byte": 30, "read": 30})],
+            "deployments": [
+                fake_deployment("d0", upstream.base_url, model=model, timeouts={"connect": 2, "first_byte": 30, "read": 30})
+            ],
             "routes": [{"name": "auto", "candidates": ["d0"]}],
             "ledger": {"flush_interval_ms": 10, "spool_dir": str(tmp_path / "spool")},
             "retries": {"max_attempts_per_deployment": 1},
@@ -57,7 +59,9 @@ def _events(text: str) -> list[str]:
     return [line[6:] for line in text.split("\n\n") if line.startswith("data: ")]
 
 
-async def test_readyz_fails_and_responses_close_their_connection_once_draining(slow_upstream: FakeUpstream, tmp_path: Path) -> None:
+async def test_readyz_fails_and_responses_close_their_connection_once_draining(
+    slow_upstream: FakeUpstream, tmp_path: Path
+) -> None:
     async with app_client(_config(slow_upstream, tmp_path)) as client:
         before = await client.get("/readyz")
         assert before.status_code == 200, before.text
@@ -73,7 +77,9 @@ async def test_readyz_fails_and_responses_close_their_connection_once_draining(s
         drain.cancel_timer()
 
 
-async def test_deadline_ends_a_running_stream_with_an_error_event_and_bills_it(slow_upstream: FakeUpstream, tmp_path: Path) -> None:
+async def test_deadline_ends_a_running_stream_with_an_error_event_and_bills_it(
+    slow_upstream: FakeUpstream, tmp_path: Path
+) -> None:
     async with app_client(_config(slow_upstream, tmp_path)) as client:
         drain = client.app.state.drain
         streaming = asyncio.create_task(client.post("/v1/chat/completions", json={**CHAT, "stream": True}))
@@ -88,9 +94,7 @@ async def test_deadline_ends_a_running_stream_with_an_error_event_and_bills_it(s
         error = orjson.loads(events[-1])["error"]
         assert error["code"] == "server_shutting_down" and error["type"] == "service_unavailable_error"
         assert set(error) == {"message", "type", "param", "code"}
-        sent = "".join(
-            c["choices"][0]["delta"].get("content", "") for c in map(orjson.loads, events[:-1]) if c.get("choices")
-        )
+        sent = "".join(c["choices"][0]["delta"].get("content", "") for c in map(orjson.loads, events[:-1]) if c.get("choices"))
         assert sent, "the tokens before the deadline reached the client"
         await _until(lambda: slow_upstream.aborted_streams == 1)  # the upstream call was cancelled too
         rows = await _ledger_rows(client)

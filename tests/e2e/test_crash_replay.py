@@ -71,8 +71,9 @@ async def test_kill_9_with_the_database_down_then_replay(tmp_path: Path) -> None
                 {
                     "database_url": via_proxy,
                     "deployments": [
-                        fake_deployment("paid", upstream.base_url, model="slow-0.1", locality="hosted", pricing=PRICES,
-                                        timeouts=TIMEOUTS)
+                        fake_deployment(
+                            "paid", upstream.base_url, model="slow-0.1", locality="hosted", pricing=PRICES, timeouts=TIMEOUTS
+                        )
                     ],
                     "projects": [{"name": "crash"}],
                     # The defaults, spelled out: rows wait up to 200 ms in memory before a batch is written.
@@ -84,13 +85,16 @@ async def test_kill_9_with_the_database_down_then_replay(tmp_path: Path) -> None
             try:
                 await start_gateways(first)
                 async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=2 * CONCURRENCY)) as client:
-                    created = await client.post(first.base_url + "/admin/keys", headers=AUTH, json={"project": "crash", "name": "load"})
+                    created = await client.post(
+                        first.base_url + "/admin/keys", headers=AUTH, json={"project": "crash", "name": "load"}
+                    )
                     assert created.status_code == 201, created.text
                     key = created.json()["key"]
                     # Use the key once while the database is up: it is now in the gateway's key cache.
                     warm_id = f"crash-{run}-warm"
                     warm = await client.post(
-                        first.base_url + "/v1/chat/completions", json=BODY,
+                        first.base_url + "/v1/chat/completions",
+                        json=BODY,
                         headers={"authorization": f"Bearer {key}", "x-request-id": warm_id},
                     )
                     assert warm.status_code == 200, warm.text
@@ -102,8 +106,10 @@ async def test_kill_9_with_the_database_down_then_replay(tmp_path: Path) -> None
                 await stop_gateways(first, kill=True)  # reaps it (already killed by the load)
                 assert first.proc is not None and first.proc.returncode == -signal.SIGKILL
                 ok.add(warm_id)
-                print(f"\nclients saw {len(ok)} x 200 (incl. the warm-up), {len(cut)} cut or refused by the kill, "
-                      f"other {other}; left in {spool_dir.name}: {_segment_owners(spool_dir)}")
+                print(
+                    f"\nclients saw {len(ok)} x 200 (incl. the warm-up), {len(cut)} cut or refused by the kill, "
+                    f"other {other}; left in {spool_dir.name}: {_segment_owners(spool_dir)}"
+                )
                 assert not other, f"answers other than 200 while the database was down: {other}"
                 assert len(ok) > KILL_AFTER_OK and cut, "the kill did not land in the middle of the load"
                 before = {request_id for request_id, _, _ in await postgres_ledger(pg_url)}
@@ -136,8 +142,10 @@ async def test_kill_9_with_the_database_down_then_replay(tmp_path: Path) -> None
     # it may be in the ledger (the upstream did the work). Anything else unexpected is a bug.
     billed_unseen = (in_ledger - ok) & cut
     assert not (in_ledger - ok - cut), f"rows for requests no client sent: {sorted(in_ledger - ok - cut)[:5]}"
-    print(f"ledger: {len(in_ledger)} rows ({len(spooled)} were in the spool/journal at the kill, "
-          f"{len(billed_unseen)} billed but cut before the client read the answer)")
+    print(
+        f"ledger: {len(in_ledger)} rows ({len(spooled)} were in the spool/journal at the kill, "
+        f"{len(billed_unseen)} billed but cut before the client read the answer)"
+    )
     # No acknowledged request is lost, including the ones whose rows were still waiting for a batch
     # (up to flush_interval_ms) when the process died: the write-ahead journal has them.
     missing = ok - in_ledger
@@ -206,5 +214,3 @@ async def _wait_for_replay(spool_dir: Path, dead_owners: set[str], gateway: Gate
             return
         await asyncio.sleep(0.1)
     pytest.fail(f"the spool was not replayed in {timeout}s: {_segment_owners(spool_dir)}\n{gateway.logs()[-3000:]}")
-
-

@@ -130,7 +130,9 @@ async def test_sigterm_during_20_streams_finishes_them_all_and_accepts_nothing_n
         await upstream.stop()
 
     assert code == 0, gateway.logs()[-3000:]
-    expected_text = " ".join((["Hello", "from", "drained.", "This", "is", "a", "scripted", "answer", "with", "several", "words", "."]) * 2)
+    expected_text = " ".join(
+        (["Hello", "from", "drained.", "This", "is", "a", "scripted", "answer", "with", "several", "words", "."]) * 2
+    )
     for s in streams:
         assert s.text == expected_text and s.finish_reason == "stop"
     assert len(upstream.records) == STREAMS  # nothing after SIGTERM reached the backend

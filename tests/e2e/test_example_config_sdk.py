@@ -102,7 +102,10 @@ def claude(gateway: GatewayProcess) -> anthropic.Anthropic:
 
 def test_anthropic_sdk_create(claude: anthropic.Anthropic) -> None:
     raw = claude.messages.with_raw_response.create(
-        model="auto", max_tokens=32, system="Answer briefly.", messages=[{"role": "user", "content": "What is the capital of France?"}]
+        model="auto",
+        max_tokens=32,
+        system="Answer briefly.",
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
     )
     message = raw.parse()
     assert message.content[0].type == "text" and message.content[0].text.strip()

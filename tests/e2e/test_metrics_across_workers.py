@@ -49,14 +49,17 @@ async def _fresh_connection_posts(url: str, count: int, **kwargs) -> list[httpx.
 
 async def test_a_scrape_of_any_worker_adds_up_every_worker(upstream: FakeUpstream, tmp_path: Path) -> None:
     project = f"workers-{secrets.token_hex(4)}"
-    config = write_config(tmp_path, {
-        "database_url": f"sqlite:///{tmp_path}/ledger.db",
-        "redis_url": REDIS_URL,
-        "ledger": {"spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 20},
-        "deployments": [fake_deployment("only", upstream.base_url, pricing={"input_per_mtok": 1, "output_per_mtok": 2})],
-        "routes": [{"name": "auto", "candidates": ["only"]}],
-        "projects": [{"name": project, "budget": {"usd": 5}}],
-    })
+    config = write_config(
+        tmp_path,
+        {
+            "database_url": f"sqlite:///{tmp_path}/ledger.db",
+            "redis_url": REDIS_URL,
+            "ledger": {"spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 20},
+            "deployments": [fake_deployment("only", upstream.base_url, pricing={"input_per_mtok": 1, "output_per_mtok": 2})],
+            "routes": [{"name": "auto", "candidates": ["only"]}],
+            "projects": [{"name": project, "budget": {"usd": 5}}],
+        },
+    )
     gateway = GatewayProcess(config, workers=2, log_level="info")
     await start_gateways(gateway)
     try:
@@ -87,7 +90,8 @@ async def test_a_scrape_of_any_worker_adds_up_every_worker(upstream: FakeUpstrea
     assert all(0 < c < n for c in per_worker.values())
     for text in scrapes:
         assert samples(text, "switchyard_requests_total") == {
-            'endpoint="chat",status="200"': n, 'endpoint="chat",status="401"': 5,
+            'endpoint="chat",status="200"': n,
+            'endpoint="chat",status="401"': 5,
         }
         assert samples(text, "switchyard_backend_attempts_total") == {'deployment="only",locality="self_hosted",status="200"': n}
         assert samples(text, "switchyard_tokens_total")['deployment="only",kind="completion"'] == completion_tokens

@@ -54,20 +54,26 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     await upstream.start()
     await receiver.start()
     prices = {"input_per_mtok": 1, "output_per_mtok": 2}
-    config = write_config(directory, {
-        "database_url": f"sqlite:///{directory}/ledger.db",
-        "ledger": {"spool_dir": str(directory / "spool"), "flush_interval_ms": 20},
-        "logging": {"format": "json", "level": "debug", "include_bodies": True},
-        "deployments": [
-            fake_deployment("first", upstream.base_url, model="echo-500", api_key=BACKEND_KEY, pricing=prices),
-            fake_deployment("second", upstream.base_url, model="good", api_key=BACKEND_KEY, pricing=prices),
-        ],
-        "routes": [{"name": "auto", "candidates": ["first", "second"]}],
-        "projects": [{"name": "obs", "budget": {"usd": 10}}],
-        "retries": {"max_attempts_per_deployment": 1},
-    })
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "50",
-           "OTEL_SERVICE_NAME": "switchyard-e2e"}
+    config = write_config(
+        directory,
+        {
+            "database_url": f"sqlite:///{directory}/ledger.db",
+            "ledger": {"spool_dir": str(directory / "spool"), "flush_interval_ms": 20},
+            "logging": {"format": "json", "level": "debug", "include_bodies": True},
+            "deployments": [
+                fake_deployment("first", upstream.base_url, model="echo-500", api_key=BACKEND_KEY, pricing=prices),
+                fake_deployment("second", upstream.base_url, model="good", api_key=BACKEND_KEY, pricing=prices),
+            ],
+            "routes": [{"name": "auto", "candidates": ["first", "second"]}],
+            "projects": [{"name": "obs", "budget": {"usd": 10}}],
+            "retries": {"max_attempts_per_deployment": 1},
+        },
+    )
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+        "OTEL_SERVICE_NAME": "switchyard-e2e",
+    }
     gateway = GatewayProcess(config, env=env, log_level="debug", extra_args=("--access-log",))
     await start_gateways(gateway)
     try:
@@ -116,8 +122,9 @@ async def test_spans_reach_a_real_otlp_receiver(rig: Rig) -> None:
 
 async def test_no_secret_appears_in_any_log_line_or_span(rig: Rig) -> None:
     async with httpx.AsyncClient(base_url=rig.url, timeout=30) as admin:
-        created = await admin.post("/admin/keys", json={"project": "obs", "name": "planted"},
-                                   headers={"authorization": f"Bearer {MASTER_KEY}"})
+        created = await admin.post(
+            "/admin/keys", json={"project": "obs", "name": "planted"}, headers={"authorization": f"Bearer {MASTER_KEY}"}
+        )
         assert created.status_code == 201, created.text
         virtual_key, key_id = created.json()["key"], created.json()["id"]
         auth = {"authorization": f"Bearer {virtual_key}"}
@@ -132,8 +139,11 @@ async def test_no_secret_appears_in_any_log_line_or_span(rig: Rig) -> None:
         completed = await sdk.completions.create(model="second", prompt=PROMPT)
         refusals = [
             await admin.post("/v1/chat/completions", headers=auth, json={"model": "auto", "messages": [{"content": PROMPT}]}),
-            await admin.post("/v1/chat/completions", headers={"authorization": f"Bearer {PLANTED_KEY}"},
-                             json={"model": "auto", "messages": messages}),
+            await admin.post(
+                "/v1/chat/completions",
+                headers={"authorization": f"Bearer {PLANTED_KEY}"},
+                json={"model": "auto", "messages": messages},
+            ),
             await admin.post("/v1/chat/completions", headers=auth, content=b'{"model": "auto", "messages": "' + PROMPT.encode()),
             await admin.post("/v1/chat/completions", headers=auth, json={"model": PROMPT, "messages": messages}),
             await admin.post("/v1/embeddings", headers=auth, json={"model": "second", "input": {"text": PROMPT}}),
@@ -152,8 +162,15 @@ async def test_no_secret_appears_in_any_log_line_or_span(rig: Rig) -> None:
     wire = b"".join(rig.receiver.raw)
     span_text = json.dumps([[s.name, s.attributes, s.status_message, s.events, s.resource] for s in rig.receiver.spans])
 
-    planted = {"card": CARD, "card digits": CARD.replace(" ", ""), "planted key": PLANTED_KEY, "virtual key": virtual_key,
-               "backend key": BACKEND_KEY, "master key": MASTER_KEY, "key body": PLANTED_KEY[8:]}
+    planted = {
+        "card": CARD,
+        "card digits": CARD.replace(" ", ""),
+        "planted key": PLANTED_KEY,
+        "virtual key": virtual_key,
+        "backend key": BACKEND_KEY,
+        "master key": MASTER_KEY,
+        "key body": PLANTED_KEY[8:],
+    }
     for name, value in planted.items():
         assert value not in output, f"the {name} is in the process output"
         assert value.encode() not in wire, f"the {name} is in the exported spans"

@@ -29,8 +29,12 @@ def _config(home: FakeUpstream, cloud: FakeUpstream, **route: object):
     return make_config(
         {
             "deployments": [
-                fake_deployment("home", home.base_url, locality="self_hosted", pricing={"input_per_mtok": 5, "output_per_mtok": 5}),
-                fake_deployment("cloud", cloud.base_url, locality="hosted", pricing={"input_per_mtok": 0.1, "output_per_mtok": 0.2}),
+                fake_deployment(
+                    "home", home.base_url, locality="self_hosted", pricing={"input_per_mtok": 5, "output_per_mtok": 5}
+                ),
+                fake_deployment(
+                    "cloud", cloud.base_url, locality="hosted", pricing={"input_per_mtok": 0.1, "output_per_mtok": 0.2}
+                ),
             ],
             "routes": [
                 {
@@ -38,7 +42,11 @@ def _config(home: FakeUpstream, cloud: FakeUpstream, **route: object):
                     "objective": "cheapest",
                     "candidates": ["home", "cloud"],
                     "rules": [
-                        {"name": "keep-private-data-home", "when": {"sensitivity": ["confidential", "restricted"]}, "allow": {"locality": ["self_hosted"]}}
+                        {
+                            "name": "keep-private-data-home",
+                            "when": {"sensitivity": ["confidential", "restricted"]},
+                            "allow": {"locality": ["self_hosted"]},
+                        }
                     ],
                     **route,
                 }
@@ -75,7 +83,17 @@ async def test_benign_request_goes_to_the_cheaper_hosted_deployment(pair) -> Non
             "model": "auto",
             "messages": [
                 {"role": "user", "content": "pay"},
-                {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "pay", "arguments": orjson.dumps({"card": CARD}).decode()}}]},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "pay", "arguments": orjson.dumps({"card": CARD}).decode()},
+                        }
+                    ],
+                },
                 {"role": "tool", "tool_call_id": "c1", "content": "ok"},
             ],
         },
@@ -145,9 +163,15 @@ async def test_self_hosted_down_by_circuit_is_a_503_naming_the_sensitivity(pair)
 async def test_caller_hint_raises_but_never_lowers(pair) -> None:
     home, cloud = pair
     async with app_client(_config(home, cloud)) as client:
-        raised = await client.post("/v1/chat/completions", json=_chat(BENIGN), headers={"x-switchyard-sensitivity": "confidential"})
-        lowered = await client.post("/v1/chat/completions", json=_chat(f"card {CARD}"), headers={"x-switchyard-sensitivity": "public"})
-        via_metadata = await client.post("/v1/chat/completions", json={**_chat(BENIGN), "metadata": {"x-switchyard-sensitivity": "restricted"}})
+        raised = await client.post(
+            "/v1/chat/completions", json=_chat(BENIGN), headers={"x-switchyard-sensitivity": "confidential"}
+        )
+        lowered = await client.post(
+            "/v1/chat/completions", json=_chat(f"card {CARD}"), headers={"x-switchyard-sensitivity": "public"}
+        )
+        via_metadata = await client.post(
+            "/v1/chat/completions", json={**_chat(BENIGN), "metadata": {"x-switchyard-sensitivity": "restricted"}}
+        )
     assert raised.headers["x-switchyard-deployment"] == "home"
     assert lowered.headers["x-switchyard-deployment"] == "home"
     assert lowered.headers["x-switchyard-sensitivity"] == "restricted"

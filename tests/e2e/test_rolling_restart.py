@@ -55,7 +55,7 @@ class Load:
                             finish = chunk.choices[0].finish_reason or finish
                     assert finish == "stop", "the stream ended without finishing"
                 self.ok.append(reply.headers["x-request-id"])
-            except Exception as exc:  # noqa: BLE001 - every failure is collected and reported
+            except Exception as exc:
                 self.failures.append(f"{type(exc).__name__}: {exc}")
 
 
@@ -105,8 +105,10 @@ async def test_rolling_restart_under_load_fails_no_request(tmp_path: Path) -> No
             await redis.delete(*keys)
         await redis.aclose()
 
-    print(f"\nrolling restart of 3 replicas took {took:.1f}s; {during} requests completed meanwhile, "
-          f"{len(load.ok)} in all, {len(load.failures)} failed")
+    print(
+        f"\nrolling restart of 3 replicas took {took:.1f}s; {during} requests completed meanwhile, "
+        f"{len(load.ok)} in all, {len(load.failures)} failed"
+    )
     assert load.failures == [], load.failures[:5]
     assert codes == [0, 0, 0]
     assert during > 0, "the load must run through the restarts"

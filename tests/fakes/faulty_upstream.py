@@ -19,16 +19,26 @@ import contextlib
 
 import orjson
 
-_OK = orjson.dumps({
-    "id": "chatcmpl-faulty", "object": "chat.completion", "created": 1, "model": "faulty",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop", "logprobs": None}],
-    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-})
+_OK = orjson.dumps(
+    {
+        "id": "chatcmpl-faulty",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "faulty",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop", "logprobs": None}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+)
 
 
 def _chunk(text: str) -> bytes:
-    payload = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "faulty",
-               "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+    payload = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "faulty",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
+    }
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
@@ -88,7 +98,9 @@ class FaultyUpstream:
             await asyncio.sleep(3600)
             return False
         if fault == "rate_limited":
-            body = b'{"error": {"message": "Rate limit reached", "type": "requests", "param": null, "code": "rate_limit_exceeded"}}'
+            body = (
+                b'{"error": {"message": "Rate limit reached", "type": "requests", "param": null, "code": "rate_limit_exceeded"}}'
+            )
             writer.write(_head(429, len(body), extra=b"Retry-After: 1\r\n") + body)
         elif fault == "unauthorized":
             body = b'{"error": {"message": "Incorrect API key provided: sk-gate...", "type": "invalid_request_error", "code": "invalid_api_key"}}'

@@ -257,7 +257,12 @@ class FakeUpstream:
             for i, text in enumerate(inputs)
         ]
         prompt = _prompt_tokens(body)
-        payload = {"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}
+        payload = {
+            "object": "list",
+            "data": data,
+            "model": body.get("model"),
+            "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+        }
         return web.Response(body=orjson.dumps(payload), content_type="application/json")
 
     async def models(self, request: web.Request) -> web.Response:
@@ -273,9 +278,7 @@ def _packed(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
-def _error(
-    status: int, message: str, code: str, headers: dict[str, str] | None = None, param: str | None = None
-) -> web.Response:
+def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None, param: str | None = None) -> web.Response:
     err_type = "invalid_request_error" if status == 400 else ("requests" if status == 429 else "server_error")
     body = {"error": {"message": message, "type": err_type, "param": param, "code": code}}
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)

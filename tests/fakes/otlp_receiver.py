@@ -90,20 +90,22 @@ class OTLPReceiver:
             resource = {kv.key: value_of(kv.value) for kv in resource_spans.resource.attributes}
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
-                    self.spans.append(ReceivedSpan(
-                        name=span.name,
-                        kind=span.kind,
-                        trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
-                        parent_span_id=span.parent_span_id.hex(),
-                        attributes={kv.key: value_of(kv.value) for kv in span.attributes},
-                        resource=resource,
-                        status_code=span.status.code,
-                        status_message=span.status.message,
-                        start_ns=span.start_time_unix_nano,
-                        end_ns=span.end_time_unix_nano,
-                        events=[{"name": e.name, **{kv.key: value_of(kv.value) for kv in e.attributes}} for e in span.events],
-                    ))
+                    self.spans.append(
+                        ReceivedSpan(
+                            name=span.name,
+                            kind=span.kind,
+                            trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(),
+                            parent_span_id=span.parent_span_id.hex(),
+                            attributes={kv.key: value_of(kv.value) for kv in span.attributes},
+                            resource=resource,
+                            status_code=span.status.code,
+                            status_message=span.status.message,
+                            start_ns=span.start_time_unix_nano,
+                            end_ns=span.end_time_unix_nano,
+                            events=[{"name": e.name, **{kv.key: value_of(kv.value) for kv in e.attributes}} for e in span.events],
+                        )
+                    )
         return web.Response(body=ExportTraceServiceResponse().SerializeToString(), content_type="application/x-protobuf")
 
     def trace(self, trace_id: str) -> list[ReceivedSpan]:

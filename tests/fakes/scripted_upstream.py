@@ -28,7 +28,10 @@ def chat_reply(content: str = "ok", *, usage: Any = None, tool_calls: Any = None
     if tool_calls is not None:
         message["tool_calls"] = tool_calls
     reply: dict[str, Any] = {
-        "id": "chatcmpl-scripted", "object": "chat.completion", "created": 1, "model": "scripted",
+        "id": "chatcmpl-scripted",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "scripted",
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}],
     }
     if usage is not None:

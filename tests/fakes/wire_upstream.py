@@ -50,13 +50,17 @@ class Record:
 def _error(fixture: ErrorFixture) -> web.Response:
     if isinstance(fixture.body, str):
         return web.Response(status=fixture.status, text=fixture.body, content_type="text/html", headers=fixture.headers)
-    return web.Response(status=fixture.status, body=orjson.dumps(fixture.body), content_type="application/json",
-                        headers=fixture.headers)
+    return web.Response(
+        status=fixture.status, body=orjson.dumps(fixture.body), content_type="application/json", headers=fixture.headers
+    )
 
 
 def _usage() -> dict[str, int]:
-    return {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
-            "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS}
+    return {
+        "prompt_tokens": PROMPT_TOKENS,
+        "completion_tokens": COMPLETION_TOKENS,
+        "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+    }
 
 
 class WireUpstream:
@@ -116,34 +120,56 @@ class WireUpstream:
             message: dict[str, Any] = {"role": "assistant", "content": ANSWER}
             finish = "stop"
             if scenario == "tool":
-                message = {"role": "assistant", "content": None, "tool_calls": [
-                    {"id": "call_fx1", "type": "function", "function": {"name": TOOL_NAME, "arguments": TOOL_ARGS}}]}
+                message = {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "call_fx1", "type": "function", "function": {"name": TOOL_NAME, "arguments": TOOL_ARGS}}
+                    ],
+                }
                 finish = "tool_calls"
-            data = {"id": "chatcmpl-fx", "object": "chat.completion", "created": int(time.time()), "model": model,
-                    "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish,
-                                 **flavour.choice_extras}],
-                    "usage": _usage(), **flavour.reply_extras}
+            data = {
+                "id": "chatcmpl-fx",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish, **flavour.choice_extras}],
+                "usage": _usage(),
+                **flavour.reply_extras,
+            }
             return web.Response(body=orjson.dumps(data), content_type="application/json")
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
         if flavour.sse_comment:
             await response.write(flavour.sse_comment)
-        base = {"id": "chatcmpl-fx", "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-                **flavour.chunk_extras}
+        base = {
+            "id": "chatcmpl-fx",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            **flavour.chunk_extras,
+        }
         asked = bool((body.get("stream_options") or {}).get("include_usage"))
         with_usage = scenario != "nousage" and (asked or not flavour.usage_when_asked_only)
 
         async def chunk(delta: dict[str, Any], finish: str | None = None) -> None:
-            data = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish,
-                                         **flavour.choice_extras}]}
+            data = {
+                **base,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish, **flavour.choice_extras}],
+            }
             if with_usage:
                 data["usage"] = None
             await response.write(b"data: " + orjson.dumps(data) + b"\n\n")
 
         await chunk({"role": "assistant", "content": ""})
         if scenario == "tool":
-            await chunk({"tool_calls": [{"index": 0, "id": "call_fx1", "type": "function",
-                                         "function": {"name": TOOL_NAME, "arguments": ""}}]})
+            await chunk(
+                {
+                    "tool_calls": [
+                        {"index": 0, "id": "call_fx1", "type": "function", "function": {"name": TOOL_NAME, "arguments": ""}}
+                    ]
+                }
+            )
             for piece in TOOL_ARG_PIECES:
                 await chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
             await chunk({}, "tool_calls")
@@ -172,18 +198,47 @@ class WireUpstream:
         if tail == "/props":
             return web.json_response({"default_generation_settings": {"n_ctx": CONTEXT_WINDOW}, "total_slots": 1})
         if tail == "/info":
-            return web.json_response({"model_id": "HuggingFaceTB/SmolLM2-135M-Instruct", "max_input_tokens": CONTEXT_WINDOW,
-                                      "max_total_tokens": CONTEXT_WINDOW + 512, "version": "3.0.1"})
+            return web.json_response(
+                {
+                    "model_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                    "max_input_tokens": CONTEXT_WINDOW,
+                    "max_total_tokens": CONTEXT_WINDOW + 512,
+                    "version": "3.0.1",
+                }
+            )
         if tail == "/api/tags":
-            return web.json_response({"models": [{"name": "served-model:latest", "model": "served-model:latest",
-                                                  "details": {"family": "llama", "parameter_size": "135M"}}]})
+            return web.json_response(
+                {
+                    "models": [
+                        {
+                            "name": "served-model:latest",
+                            "model": "served-model:latest",
+                            "details": {"family": "llama", "parameter_size": "135M"},
+                        }
+                    ]
+                }
+            )
         if tail == "/api/show":
-            return web.json_response({"details": {"family": "llama"},
-                                      "model_info": {"general.architecture": "llama", "llama.context_length": CONTEXT_WINDOW}})
+            return web.json_response(
+                {
+                    "details": {"family": "llama"},
+                    "model_info": {"general.architecture": "llama", "llama.context_length": CONTEXT_WINDOW},
+                }
+            )
         if tail == "/api/v0/models":
-            return web.json_response({"data": [{"id": model, "type": "llm", "state": "loaded",
-                                                "max_context_length": CONTEXT_WINDOW * 8,
-                                                "loaded_context_length": CONTEXT_WINDOW}]})
+            return web.json_response(
+                {
+                    "data": [
+                        {
+                            "id": model,
+                            "type": "llm",
+                            "state": "loaded",
+                            "max_context_length": CONTEXT_WINDOW * 8,
+                            "loaded_context_length": CONTEXT_WINDOW,
+                        }
+                    ]
+                }
+            )
         return web.json_response({"error": f"no route {tail}"}, status=404)
 
     # ---------------------------------------------------------------- Anthropic
@@ -199,20 +254,44 @@ class WireUpstream:
             content, stop = [{"type": "text", "text": ANSWER}], "end_turn"
         usage = {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS}
         if not body.get("stream"):
-            return web.json_response({"id": "msg_fx1", "type": "message", "role": "assistant", "model": model,
-                                      "content": content, "stop_reason": stop, "stop_sequence": None, "usage": usage})
+            return web.json_response(
+                {
+                    "id": "msg_fx1",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": content,
+                    "stop_reason": stop,
+                    "stop_sequence": None,
+                    "usage": usage,
+                }
+            )
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
 
         async def event(kind: str, data: dict[str, Any]) -> None:
             await response.write(f"event: {kind}\ndata: ".encode() + orjson.dumps({"type": kind, **data}) + b"\n\n")
 
-        await event("message_start", {"message": {"id": "msg_fx2", "type": "message", "role": "assistant", "model": model,
-                                                  "content": [], "stop_reason": None, "stop_sequence": None,
-                                                  "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": 1}}})
+        await event(
+            "message_start",
+            {
+                "message": {
+                    "id": "msg_fx2",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": 1},
+                }
+            },
+        )
         if scenario == "tool":
-            await event("content_block_start", {"index": 0, "content_block": {"type": "tool_use", "id": "toolu_fx1",
-                                                                              "name": TOOL_NAME, "input": {}}})
+            await event(
+                "content_block_start",
+                {"index": 0, "content_block": {"type": "tool_use", "id": "toolu_fx1", "name": TOOL_NAME, "input": {}}},
+            )
             await event("ping", {})
             for piece in TOOL_ARG_PIECES:
                 await event("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta", "partial_json": piece}})
@@ -234,8 +313,11 @@ class WireUpstream:
         scenario = scenario_of(model, header)
         if scenario in GEMINI_ERRORS:
             return _error(GEMINI_ERRORS[scenario])
-        usage = {"promptTokenCount": PROMPT_TOKENS, "candidatesTokenCount": COMPLETION_TOKENS,
-                 "totalTokenCount": PROMPT_TOKENS + COMPLETION_TOKENS}
+        usage = {
+            "promptTokenCount": PROMPT_TOKENS,
+            "candidatesTokenCount": COMPLETION_TOKENS,
+            "totalTokenCount": PROMPT_TOKENS + COMPLETION_TOKENS,
+        }
 
         def candidate(parts: list[dict[str, Any]], finish: str | None) -> dict[str, Any]:
             out: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
@@ -246,8 +328,14 @@ class WireUpstream:
         tool_part = {"functionCall": {"name": TOOL_NAME, "args": orjson.loads(TOOL_ARGS)}}
         if method.startswith("generateContent"):
             parts = [tool_part] if scenario == "tool" else [{"text": ANSWER}]
-            return web.json_response({"candidates": [candidate(parts, "STOP")], "usageMetadata": usage,
-                                      "modelVersion": model, "responseId": "fx-gemini"})
+            return web.json_response(
+                {
+                    "candidates": [candidate(parts, "STOP")],
+                    "usageMetadata": usage,
+                    "modelVersion": model,
+                    "responseId": "fx-gemini",
+                }
+            )
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
 
@@ -259,8 +347,10 @@ class WireUpstream:
         else:
             for i, piece in enumerate(PIECES):
                 last = i == len(PIECES) - 1
-                payload: dict[str, Any] = {"candidates": [candidate([{"text": piece}], "STOP" if last else None)],
-                                           "modelVersion": model}
+                payload: dict[str, Any] = {
+                    "candidates": [candidate([{"text": piece}], "STOP" if last else None)],
+                    "modelVersion": model,
+                }
                 if last and scenario != "nousage":
                     payload["usageMetadata"] = usage
                 await data(payload)
@@ -273,14 +363,22 @@ class WireUpstream:
         scenario = scenario_of(model, header)
         if scenario in BEDROCK_ERRORS:
             return _error(BEDROCK_ERRORS[scenario])
-        usage = {"inputTokens": PROMPT_TOKENS, "outputTokens": COMPLETION_TOKENS,
-                 "totalTokens": PROMPT_TOKENS + COMPLETION_TOKENS}
+        usage = {
+            "inputTokens": PROMPT_TOKENS,
+            "outputTokens": COMPLETION_TOKENS,
+            "totalTokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+        }
         tool_use = {"toolUseId": "tooluse_fx1", "name": TOOL_NAME, "input": orjson.loads(TOOL_ARGS)}
         if tail.endswith("/converse"):
             content = [{"toolUse": tool_use}] if scenario == "tool" else [{"text": ANSWER}]
-            return web.json_response({"output": {"message": {"role": "assistant", "content": content}},
-                                      "stopReason": "tool_use" if scenario == "tool" else "end_turn",
-                                      "usage": usage, "metrics": {"latencyMs": 120}})
+            return web.json_response(
+                {
+                    "output": {"message": {"role": "assistant", "content": content}},
+                    "stopReason": "tool_use" if scenario == "tool" else "end_turn",
+                    "usage": usage,
+                    "metrics": {"latencyMs": 120},
+                }
+            )
         response = web.StreamResponse(headers={"content-type": "application/vnd.amazon.eventstream"})
         await response.prepare(request)
 
@@ -289,8 +387,10 @@ class WireUpstream:
 
         await event("messageStart", {"role": "assistant"})
         if scenario == "tool":
-            await event("contentBlockStart", {"contentBlockIndex": 0, "start": {"toolUse": {
-                "toolUseId": "tooluse_fx1", "name": TOOL_NAME}}})
+            await event(
+                "contentBlockStart",
+                {"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "tooluse_fx1", "name": TOOL_NAME}}},
+            )
             for piece in TOOL_ARG_PIECES:
                 await event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"toolUse": {"input": piece}}})
         else:

@@ -24,7 +24,10 @@ def _config(upstream: FakeUpstream, tmp_path: Path, *, model: str = "m0", projec
             "database_url": f"sqlite:///{tmp_path}/ledger.db",
             "deployments": [
                 fake_deployment(
-                    "paid", upstream.base_url, model=model, locality="hosted",
+                    "paid",
+                    upstream.base_url,
+                    model=model,
+                    locality="hosted",
                     pricing={"input_per_mtok": 1000, "output_per_mtok": 2000},
                 )
             ],
@@ -156,7 +159,8 @@ async def test_stream_options_are_the_clients_own_and_streams_are_metered_either
     assert '"usage":{' in asked.text
     plain_text = "".join(
         orjson.loads(e[6:])["choices"][0]["delta"].get("content", "")
-        for e in plain.text.split("\n\n") if e.startswith("data: {") and orjson.loads(e[6:])["choices"]
+        for e in plain.text.split("\n\n")
+        if e.startswith("data: {") and orjson.loads(e[6:])["choices"]
     )
     assert rows[0].completion_tokens == count_text(plain_text) > 0  # counted, since not reported
     reported = next(orjson.loads(e[6:])["usage"] for e in asked.text.split("\n\n") if '"usage":{' in e)
@@ -201,7 +205,10 @@ async def test_concurrent_requests_all_recorded(upstream: FakeUpstream, tmp_path
     async with app_client(_config(upstream, tmp_path)) as client:
         key = await _issue_key(client)
         responses = await asyncio.gather(
-            *(client.post("/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {key}"}) for _ in range(concurrency))
+            *(
+                client.post("/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {key}"})
+                for _ in range(concurrency)
+            )
         )
         rows = await _ledger_rows(client)
     assert all(r.status_code == 200 for r in responses)

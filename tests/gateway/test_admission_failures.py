@@ -45,7 +45,9 @@ async def test_unreachable_redis_is_a_503_not_a_500(upstream: FakeUpstream, tmp_
         dead = _R("redis://127.0.0.1:9/0", prefix="dead", timeout_s=0.5)
         state.accountant.admission = dead
         try:
-            response = await client.post("/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]})
+            response = await client.post(
+                "/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+            )
         finally:
             await dead.aclose()
     assert response.status_code == 503

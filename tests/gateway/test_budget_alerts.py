@@ -72,16 +72,20 @@ class Clock:
 
 
 def _config(url: str, **alerts: Any) -> Any:
-    return make_config({
-        "deployments": [fake_deployment("d", "http://127.0.0.1:9/v1")],
-        "projects": [{"name": "web", "budget": {"usd": 10, "period": "monthly"}}],
-        "alerts": {"webhook_url": url, "secret": SECRET, "backoff_s": 0.05, "check_interval_s": 0.05, **alerts},
-    })
+    return make_config(
+        {
+            "deployments": [fake_deployment("d", "http://127.0.0.1:9/v1")],
+            "projects": [{"name": "web", "budget": {"usd": 10, "period": "monthly"}}],
+            "alerts": {"webhook_url": url, "secret": SECRET, "backoff_s": 0.05, "check_interval_s": 0.05, **alerts},
+        }
+    )
 
 
 async def test_each_threshold_is_posted_once_per_period_signed_and_retried(database: Database, receiver: Receiver) -> None:
     config = _config(receiver.url)
-    await sync_projects(database, [*config.projects, ProjectConfig(name="shop", budget=Budget(usd=Decimal(4), alert_thresholds=[25]))])
+    await sync_projects(
+        database, [*config.projects, ProjectConfig(name="shop", budget=Budget(usd=Decimal(4), alert_thresholds=[25]))]
+    )
     key, _ = await KeyStore(database).create("web", "spender", budget_usd=Decimal(2), alert_thresholds=[90])
     clock = Clock(datetime(2026, 11, 20, 12, tzinfo=UTC))
     replicas = [BudgetAlerts(database, config, clock=clock), BudgetAlerts(database, config, clock=clock)]
@@ -118,7 +122,9 @@ async def test_each_threshold_is_posted_once_per_period_signed_and_retried(datab
 
     clock.now = datetime(2026, 12, 2, tzinfo=UTC)  # a new period: the thresholds count again
     await spend(5, datetime(2026, 12, 1, 8), "5")
-    assert [(e["subject"]["id"], e["threshold_pct"], e["window"]["id"]) for e in receiver.events()[6:]] == [("web", 50, "m202612")]
+    assert [(e["subject"]["id"], e["threshold_pct"], e["window"]["id"]) for e in receiver.events()[6:]] == [
+        ("web", 50, "m202612")
+    ]
 
     async with database.session() as session:
         alerts = (await session.exec(select(BudgetAlert))).all()
@@ -139,23 +145,36 @@ async def test_a_refusal_is_final_and_kept_with_the_alert(database: Database, re
     async with database.session() as session:
         rows = sorted((await session.exec(select(BudgetAlert))).all(), key=lambda a: a.threshold)
     # the two deliveries race for the one 410: whichever got it was not retried and says why
-    assert sorted((a.attempts, a.delivered_at is None, a.last_error or "") for a in rows) == [(1, False, ""), (1, True, "HTTP 410")]
+    assert sorted((a.attempts, a.delivered_at is None, a.last_error or "") for a in rows) == [
+        (1, False, ""),
+        (1, True, "HTTP 410"),
+    ]
     assert alerts.failed == 1
     await alerts.aclose()
 
 
-async def test_a_request_that_crosses_a_budget_posts_the_alert(upstream: FakeUpstream, receiver: Receiver, tmp_path: Path) -> None:
+async def test_a_request_that_crosses_a_budget_posts_the_alert(
+    upstream: FakeUpstream, receiver: Receiver, tmp_path: Path
+) -> None:
     receiver.statuses = []
-    config = make_config({
-        "database_url": f"sqlite:///{tmp_path}/ledger.db",
-        "deployments": [fake_deployment("paid", upstream.base_url, locality="hosted", pricing={"input_per_mtok": 1000, "output_per_mtok": 2000})],
-        "routes": [{"name": "auto", "candidates": ["paid"]}],
-        "projects": [{"name": "team", "budget": {"usd": 1, "period": "daily", "alert_thresholds": [1]}}],
-        "ledger": {"flush_interval_ms": 10, "spool_dir": str(tmp_path / "spool")},
-        "alerts": {"webhook_url": receiver.url, "secret": SECRET, "check_interval_s": 0.05},
-    })
+    config = make_config(
+        {
+            "database_url": f"sqlite:///{tmp_path}/ledger.db",
+            "deployments": [
+                fake_deployment(
+                    "paid", upstream.base_url, locality="hosted", pricing={"input_per_mtok": 1000, "output_per_mtok": 2000}
+                )
+            ],
+            "routes": [{"name": "auto", "candidates": ["paid"]}],
+            "projects": [{"name": "team", "budget": {"usd": 1, "period": "daily", "alert_thresholds": [1]}}],
+            "ledger": {"flush_interval_ms": 10, "spool_dir": str(tmp_path / "spool")},
+            "alerts": {"webhook_url": receiver.url, "secret": SECRET, "check_interval_s": 0.05},
+        }
+    )
     async with app_client(config) as client:
-        answer = await client.post("/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20})
+        answer = await client.post(
+            "/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}
+        )
         assert answer.status_code == 200, answer.text
         await client.app.state.gateway.ledger.flush()  # type: ignore[attr-defined]
         for _ in range(200):

@@ -35,7 +35,9 @@ def _config(base_url: str, tmp_path: Path, *, context_window: int = 100_000, out
 
 
 async def _key(client, budget: str) -> dict[str, str]:
-    created = await client.post("/admin/keys", json={"project": "team", "name": "k", "budget": {"usd": budget, "period": "total"}})
+    created = await client.post(
+        "/admin/keys", json={"project": "team", "name": "k", "budget": {"usd": budget, "period": "total"}}
+    )
     assert created.status_code == 201, created.text
     return {"authorization": f"Bearer {created.json()['key']}"}
 

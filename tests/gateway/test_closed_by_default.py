@@ -20,7 +20,9 @@ def _config(upstream: FakeUpstream, tmp_path: Path, **server: object):
             "database_url": f"sqlite:///{tmp_path}/ledger.db",
             "deployments": [
                 fake_deployment("d0", upstream.base_url),
-                fake_deployment("paid", upstream.base_url, locality="hosted", pricing={"input_per_mtok": 1000, "output_per_mtok": 2000}),
+                fake_deployment(
+                    "paid", upstream.base_url, locality="hosted", pricing={"input_per_mtok": 1000, "output_per_mtok": 2000}
+                ),
             ],
             "routes": [{"name": "auto", "candidates": ["d0"]}, {"name": "paid-route", "candidates": ["paid"]}],
             "projects": [{"name": "team", "limits": {"rpm": 2}}],
@@ -30,7 +32,9 @@ def _config(upstream: FakeUpstream, tmp_path: Path, **server: object):
 
 
 @pytest.mark.parametrize(("path", "app_key_status"), [("/metrics", 403), ("/openapi.json", 200), ("/docs", 200)])
-async def test_metrics_and_docs_need_a_key_by_default(upstream: FakeUpstream, tmp_path: Path, path: str, app_key_status: int) -> None:
+async def test_metrics_and_docs_need_a_key_by_default(
+    upstream: FakeUpstream, tmp_path: Path, path: str, app_key_status: int
+) -> None:
     async with app_client(_config(upstream, tmp_path)) as client:
         anonymous = await client.get(path, headers={"authorization": ""})
         app_key = (await client.post("/admin/keys", json={"project": "team", "name": "app"})).json()["key"]
@@ -71,7 +75,11 @@ async def test_a_caller_over_its_rpm_is_refused_before_its_body_is_read(upstream
     async with app_client(_config(upstream, tmp_path)) as client:
         key = (await client.post("/admin/keys", json={"project": "team", "name": "busy"})).json()["key"]
         headers = {"authorization": f"Bearer {key}"}
-        assert [(await client.post("/v1/chat/completions", json=CHAT, headers=headers)).status_code for _ in range(3)] == [200, 200, 429]
+        assert [(await client.post("/v1/chat/completions", json=CHAT, headers=headers)).status_code for _ in range(3)] == [
+            200,
+            200,
+            429,
+        ]
         seen = len(upstream.records)
         # Not even valid JSON, and a megabyte of it: had the body been read or scanned, this would be a 400.
         started = time.perf_counter()
@@ -83,13 +91,19 @@ async def test_a_caller_over_its_rpm_is_refused_before_its_body_is_read(upstream
     print(f"refused over-limit request in {elapsed * 1000:.2f} ms")
 
 
-async def test_a_spent_budget_is_refused_before_the_body_when_no_deployment_is_free(upstream: FakeUpstream, tmp_path: Path) -> None:
+async def test_a_spent_budget_is_refused_before_the_body_when_no_deployment_is_free(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
     config = _config(upstream, tmp_path)
-    config = config.model_copy(update={
-        "deployments": [d for d in config.deployments if d.name == "paid"],
-        "routes": [r for r in config.routes if r.name == "paid-route"],
-        "projects": [config.projects[0].model_copy(update={"limits": config.projects[0].limits.model_copy(update={"rpm": None})})],
-    })
+    config = config.model_copy(
+        update={
+            "deployments": [d for d in config.deployments if d.name == "paid"],
+            "routes": [r for r in config.routes if r.name == "paid-route"],
+            "projects": [
+                config.projects[0].model_copy(update={"limits": config.projects[0].limits.model_copy(update={"rpm": None})})
+            ],
+        }
+    )
     async with app_client(config) as client:
         # A budget of $0.0015: less than one prompt token and one output token cost here ($0.003).
         created = await client.post(

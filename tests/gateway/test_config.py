@@ -39,9 +39,15 @@ def test_hosted_deployment_is_enabled_once_its_key_is_set() -> None:
         (GOOD.replace("candidates: [a]", "candidates: [a, gpt-5]"), "routes[0].candidates[1]: unknown deployment 'gpt-5'"),
         (GOOD.replace("locality: self_hosted", "locality: moon"), "deployments[0].locality"),
         (GOOD + "server: {port: many}\n", "server.port"),
-        (GOOD.replace("provider: openai_compatible, base_url: \"http://127.0.0.1:1/v1\",", "provider: openai_compatible,"), "base_url"),
+        (
+            GOOD.replace('provider: openai_compatible, base_url: "http://127.0.0.1:1/v1",', "provider: openai_compatible,"),
+            "base_url",
+        ),
         (GOOD + "projects: [{name: p, budget: {usd: -1}}]\n", "projects[0].budget.usd"),
-        (GOOD.replace("{name: auto, candidates: [a]}", "{name: auto, candidates: [a], objective: random}"), "routes[0].objective"),
+        (
+            GOOD.replace("{name: auto, candidates: [a]}", "{name: auto, candidates: [a], objective: random}"),
+            "routes[0].objective",
+        ),
         ("deployments: [", "not valid YAML"),
     ],
 )
@@ -53,7 +59,9 @@ def test_invalid_config_names_the_key_path(text: str, expected: str) -> None:
 
 
 def test_duplicate_names_are_refused() -> None:
-    text = GOOD.replace("routes:", "  - {name: a, provider: openai_compatible, base_url: 'http://x/v1', model: m, locality: hosted}\nroutes:")
+    text = GOOD.replace(
+        "routes:", "  - {name: a, provider: openai_compatible, base_url: 'http://x/v1', model: m, locality: hosted}\nroutes:"
+    )
     with pytest.raises(ConfigError, match="deployments\\[1\\].name: duplicate deployment name 'a'"):
         parse_config(text, environ={})
 

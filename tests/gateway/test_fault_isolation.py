@@ -35,7 +35,14 @@ async def test_deep_json_is_the_callers_400_and_never_opens_a_breaker(upstream: 
         statuses = []
         for _ in range(5):  # five were enough to open every breaker for everyone
             # written by hand: a JSON encoder refuses to produce what a hostile client can send
-            body = orjson.dumps(CHAT)[:-1] + b', "unknown_field": ' + b'{"k": [' * (depth // 2) + b'"leaf"' + b"]}" * (depth // 2) + b"}"
+            body = (
+                orjson.dumps(CHAT)[:-1]
+                + b', "unknown_field": '
+                + b'{"k": [' * (depth // 2)
+                + b'"leaf"'
+                + b"]}" * (depth // 2)
+                + b"}"
+            )
             statuses.append((await client.post("/v1/chat/completions", content=body)).status_code)
         healthy = await client.post("/v1/chat/completions", json=CHAT)
         snapshot = client.app.state.gateway.breakers.snapshot()
@@ -83,8 +90,11 @@ async def test_an_unreachable_key_store_is_a_503_for_uncached_keys_and_cached_ke
     assert cached.status_code == 200  # a recently valid key rides out the outage
 
 
-async def test_an_unexpected_error_is_a_500_in_openai_shape_and_the_connection_survives(upstream: FakeUpstream, tmp_path: Path) -> None:
+async def test_an_unexpected_error_is_a_500_in_openai_shape_and_the_connection_survives(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
     async with app_client(_config(upstream, tmp_path)) as client:
+
         async def boom(request: Request) -> None:
             raise RuntimeError("a bug")
 
@@ -93,7 +103,11 @@ async def test_an_unexpected_error_is_a_500_in_openai_shape_and_the_connection_s
         after = await client.post("/v1/chat/completions", json=CHAT)
     assert response.status_code == 500
     error = response.json()["error"]
-    assert error["code"] == "internal_error" and "a bug" not in error["message"] and response.headers["x-request-id"] in error["message"]
+    assert (
+        error["code"] == "internal_error"
+        and "a bug" not in error["message"]
+        and response.headers["x-request-id"] in error["message"]
+    )
     assert after.status_code == 200
 
 

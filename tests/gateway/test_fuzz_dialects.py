@@ -19,9 +19,16 @@ json_values = st.recursive(
 )
 block = st.fixed_dictionaries(
     {"type": st.sampled_from(["text", "image", "tool_use", "tool_result", "document", "thinking"]) | json_values},
-    optional={"text": json_values, "source": json_values, "id": json_values, "name": json_values, "input": json_values,
-              "tool_use_id": json_values, "content": json_values | st.just([{"type": "text", "text": "r"}]),
-              "is_error": json_values},
+    optional={
+        "text": json_values,
+        "source": json_values,
+        "id": json_values,
+        "name": json_values,
+        "input": json_values,
+        "tool_use_id": json_values,
+        "content": json_values | st.just([{"type": "text", "text": "r"}]),
+        "is_error": json_values,
+    },
 )
 anthropic_message = st.fixed_dictionaries(
     {"role": st.sampled_from(["user", "assistant"]) | json_values},
@@ -32,35 +39,63 @@ anthropic_body = st.fixed_dictionaries(
     optional={
         "max_tokens": st.integers(-3, 10**6) | json_values,
         "messages": st.lists(anthropic_message, max_size=3) | json_values,
-        "system": st.text(max_size=10) | st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": json_values}),
-                                                  max_size=2) | json_values,
-        "stream": st.booleans() | json_values,
-        "tools": st.lists(st.fixed_dictionaries({"name": json_values}, optional={"input_schema": json_values,
-                                                                                 "type": json_values}), max_size=2)
+        "system": st.text(max_size=10)
+        | st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": json_values}), max_size=2)
         | json_values,
-        "tool_choice": st.fixed_dictionaries({"type": st.sampled_from(["auto", "any", "tool", "none"]) | json_values},
-                                             optional={"name": json_values}) | json_values,
-        "stop_sequences": json_values, "temperature": json_values, "top_k": json_values, "metadata": json_values,
+        "stream": st.booleans() | json_values,
+        "tools": st.lists(
+            st.fixed_dictionaries({"name": json_values}, optional={"input_schema": json_values, "type": json_values}), max_size=2
+        )
+        | json_values,
+        "tool_choice": st.fixed_dictionaries(
+            {"type": st.sampled_from(["auto", "any", "tool", "none"]) | json_values}, optional={"name": json_values}
+        )
+        | json_values,
+        "stop_sequences": json_values,
+        "temperature": json_values,
+        "top_k": json_values,
+        "metadata": json_values,
     },
 )
 item = st.fixed_dictionaries(
     {"type": st.sampled_from(["message", "function_call", "function_call_output", "reasoning"]) | json_values},
-    optional={"role": st.sampled_from(["user", "assistant", "system"]) | json_values,
-              "content": st.text(max_size=10) | st.lists(st.fixed_dictionaries(
-                  {"type": st.sampled_from(["input_text", "input_image", "output_text"]) | json_values},
-                  optional={"text": json_values, "image_url": json_values}), max_size=2) | json_values,
-              "call_id": json_values, "name": json_values, "arguments": json_values, "output": json_values},
+    optional={
+        "role": st.sampled_from(["user", "assistant", "system"]) | json_values,
+        "content": st.text(max_size=10)
+        | st.lists(
+            st.fixed_dictionaries(
+                {"type": st.sampled_from(["input_text", "input_image", "output_text"]) | json_values},
+                optional={"text": json_values, "image_url": json_values},
+            ),
+            max_size=2,
+        )
+        | json_values,
+        "call_id": json_values,
+        "name": json_values,
+        "arguments": json_values,
+        "output": json_values,
+    },
 )
 responses_body = st.fixed_dictionaries(
     {"model": st.sampled_from(["auto", "d0"]) | json_values},
     optional={
         "input": st.text(max_size=10) | st.lists(item, max_size=3) | json_values,
-        "instructions": json_values, "stream": st.booleans() | json_values,
+        "instructions": json_values,
+        "stream": st.booleans() | json_values,
         "max_output_tokens": st.integers(-3, 10**6) | json_values,
-        "tools": st.lists(st.fixed_dictionaries({"type": st.just("function") | json_values, "name": json_values},
-                                                optional={"parameters": json_values}), max_size=2) | json_values,
-        "tool_choice": json_values, "text": st.fixed_dictionaries({"format": json_values}) | json_values,
-        "store": json_values, "previous_response_id": json_values, "metadata": json_values, "temperature": json_values,
+        "tools": st.lists(
+            st.fixed_dictionaries(
+                {"type": st.just("function") | json_values, "name": json_values}, optional={"parameters": json_values}
+            ),
+            max_size=2,
+        )
+        | json_values,
+        "tool_choice": json_values,
+        "text": st.fixed_dictionaries({"format": json_values}) | json_values,
+        "store": json_values,
+        "previous_response_id": json_values,
+        "metadata": json_values,
+        "temperature": json_values,
     },
 )
 
@@ -74,10 +109,15 @@ def _examples(count: int = 120) -> list[tuple[dict, dict]]:
         examples.append((messages, responses))
 
     collect()
-    examples.append(({"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
-                     {"model": "auto", "input": "hi"}))
-    examples.append(({"model": "auto", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
-                     {"model": "auto", "input": "hi", "stream": True}))
+    examples.append(
+        ({"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}, {"model": "auto", "input": "hi"})
+    )
+    examples.append(
+        (
+            {"model": "auto", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+            {"model": "auto", "input": "hi", "stream": True},
+        )
+    )
     return examples
 
 
@@ -98,12 +138,15 @@ def _check_openai(response) -> None:
 async def test_arbitrary_bodies_on_the_new_routes_never_cause_a_500(tmp_path: Path) -> None:
     upstream = FakeUpstream("fuzz")
     await upstream.start()
-    config = make_config({
-        "database_url": f"sqlite:///{tmp_path}/l.db", "ledger": {"spool_dir": str(tmp_path / "spool")},
-        "deployments": [fake_deployment("d0", upstream.base_url, capabilities=["chat", "tools", "vision", "json_schema"])],
-        "routes": [{"name": "auto", "candidates": ["d0"]}],
-        "projects": [{"name": "default", "limits": {"rpm": 100000, "tpm": 100000000}}],
-    })
+    config = make_config(
+        {
+            "database_url": f"sqlite:///{tmp_path}/l.db",
+            "ledger": {"spool_dir": str(tmp_path / "spool")},
+            "deployments": [fake_deployment("d0", upstream.base_url, capabilities=["chat", "tools", "vision", "json_schema"])],
+            "routes": [{"name": "auto", "candidates": ["d0"]}],
+            "projects": [{"name": "default", "limits": {"rpm": 100000, "tpm": 100000000}}],
+        }
+    )
     examples = _examples()
     statuses: dict[str, set[int]] = {"messages": set(), "responses": set()}
     try:

@@ -30,7 +30,8 @@ chat_body = st.fixed_dictionaries(
         "tools": json_values,
         "response_format": json_values,
         "stream_options": json_values,
-        "metadata": st.dictionaries(st.sampled_from(["sensitivity", "task", "x-switchyard-task", "other"]), json_values) | json_values,
+        "metadata": st.dictionaries(st.sampled_from(["sensitivity", "task", "x-switchyard-task", "other"]), json_values)
+        | json_values,
     },
 )
 embed_body = st.fixed_dictionaries(
@@ -51,14 +52,21 @@ def _examples(count: int = 150) -> list[tuple[dict, dict, dict]]:
     examples: list[tuple[dict, dict, dict]] = []
 
     @settings(max_examples=count, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    @given(body=chat_body, embed=embed_body, headers=st.sampled_from([{}, {"x-switchyard-sensitivity": "nonsense"}, {"x-switchyard-task": "code"}]))
+    @given(
+        body=chat_body,
+        embed=embed_body,
+        headers=st.sampled_from([{}, {"x-switchyard-sensitivity": "nonsense"}, {"x-switchyard-task": "code"}]),
+    )
     def collect(body: dict, embed: dict, headers: dict) -> None:
         examples.append((body, embed, headers))
 
     collect()
     # a few well-formed requests among the arbitrary ones, so both sides are always reached
     valid = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
-    examples += [(valid, {"model": "auto", "input": "hi"}, {}), ({**valid, "stream": True}, {"model": "auto", "input": [[1, 2]]}, {})]
+    examples += [
+        (valid, {"model": "auto", "input": "hi"}, {}),
+        ({**valid, "stream": True}, {"model": "auto", "input": [[1, 2]]}, {}),
+    ]
     return examples
 
 

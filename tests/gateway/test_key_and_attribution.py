@@ -22,15 +22,20 @@ HEADER = "x-switchyard-budget-remaining-usd"
 
 
 def _config(upstream: FakeUpstream, tmp_path: Path) -> Any:
-    return make_config({
-        "database_url": f"sqlite:///{tmp_path}/ledger.db",
-        "deployments": [fake_deployment("paid", upstream.base_url, locality="hosted",
-                                        pricing={"input_per_mtok": 1000, "output_per_mtok": 2000})],
-        "routes": [{"name": "auto", "candidates": ["paid"]}],
-        "projects": [{"name": "team", "budget": {"usd": 50, "period": "monthly"}, "limits": {"rpm": 100}}],
-        "ledger": {"flush_interval_ms": 10, "spool_dir": str(tmp_path / "spool")},
-        "retries": {"max_attempts_per_deployment": 1},
-    })
+    return make_config(
+        {
+            "database_url": f"sqlite:///{tmp_path}/ledger.db",
+            "deployments": [
+                fake_deployment(
+                    "paid", upstream.base_url, locality="hosted", pricing={"input_per_mtok": 1000, "output_per_mtok": 2000}
+                )
+            ],
+            "routes": [{"name": "auto", "candidates": ["paid"]}],
+            "projects": [{"name": "team", "budget": {"usd": 50, "period": "monthly"}, "limits": {"rpm": 100}}],
+            "ledger": {"flush_interval_ms": 10, "spool_dir": str(tmp_path / "spool")},
+            "retries": {"max_attempts_per_deployment": 1},
+        }
+    )
 
 
 async def _rows(client: httpx.AsyncClient) -> list[UsageRecord]:
@@ -42,10 +47,16 @@ async def _rows(client: httpx.AsyncClient) -> list[UsageRecord]:
 
 async def test_remaining_budget_on_every_answer_and_in_v1_key(upstream: FakeUpstream, tmp_path: Path) -> None:
     async with app_client(_config(upstream, tmp_path)) as client:
-        created = await client.post("/admin/keys", json={
-            "project": "team", "name": "app", "tags": ["team:web", "env:prod"], "budget": {"usd": "2", "period": "daily"},
-            "limits": {"rpm": 30},
-        })
+        created = await client.post(
+            "/admin/keys",
+            json={
+                "project": "team",
+                "name": "app",
+                "tags": ["team:web", "env:prod"],
+                "budget": {"usd": "2", "period": "daily"},
+                "limits": {"rpm": 30},
+            },
+        )
         key = created.json()["key"]
         auth = {"authorization": f"Bearer {key}"}
         first = await client.post("/v1/chat/completions", json=CHAT, headers=auth)
@@ -91,12 +102,20 @@ async def test_remaining_budget_on_every_answer_and_in_v1_key(upstream: FakeUpst
 async def test_the_ledger_records_user_key_tags_and_project_tag(upstream: FakeUpstream, tmp_path: Path) -> None:
     async with app_client(_config(upstream, tmp_path)) as client:
         key = (await client.post("/admin/keys", json={"project": "team", "name": "app", "tags": ["zeta", "alpha"]})).json()["key"]
-        sdk = AsyncOpenAI(api_key=key, base_url="http://gateway/v1",
-                          http_client=httpx.AsyncClient(transport=httpx.ASGITransport(client.app), base_url="http://gateway"))  # type: ignore[attr-defined]
-        await sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}], user="customer-42",
-                                          extra_headers={"x-switchyard-project-tag": "spring-campaign"})
-        await sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}],
-                                          metadata={"x-switchyard-project-tag": "from-metadata"})
+        sdk = AsyncOpenAI(
+            api_key=key,
+            base_url="http://gateway/v1",
+            http_client=httpx.AsyncClient(transport=httpx.ASGITransport(client.app), base_url="http://gateway"),
+        )  # type: ignore[attr-defined]
+        await sdk.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": "hi"}],
+            user="customer-42",
+            extra_headers={"x-switchyard-project-tag": "spring-campaign"},
+        )
+        await sdk.chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": "hi"}], metadata={"x-switchyard-project-tag": "from-metadata"}
+        )
         await sdk.embeddings.create(model="auto", input="hello", user="customer-7")
         rows = await _rows(client)
         assert [(r.end_user, r.key_tags, r.project_tag) for r in rows] == [
@@ -107,8 +126,11 @@ async def test_the_ledger_records_user_key_tags_and_project_tag(upstream: FakeUp
         # the upstream never sees the gateway's own hint
         assert all(b"x-switchyard-project-tag" not in orjson.dumps(r["body"]) for r in upstream.records)
 
-        for group_by, expected in (("user", {"customer-42", "customer-7", None}), ("project_tag", {"spring-campaign", "from-metadata", None}),
-                                   ("tag", {"alpha", "zeta"})):
+        for group_by, expected in (
+            ("user", {"customer-42", "customer-7", None}),
+            ("project_tag", {"spring-campaign", "from-metadata", None}),
+            ("tag", {"alpha", "zeta"}),
+        ):
             report = (await client.get("/admin/reports/projects/team/breakdown", params={"group_by": group_by})).json()
             assert {r["group"] for r in report["rows"]} == expected, group_by
             assert sum(r["requests"] for r in report["rows"]) == (6 if group_by == "tag" else 3)

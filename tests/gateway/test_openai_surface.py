@@ -236,7 +236,9 @@ async def test_prompt_too_long_for_every_deployment_is_a_400_not_a_503(upstream:
         }
     )
     async with app_client(config) as client:
-        response = await client.post("/v1/chat/completions", json={**CHAT, "messages": [{"role": "user", "content": "word " * 400}]})
+        response = await client.post(
+            "/v1/chat/completions", json={**CHAT, "messages": [{"role": "user", "content": "word " * 400}]}
+        )
         hint = await client.post("/v1/chat/completions", json=CHAT, headers={"x-switchyard-sensitivity": "secret-ish"})
     _assert_openai_error(response, 400, "context_length_exceeded")
     assert upstream.records == []

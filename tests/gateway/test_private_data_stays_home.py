@@ -34,16 +34,26 @@ async def home() -> AsyncIterator[FakeUpstream]:
 
 def _config(hosted: FakeUpstream, home: FakeUpstream, unscannable: str = "confidential", **sensitivity: object):
     """The hosted deployment is cheaper, so whatever may go there goes there."""
-    return make_config({
-        "deployments": [
-            fake_deployment("cloud", hosted.base_url, locality="hosted", capabilities=EVERYTHING,
-                            pricing={"input_per_mtok": 0.1, "output_per_mtok": 0.1}, unscannable=unscannable),
-            fake_deployment("home", home.base_url, capabilities=EVERYTHING, pricing={"input_per_mtok": 5, "output_per_mtok": 5}),
-        ],
-        "routes": [{"name": "auto", "candidates": ["cloud", "home"]}],
-        "sensitivity": sensitivity,
-        "retries": {"max_attempts_per_deployment": 1},
-    })
+    return make_config(
+        {
+            "deployments": [
+                fake_deployment(
+                    "cloud",
+                    hosted.base_url,
+                    locality="hosted",
+                    capabilities=EVERYTHING,
+                    pricing={"input_per_mtok": 0.1, "output_per_mtok": 0.1},
+                    unscannable=unscannable,
+                ),
+                fake_deployment(
+                    "home", home.base_url, capabilities=EVERYTHING, pricing={"input_per_mtok": 5, "output_per_mtok": 5}
+                ),
+            ],
+            "routes": [{"name": "auto", "candidates": ["cloud", "home"]}],
+            "sensitivity": sensitivity,
+            "retries": {"max_attempts_per_deployment": 1},
+        }
+    )
 
 
 def _ids(text: str) -> list[int]:
@@ -59,26 +69,96 @@ def _b64(text: str) -> str:
 
 ASK = {"role": "user", "content": "Please help with this."}
 SENSITIVE_CHATS = {
-    "tool description": {"messages": [ASK], "tools": [{"type": "function", "function": {
-        "name": "charge", "description": f"Charges the card on file ({CARD}).", "parameters": {"type": "object", "properties": {}}}}]},
-    "tool parameter enum": {"messages": [ASK], "tools": [{"type": "function", "function": {
-        "name": "mail", "parameters": {"type": "object", "properties": {"to": {"type": "string", "enum": ["jane.doe@example.com"]}}}}}]},
-    "response_format schema": {"messages": [ASK], "response_format": {"type": "json_schema", "json_schema": {
-        "name": "x", "schema": {"type": "object", "properties": {"iban": {"type": "string", "default": "DE89 3704 0044 0532 0130 00"}}}}}},
-    "data: URL": {"messages": [{"role": "user", "content": [
-        {"type": "text", "text": "What does this say?"},
-        {"type": "image_url", "image_url": {"url": "data:image/svg+xml;base64," + _b64(f"<svg><text>{CARD}</text></svg>")}}]}]},
-    "file part": {"messages": [{"role": "user", "content": [
-        {"type": "text", "text": "Summarize the file."},
-        {"type": "file", "file": {"filename": "notes.txt", "file_data": "data:text/plain;base64," + _b64(f"ssn 123-45-6789, card {CARD}")}}]}]},
+    "tool description": {
+        "messages": [ASK],
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "charge",
+                    "description": f"Charges the card on file ({CARD}).",
+                    "parameters": {"type": "object", "properties": {}},
+                },
+            }
+        ],
+    },
+    "tool parameter enum": {
+        "messages": [ASK],
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "mail",
+                    "parameters": {"type": "object", "properties": {"to": {"type": "string", "enum": ["jane.doe@example.com"]}}},
+                },
+            }
+        ],
+    },
+    "response_format schema": {
+        "messages": [ASK],
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "x",
+                "schema": {
+                    "type": "object",
+                    "properties": {"iban": {"type": "string", "default": "DE89 3704 0044 0532 0130 00"}},
+                },
+            },
+        },
+    },
+    "data: URL": {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What does this say?"},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "data:image/svg+xml;base64," + _b64(f"<svg><text>{CARD}</text></svg>")},
+                    },
+                ],
+            }
+        ]
+    },
+    "file part": {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Summarize the file."},
+                    {
+                        "type": "file",
+                        "file": {
+                            "filename": "notes.txt",
+                            "file_data": "data:text/plain;base64," + _b64(f"ssn 123-45-6789, card {CARD}"),
+                        },
+                    },
+                ],
+            }
+        ]
+    },
     "unknown extra field": {"messages": [ASK], "x_customer": {"ssn": "123-45-6789", "card": [4111, 1111, 1111, 1111]}},
-    "binary image": {"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n\x00\x00").decode()}}]}]},
+    "binary image": {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n\x00\x00").decode()},
+                    }
+                ],
+            }
+        ]
+    },
 }
 
 
 @pytest.mark.parametrize("case", sorted(SENSITIVE_CHATS))
-async def test_private_data_in_any_part_never_reaches_the_hosted_upstream(hosted: FakeUpstream, home: FakeUpstream, case: str) -> None:
+async def test_private_data_in_any_part_never_reaches_the_hosted_upstream(
+    hosted: FakeUpstream, home: FakeUpstream, case: str
+) -> None:
     async with app_client(_config(hosted, home)) as client:
         clean = await client.post("/v1/chat/completions", json={"model": "auto", "messages": [ASK]})
         response = await client.post("/v1/chat/completions", json={"model": "auto", **SENSITIVE_CHATS[case]})
@@ -120,10 +200,14 @@ async def test_a_request_over_the_scan_budget_stays_home_or_is_refused(hosted: F
     assert not [r for r in hosted.records if r["body"]["messages"] != [ASK]]
 
 
-async def test_images_reach_a_hosted_deployment_that_accepts_unscannable_content(hosted: FakeUpstream, home: FakeUpstream) -> None:
+async def test_images_reach_a_hosted_deployment_that_accepts_unscannable_content(
+    hosted: FakeUpstream, home: FakeUpstream
+) -> None:
     config = _config(hosted, home, unscannable="public")
-    image = {"model": "auto", "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}
+    image = {
+        "model": "auto",
+        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}],
+    }
     async with app_client(config) as client:
         response = await client.post("/v1/chat/completions", json=image)
     assert response.headers["x-switchyard-deployment"] == "cloud"

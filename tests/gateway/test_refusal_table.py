@@ -15,35 +15,45 @@ IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"
 
 
 def _config(upstream: FakeUpstream, tmp_path: Path):
-    return make_config({
-        "database_url": f"sqlite:///{tmp_path}/ledger.db",
-        "ledger": {"spool_dir": str(tmp_path / "spool")},
-        "deployments": [
-            fake_deployment("home", upstream.base_url, capabilities=["chat"], context_window=512),
-            fake_deployment("away", upstream.base_url, locality="hosted", capabilities=["chat", "vision"]),
-        ],
-        "routes": [
-            {"name": "auto", "candidates": ["home"]},
-            {"name": "hosted-only", "candidates": ["away"]},
-            {"name": "strict", "candidates": ["away"], "on_violation": "block"},
-        ],
-        "sensitivity": {"max_scan_bytes": 65536, "over_limit": "refuse"},
-    })
+    return make_config(
+        {
+            "database_url": f"sqlite:///{tmp_path}/ledger.db",
+            "ledger": {"spool_dir": str(tmp_path / "spool")},
+            "deployments": [
+                fake_deployment("home", upstream.base_url, capabilities=["chat"], context_window=512),
+                fake_deployment("away", upstream.base_url, locality="hosted", capabilities=["chat", "vision"]),
+            ],
+            "routes": [
+                {"name": "auto", "candidates": ["home"]},
+                {"name": "hosted-only", "candidates": ["away"]},
+                {"name": "strict", "candidates": ["away"], "on_violation": "block"},
+            ],
+            "sensitivity": {"max_scan_bytes": 65536, "over_limit": "refuse"},
+        }
+    )
 
 
 CASES = {
     "unknown model": ({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}, {}),
     "invalid hint": ({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}, {"x-switchyard-sensitivity": "bogus"}),
     "policy blocks a pinned model": ({"model": "away", "messages": [{"role": "user", "content": f"card {CARD}"}]}, {}),
-    "private data, only hosted candidates": ({"model": "hosted-only", "messages": [{"role": "user", "content": f"card {CARD}"}]}, {}),
+    "private data, only hosted candidates": (
+        {"model": "hosted-only", "messages": [{"role": "user", "content": f"card {CARD}"}]},
+        {},
+    ),
     "prompt longer than every window": ({"model": "auto", "messages": [{"role": "user", "content": "word " * 3000}]}, {}),
-    "image to text-only": ({"model": "home", "messages": [{"role": "user", "content": [{"type": "text", "text": "what?"}, IMAGE]}]}, {}),
+    "image to text-only": (
+        {"model": "home", "messages": [{"role": "user", "content": [{"type": "text", "text": "what?"}, IMAGE]}]},
+        {},
+    ),
     "over the scan budget": ({"model": "auto", "messages": [{"role": "user", "content": "word " * 20000}]}, {}),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
-async def test_explain_names_the_status_and_code_the_real_call_answers_with(upstream: FakeUpstream, tmp_path: Path, case: str) -> None:
+async def test_explain_names_the_status_and_code_the_real_call_answers_with(
+    upstream: FakeUpstream, tmp_path: Path, case: str
+) -> None:
     body, headers = CASES[case]
     async with app_client(_config(upstream, tmp_path)) as client:
         dry = await client.post("/v1/route/explain", json=body, headers=headers)

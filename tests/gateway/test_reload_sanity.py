@@ -117,9 +117,13 @@ async def test_every_applied_change_is_logged_as_a_diff(upstream: FakeUpstream, 
 
 def test_serve_refuses_the_development_key_on_a_public_interface(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({
-        "database_url": f"sqlite:///{tmp_path}/l.db",
-        "deployments": [fake_deployment("a", "http://127.0.0.1:9/v1")],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "database_url": f"sqlite:///{tmp_path}/l.db",
+                "deployments": [fake_deployment("a", "http://127.0.0.1:9/v1")],
+            }
+        )
+    )
     assert cli_main(["serve", "--config", str(path), "--host", "0.0.0.0", "--port", "1"]) == 2
     assert "development master key" in capsys.readouterr().err

@@ -53,19 +53,26 @@ def captured(logger: str = "", level: int = logging.DEBUG, formatter: logging.Fo
 
 def _config(first: FakeUpstream, second: FakeUpstream, tmp_path: Path, **extra: Any):
     prices = {"input_per_mtok": 1, "output_per_mtok": 2}
-    return make_config({
-        "database_url": f"sqlite:///{tmp_path}/ledger.db",
-        "ledger": {"spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 10},
-        "deployments": [
-            fake_deployment("first", first.base_url, model="error-500", pricing=prices),
-            fake_deployment("second", second.base_url, model="good", pricing=prices),
-        ],
-        "routes": [{"name": "auto", "candidates": ["first", "second"],
-                    "rules": [{"name": "private", "when": {"sensitivity": ["restricted"]}, "prefer": ["second"]}]}],
-        "projects": [{"name": "team", "budget": {"usd": 50}}],
-        "retries": {"max_attempts_per_deployment": 1},
-        **extra,
-    })
+    return make_config(
+        {
+            "database_url": f"sqlite:///{tmp_path}/ledger.db",
+            "ledger": {"spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 10},
+            "deployments": [
+                fake_deployment("first", first.base_url, model="error-500", pricing=prices),
+                fake_deployment("second", second.base_url, model="good", pricing=prices),
+            ],
+            "routes": [
+                {
+                    "name": "auto",
+                    "candidates": ["first", "second"],
+                    "rules": [{"name": "private", "when": {"sensitivity": ["restricted"]}, "prefer": ["second"]}],
+                }
+            ],
+            "projects": [{"name": "team", "budget": {"usd": 50}}],
+            "retries": {"max_attempts_per_deployment": 1},
+            **extra,
+        }
+    )
 
 
 @pytest.fixture
@@ -81,10 +88,16 @@ async def test_one_line_per_request_with_what_operators_need_and_never_the_key(u
         async with app_client(_config(upstream, second, tmp_path)) as client:
             created = (await client.post("/admin/keys", json={"project": "team", "name": "app"})).json()
             key = {"authorization": f"Bearer {created['key']}"}
-            ok = await client.post("/v1/chat/completions", headers=key,
-                                   json={"model": "auto", "messages": [{"role": "user", "content": "hello there"}]})
-            refused = await client.post("/v1/chat/completions", headers={"authorization": "Bearer sk-not-a-key-123456"},
-                                        json={"model": "auto", "messages": []})
+            ok = await client.post(
+                "/v1/chat/completions",
+                headers=key,
+                json={"model": "auto", "messages": [{"role": "user", "content": "hello there"}]},
+            )
+            refused = await client.post(
+                "/v1/chat/completions",
+                headers={"authorization": "Bearer sk-not-a-key-123456"},
+                json={"model": "auto", "messages": []},
+            )
             await client.get("/healthz")
     assert ok.status_code == 200
     assert refused.status_code == 401
@@ -96,11 +109,24 @@ async def test_one_line_per_request_with_what_operators_need_and_never_the_key(u
     answered = records[1]
     usage = ok.json()["usage"]
     expected = {
-        "logger": "switchyard.requests", "level": "info", "msg": "request",
-        "request_id": ok.headers["x-request-id"], "method": "POST", "status": 200,
-        "key_id": created["id"], "project": "team", "model": "auto", "route": "auto", "rule": None,
-        "sensitivity": "public", "task": ok.headers["x-switchyard-task"], "deployment": "second",
-        "attempts": 2, "fallbacks": 1, "prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"],
+        "logger": "switchyard.requests",
+        "level": "info",
+        "msg": "request",
+        "request_id": ok.headers["x-request-id"],
+        "method": "POST",
+        "status": 200,
+        "key_id": created["id"],
+        "project": "team",
+        "model": "auto",
+        "route": "auto",
+        "rule": None,
+        "sensitivity": "public",
+        "task": ok.headers["x-switchyard-task"],
+        "deployment": "second",
+        "attempts": 2,
+        "fallbacks": 1,
+        "prompt_tokens": usage["prompt_tokens"],
+        "completion_tokens": usage["completion_tokens"],
         "stream": False,
     }
     assert {k: answered.get(k) for k in expected} == expected
@@ -120,8 +146,12 @@ async def test_bodies_appear_only_when_asked_for_and_then_masked(upstream, secon
     long_text = "words " * 200 + PLANTED_KEY  # the key sits past the cut: masked before cutting, never half shown
     with captured(REQUEST_LOGGER, logging.INFO) as lines:
         async with app_client(config) as client:
-            chat = await client.post("/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": PROMPT}]})
-            await client.post("/v1/chat/completions", json={"model": "second", "messages": [{"role": "user", "content": long_text}]})
+            chat = await client.post(
+                "/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": PROMPT}]}
+            )
+            await client.post(
+                "/v1/chat/completions", json={"model": "second", "messages": [{"role": "user", "content": long_text}]}
+            )
     assert chat.status_code == 200
     text = lines.getvalue()
     assert CARD not in text
@@ -140,7 +170,9 @@ async def test_bodies_appear_only_when_asked_for_and_then_masked(upstream, secon
 async def test_text_format_writes_key_value_lines(upstream, second, tmp_path: Path) -> None:
     with captured(REQUEST_LOGGER, logging.INFO, TextFormatter()) as lines:
         async with app_client(_config(upstream, second, tmp_path)) as client:
-            response = await client.post("/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]})
+            response = await client.post(
+                "/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+            )
     (line,) = lines.getvalue().splitlines()
     assert " INFO switchyard.requests: " in line
     assert f"request_id={response.headers['x-request-id']}" in line
@@ -164,13 +196,21 @@ def test_the_logging_config_sends_requests_to_stdout_and_the_rest_to_stderr() ->
 
 def test_scrub_removes_config_secrets_credentials_and_what_the_detectors_find(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team=collector-key-5f6e7d,other=1")
-    config = make_config({
-        "server": {"master_key": "plain-master-secret-value"},
-        "database_url": f"postgresql+asyncpg://app:{PG_PASSWORD}@db:5432/ledger",
-        "redis_url": "redis://:RedisPass-99x@cache:6379/0",
-        "deployments": [fake_deployment("a", "http://127.0.0.1:9/v1", api_key="backend-key-ABCDEF123",
-                                        headers={"x-api-key": "header-secret-XYZ987", "x-title": "ordinary-title"})],
-    })
+    config = make_config(
+        {
+            "server": {"master_key": "plain-master-secret-value"},
+            "database_url": f"postgresql+asyncpg://app:{PG_PASSWORD}@db:5432/ledger",
+            "redis_url": "redis://:RedisPass-99x@cache:6379/0",
+            "deployments": [
+                fake_deployment(
+                    "a",
+                    "http://127.0.0.1:9/v1",
+                    api_key="backend-key-ABCDEF123",
+                    headers={"x-api-key": "header-secret-XYZ987", "x-title": "ordinary-title"},
+                )
+            ],
+        }
+    )
     remember_secrets(config)
     text = (
         "boom: master plain-master-secret-value, backend-key-ABCDEF123 header-secret-XYZ987; "
@@ -178,8 +218,18 @@ def test_scrub_removes_config_secrets_credentials_and_what_the_detectors_find(mo
         f"prompt {PROMPT}; other dsn mysql://u:hunter22@h/x; collector said collector-key-5f6e7d"
     )
     cleaned = scrub(text)
-    for secret in ("plain-master-secret-value", "backend-key-ABCDEF123", "header-secret-XYZ987", PG_PASSWORD,
-                   "RedisPass-99x", "abc.def.ghi", CARD, PLANTED_KEY, "hunter22", "collector-key-5f6e7d"):
+    for secret in (
+        "plain-master-secret-value",
+        "backend-key-ABCDEF123",
+        "header-secret-XYZ987",
+        PG_PASSWORD,
+        "RedisPass-99x",
+        "abc.def.ghi",
+        CARD,
+        PLANTED_KEY,
+        "hunter22",
+        "collector-key-5f6e7d",
+    ):
         assert secret not in cleaned, secret
     assert cleaned.startswith("boom: master ***")
     assert "[credit_card]" in cleaned

@@ -35,13 +35,15 @@ BODIES = {
 
 
 def _config(upstream: FakeUpstream, tmp_path: Path) -> Any:
-    return make_config({
-        "database_url": f"sqlite:///{tmp_path}/gw.db",
-        "deployments": [fake_deployment("local", upstream.base_url)],
-        "routes": [{"name": "auto", "candidates": ["local"]}],
-        "projects": [{"name": "web", "budget": {"usd": 100}}],
-        "ledger": {"spool_dir": str(tmp_path / "spool")},
-    })
+    return make_config(
+        {
+            "database_url": f"sqlite:///{tmp_path}/gw.db",
+            "deployments": [fake_deployment("local", upstream.base_url)],
+            "routes": [{"name": "auto", "candidates": ["local"]}],
+            "projects": [{"name": "web", "budget": {"usd": 100}}],
+            "ledger": {"spool_dir": str(tmp_path / "spool")},
+        }
+    )
 
 
 def _served(app: FastAPI) -> list[tuple[str, str]]:
@@ -129,14 +131,17 @@ async def test_a_route_nobody_declared_is_for_admins_only() -> None:
     assert access is not None and access.admits("admin") and not access.admits("finance") and not access.admits("app")
 
 
-@pytest.mark.parametrize(("method", "path", "expected"), [
-    ("GET", "/admin/keys/abc", "READ"),
-    ("POST", "/admin/keys/abc/revoke", "ADMIN"),
-    ("HEAD", "/v1/models", "MODEL"),
-    ("GET", "/dashboard/projects/web/model.csv", "DASHBOARD"),
-    ("GET", "/nowhere", None),
-    ("DELETE", "/admin/keys", None),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("GET", "/admin/keys/abc", "READ"),
+        ("POST", "/admin/keys/abc/revoke", "ADMIN"),
+        ("HEAD", "/v1/models", "MODEL"),
+        ("GET", "/dashboard/projects/web/model.csv", "DASHBOARD"),
+        ("GET", "/nowhere", None),
+        ("DELETE", "/admin/keys", None),
+    ],
+)
 def test_lookup_matches_paths_like_the_router(method: str, path: str, expected: str | None) -> None:
     from gateway import roles
     from gateway.app import create_app

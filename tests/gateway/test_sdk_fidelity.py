@@ -103,8 +103,12 @@ async def test_a_field_one_candidate_cannot_take_moves_on_to_one_that_can(tmp_pa
     await upstream.start()
     try:
         local = {
-            "name": "local", "provider": "llamacpp", "model": "smollm2-135m-instruct", "locality": "self_hosted",
-            "capabilities": ["chat"], "n_threads": 1,
+            "name": "local",
+            "provider": "llamacpp",
+            "model": "smollm2-135m-instruct",
+            "locality": "self_hosted",
+            "capabilities": ["chat"],
+            "n_threads": 1,
         }
         config = _config(tmp_path, local, fake_deployment("remote", upstream.base_url))
         async with app_client(config) as client:
@@ -129,12 +133,19 @@ async def test_the_clients_own_metadata_is_forwarded_untouched_and_only_namespac
         config = _config(tmp_path, fake_deployment("d0", upstream.base_url))
         async with app_client(config) as client:
             answer = await _sdk(client).chat.completions.create(
-                model="auto", messages=MESSAGES, max_tokens=4,
+                model="auto",
+                messages=MESSAGES,
+                max_tokens=4,
                 metadata={"task": "summarize-ticket", "sensitivity": "whatever", "x-switchyard-task": "summarize"},
             )
-            explained = await client.post("/v1/route/explain", json={
-                "model": "auto", "messages": MESSAGES, "metadata": {"task": "summarize-ticket", "x-switchyard-task": "code"},
-            })
+            explained = await client.post(
+                "/v1/route/explain",
+                json={
+                    "model": "auto",
+                    "messages": MESSAGES,
+                    "metadata": {"task": "summarize-ticket", "x-switchyard-task": "code"},
+                },
+            )
     finally:
         await upstream.stop()
     assert answer.choices  # a spec-valid metadata object is no longer a 400

@@ -52,21 +52,24 @@ async def pair() -> AsyncIterator[tuple[FakeUpstream, FakeUpstream]]:
 
 def _config(broken: FakeUpstream, good: FakeUpstream, **extra: Any) -> GatewayConfig:
     prices = {"input_per_mtok": 1, "output_per_mtok": 2}
-    return make_config({
-        "deployments": [
-            fake_deployment("first", broken.base_url, model="broken-model", pricing=prices),
-            fake_deployment("second", good.base_url, model="good-model", pricing=prices),
-        ],
-        "routes": [{"name": "auto", "candidates": ["first", "second"], "objective": "cheapest"}],
-        "retries": {"max_attempts_per_deployment": 1},
-        **extra,
-    })
+    return make_config(
+        {
+            "deployments": [
+                fake_deployment("first", broken.base_url, model="broken-model", pricing=prices),
+                fake_deployment("second", good.base_url, model="good-model", pricing=prices),
+            ],
+            "routes": [{"name": "auto", "candidates": ["first", "second"], "objective": "cheapest"}],
+            "retries": {"max_attempts_per_deployment": 1},
+            **extra,
+        }
+    )
 
 
 def _tree(spans: list[ReadableSpan]) -> tuple[ReadableSpan, list[ReadableSpan]]:
     (server,) = [s for s in spans if s.kind == SpanKind.SERVER]
-    children = sorted((s for s in spans if s.parent is not None and s.parent.span_id == server.context.span_id),
-                      key=lambda s: s.start_time)
+    children = sorted(
+        (s for s in spans if s.parent is not None and s.parent.span_id == server.context.span_id), key=lambda s: s.start_time
+    )
     return server, children
 
 
@@ -173,7 +176,9 @@ async def test_refusals_are_traced_with_the_phase_that_refused(upstream: FakeUps
     exporter = InMemorySpanExporter()
     config = make_config({"deployments": [fake_deployment("only", upstream.base_url)]})
     async with app_client(config, span_processor=SimpleSpanProcessor(exporter)) as client:
-        response = await client.post("/v1/chat/completions", json={**CHAT, "model": "only"}, headers={"authorization": "Bearer sk-wrong"})
+        response = await client.post(
+            "/v1/chat/completions", json={**CHAT, "model": "only"}, headers={"authorization": "Bearer sk-wrong"}
+        )
     assert response.status_code == 401
     server, children = _tree(exporter.get_finished_spans())
     assert [c.name for c in children] == ["auth"]
@@ -209,8 +214,9 @@ async def test_an_unreachable_collector_neither_slows_nor_fails_a_request(pair) 
     hole.bind(("127.0.0.1", 0))
     hole.listen(1)
     endpoint = f"http://127.0.0.1:{hole.getsockname()[1]}/v1/traces"
-    processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, timeout=5), schedule_delay_millis=1, max_queue_size=8,
-                                   max_export_batch_size=2)
+    processor = BatchSpanProcessor(
+        OTLPSpanExporter(endpoint=endpoint, timeout=5), schedule_delay_millis=1, max_queue_size=8, max_export_batch_size=2
+    )
     try:
         async with app_client(_config(broken, good), span_processor=processor) as client:
             await client.post("/v1/chat/completions", json=CHAT)  # warm
@@ -257,8 +263,15 @@ async def main():
 asyncio.run(main())
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    result = subprocess.run([sys.executable, "-c", script], check=False, cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)},
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False,
+        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -281,10 +294,21 @@ async def test_litellm_deployments_carry_the_traceparent_too() -> None:
 
     exporter = InMemorySpanExporter()
     async with FakeAnthropic() as fake:
-        config = make_config({"deployments": [{
-            "name": "claude", "provider": "litellm", "model": "anthropic/claude-3-5-haiku-20241022", "locality": "hosted",
-            "base_url": fake.base_url, "api_key": "sk-ant-test", "pricing": {"input_per_mtok": 1, "output_per_mtok": 5},
-        }]})
+        config = make_config(
+            {
+                "deployments": [
+                    {
+                        "name": "claude",
+                        "provider": "litellm",
+                        "model": "anthropic/claude-3-5-haiku-20241022",
+                        "locality": "hosted",
+                        "base_url": fake.base_url,
+                        "api_key": "sk-ant-test",
+                        "pricing": {"input_per_mtok": 1, "output_per_mtok": 5},
+                    }
+                ]
+            }
+        )
         async with app_client(config, span_processor=SimpleSpanProcessor(exporter)) as client:
             response = await client.post(
                 "/v1/chat/completions", json={**CHAT, "model": "claude"}, headers={**AUTH, "traceparent": TRACEPARENT}

@@ -71,7 +71,11 @@ asyncio.run(main())
 def start_child(url: str, spool_dir: Path, plan: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, url, str(spool_dir), plan],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
     )
 
 
@@ -94,7 +98,9 @@ async def totals(db: Database) -> tuple[int, Decimal, int]:
 
 
 def segment_lines(spool_dir: Path) -> int:
-    return sum(len(Spool.read(p)) for p in spool_dir.glob("*.journal")) + sum(len(Spool.read(p)) for p in spool_dir.glob("*.jsonl"))
+    return sum(len(Spool.read(p)) for p in spool_dir.glob("*.journal")) + sum(
+        len(Spool.read(p)) for p in spool_dir.glob("*.jsonl")
+    )
 
 
 async def replay_and_check(db: Database, spool_dir: Path, writer_factory: Callable[..., LedgerWriter], n: int) -> LedgerWriter:
@@ -160,7 +166,9 @@ async def test_kill_9_after_the_database_went_away(pg_url: str, tmp_path: Path, 
         await db.aclose()
 
 
-async def test_a_journal_already_committed_is_replayed_without_duplicates(database: Database, tmp_path: Path, writer_factory) -> None:
+async def test_a_journal_already_committed_is_replayed_without_duplicates(
+    database: Database, tmp_path: Path, writer_factory
+) -> None:
     spool_dir = tmp_path / "spool"
     first = writer_factory(database, batch_size=1000, interval_ms=60_000)
     await first.start()
@@ -201,7 +209,9 @@ def fail_inserts(writer: LedgerWriter, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(writer._sink, "_execute", refused)
 
 
-async def test_segments_rotate_and_dirty_ones_replay_in_order(sqlite_db: Database, tmp_path: Path, writer_factory, monkeypatch) -> None:
+async def test_segments_rotate_and_dirty_ones_replay_in_order(
+    sqlite_db: Database, tmp_path: Path, writer_factory, monkeypatch
+) -> None:
     writer = writer_factory(sqlite_db, batch_size=5, interval_ms=20, max_segment_bytes=1500)
     await writer.start()
     fail_inserts(writer, monkeypatch)
@@ -221,7 +231,9 @@ async def test_segments_rotate_and_dirty_ones_replay_in_order(sqlite_db: Databas
     assert not list((tmp_path / "spool").glob("*.jsonl"))
 
 
-async def test_a_failed_journal_write_keeps_the_row_and_journals_it_late(sqlite_db: Database, tmp_path: Path, writer_factory, monkeypatch) -> None:
+async def test_a_failed_journal_write_keeps_the_row_and_journals_it_late(
+    sqlite_db: Database, tmp_path: Path, writer_factory, monkeypatch
+) -> None:
     down = Database(DOWN, connect_timeout_s=1)
     writer = writer_factory(down, batch_size=1000, interval_ms=60_000)
     await writer.start()
@@ -253,7 +265,9 @@ async def test_a_failed_journal_write_keeps_the_row_and_journals_it_late(sqlite_
     assert await ledger_ids(sqlite_db) == [f"r-{i:05d}" for i in range(5)]
 
 
-async def test_submit_cost_microbenchmark(sqlite_db: Database, tmp_path: Path, writer_factory, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_submit_cost_microbenchmark(
+    sqlite_db: Database, tmp_path: Path, writer_factory, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Prints what submit() costs; asserts nothing about time."""
     n = 5000
     writer = writer_factory(sqlite_db, batch_size=10 * n, interval_ms=60_000)
@@ -279,5 +293,7 @@ async def test_submit_cost_microbenchmark(sqlite_db: Database, tmp_path: Path, w
     await journal.close(done=n)
     spool.close()
     with capsys.disabled():
-        print(f"\nledger submit(): {submit_us:.1f} µs/row, of which validation {normalize_us:.1f} µs "
-              f"and the journal (encode + one write) {journal_us:.1f} µs")
+        print(
+            f"\nledger submit(): {submit_us:.1f} µs/row, of which validation {normalize_us:.1f} µs "
+            f"and the journal (encode + one write) {journal_us:.1f} µs"
+        )

@@ -17,11 +17,30 @@ from gateway.ledger.rollups import write_ledger
 D = Decimal
 
 
-def _rec(i: int, ts: datetime, model: str, deployment: str, key: str, cost: str, task: str | None = "chat",
-         project: str = "web", status: int = 200) -> UsageRecord:
+def _rec(
+    i: int,
+    ts: datetime,
+    model: str,
+    deployment: str,
+    key: str,
+    cost: str,
+    task: str | None = "chat",
+    project: str = "web",
+    status: int = 200,
+) -> UsageRecord:
     return UsageRecord(
-        id=f"u{i}", ts=ts, project=project, key_id=key, requested_model=model, deployment=deployment, task=task,
-        prompt_tokens=100 + i, cached_tokens=i % 2, completion_tokens=10 * i, cost_usd=D(cost), status=status,
+        id=f"u{i}",
+        ts=ts,
+        project=project,
+        key_id=key,
+        requested_model=model,
+        deployment=deployment,
+        task=task,
+        prompt_tokens=100 + i,
+        cached_tokens=i % 2,
+        completion_tokens=10 * i,
+        cost_usd=D(cost),
+        status=status,
     )
 
 
@@ -49,7 +68,9 @@ async def test_totals_without_grouping(ledger: Database) -> None:
 
 
 async def test_group_by_day_and_model_with_filters(ledger: Database) -> None:
-    report = await usage_report(ledger, project="web", since=date(2026, 11, 1), until=date(2026, 11, 2), group_by=["day", "model"])
+    report = await usage_report(
+        ledger, project="web", since=date(2026, 11, 1), until=date(2026, 11, 2), group_by=["day", "model"]
+    )
     assert [(r["day"], r["model"], r["requests"], r["cost_usd"]) for r in report["rows"]] == [
         ("2026-11-01", "auto", 2, "0.0000001"),
         ("2026-11-02", "auto", 1, "0.1234567891"),
@@ -61,7 +82,9 @@ async def test_group_by_day_and_model_with_filters(ledger: Database) -> None:
 
 
 async def test_group_by_key_deployment_task_project(ledger: Database) -> None:
-    report = await usage_report(ledger, since=datetime(2026, 11, 1, tzinfo=UTC), group_by=["project", "key", "deployment", "task"])
+    report = await usage_report(
+        ledger, since=datetime(2026, 11, 1, tzinfo=UTC), group_by=["project", "key", "deployment", "task"]
+    )
     keys = [(r["project"], r["key"], r["deployment"], r["task"], r["requests"]) for r in report["rows"]]
     assert keys == [
         ("other", "k3", "gpt", None, 1),
@@ -75,7 +98,9 @@ async def test_group_by_key_deployment_task_project(ledger: Database) -> None:
 
 
 async def test_until_as_a_time_is_exclusive(ledger: Database) -> None:
-    report = await usage_report(ledger, since=datetime(2026, 11, 1, tzinfo=UTC), until=datetime(2026, 11, 1, 23, 59, 59, tzinfo=UTC))
+    report = await usage_report(
+        ledger, since=datetime(2026, 11, 1, tzinfo=UTC), until=datetime(2026, 11, 1, 23, 59, 59, tzinfo=UTC)
+    )
     assert report["total_requests"] == 1
 
 
@@ -93,8 +118,15 @@ async def test_renderers(ledger: Database) -> None:
     assert [r["model"] for r in rows] == ["auto", "gpt-4o-mini"]
     assert sum(D(r["cost_usd"]) for r in rows) == D(report["total_cost_usd"])
     table = render_report(report, "table")
-    assert table.splitlines()[0].split() == ["model", "requests", "errors", "prompt_tokens", "cached_tokens",
-                                             "completion_tokens", "cost_usd"]
+    assert table.splitlines()[0].split() == [
+        "model",
+        "requests",
+        "errors",
+        "prompt_tokens",
+        "cached_tokens",
+        "completion_tokens",
+        "cost_usd",
+    ]
     assert table.splitlines()[-1].split()[0] == "TOTAL" and table.splitlines()[-1].endswith(report["total_cost_usd"])
     assert orjson.loads(render_report(report, "json")) == report
     with pytest.raises(ValueError):

@@ -31,9 +31,16 @@ T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
 def row(i: int, prefix: str = "r") -> dict[str, object]:
     return {
-        "id": f"{prefix}-{i:05d}", "ts": T0 + timedelta(seconds=i), "project": "web", "key_id": "k1",
-        "requested_model": "auto", "deployment": "d0", "prompt_tokens": 10, "completion_tokens": 5,
-        "cost_usd": Decimal("0.0000125"), "status": 200,
+        "id": f"{prefix}-{i:05d}",
+        "ts": T0 + timedelta(seconds=i),
+        "project": "web",
+        "key_id": "k1",
+        "requested_model": "auto",
+        "deployment": "d0",
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "cost_usd": Decimal("0.0000125"),
+        "status": 200,
     }
 
 
@@ -54,7 +61,7 @@ def insert_log(db: Database) -> list[list[str]]:
     """The ids of every INSERT into usage_records, one list per statement, in execution order."""
     batches: list[list[str]] = []
 
-    def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+    def record(conn, cursor, statement, parameters, context, executemany):
         if statement.lstrip().upper().startswith("INSERT INTO USAGE_RECORDS"):
             # One flat tuple when the rows go as one multi-VALUES statement (INSERT ... RETURNING).
             flat = isinstance(parameters, dict) or (
@@ -235,7 +242,10 @@ async def test_spool_left_by_a_killed_process_is_replayed_on_start(database: Dat
     spool_dir = tmp_path / "spool"
     proc = subprocess.Popen(
         [sys.executable, "-c", CRASHER, "postgresql://postgres@127.0.0.1:1/down", str(spool_dir), "57"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
     )
     try:
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=30)  # type: ignore[union-attr]
@@ -308,8 +318,15 @@ def test_request_path_rows_skip_validation_but_odd_rows_do_not() -> None:
     from gateway.ledger.writer import normalize
 
     trusted = {c: None for c in USAGE_COLUMNS} | {
-        "id": "r1", "ts": datetime.now(UTC), "cost_usd": Decimal("0.1"), "prompt_tokens": 1,
-        "cached_tokens": 0, "completion_tokens": 2, "status": 200, "fallbacks": 0, "streamed": False,
+        "id": "r1",
+        "ts": datetime.now(UTC),
+        "cost_usd": Decimal("0.1"),
+        "prompt_tokens": 1,
+        "cached_tokens": 0,
+        "completion_tokens": 2,
+        "status": 200,
+        "fallbacks": 0,
+        "streamed": False,
     }
     assert normalize(trusted) is trusted
     odd = {**trusted, "prompt_tokens": "1"}  # a string where an int belongs: validated and coerced

@@ -14,13 +14,13 @@ from typing import Any
 from sqlalchemy import text
 
 from gateway.db import Database
-from tests.db.scratch import scratch_postgres
 from gateway.ledger import LedgerWriter, usage_report
 from gateway.ledger.rollups import (
     RollupWriter,
     rollup,
 )
 from gateway.ledger.writer import normalize
+from tests.db.scratch import scratch_postgres
 from tests.ledger.test_ledger_writer import writer_factory  # noqa: F401 - fixture
 from tests.reports.helpers import assert_rollups_equal_rows, ledger_row
 
@@ -28,13 +28,26 @@ T0 = datetime(2026, 11, 30, 23, 59, 58, tzinfo=UTC)  # rows fall on both sides o
 
 
 def _rows(n: int, prefix: str = "r") -> list[dict[str, Any]]:
-    return [normalize(ledger_row(i, T0 + timedelta(seconds=i), project=f"p{i % 3}", cost=f"0.000000{i % 9 + 1}",
-                                 key_id=f"k{i % 4}", status=502 if i % 7 == 0 else 200, end_user=f"u{i % 5}") | {"id": f"{prefix}-{i}"})
-            for i in range(n)]
+    return [
+        normalize(
+            ledger_row(
+                i,
+                T0 + timedelta(seconds=i),
+                project=f"p{i % 3}",
+                cost=f"0.000000{i % 9 + 1}",
+                key_id=f"k{i % 4}",
+                status=502 if i % 7 == 0 else 200,
+                end_user=f"u{i % 5}",
+            )
+            | {"id": f"{prefix}-{i}"}
+        )
+        for i in range(n)
+    ]
 
 
 async def test_the_ledger_writer_keeps_rollups_and_tells_listeners_about_new_rows_only(
-    database: Database, writer_factory: Callable[..., LedgerWriter]  # noqa: F811
+    database: Database,
+    writer_factory: Callable[..., LedgerWriter],  # noqa: F811
 ) -> None:
     writer = writer_factory(database, batch_size=7, interval_ms=10)
     committed: list[str] = []
@@ -80,14 +93,27 @@ async def _old_rows(db: Database) -> None:
         for i, row in enumerate(_rows(25)):
             cost = int(row["cost_usd"].scaleb(10)) if db.dialect == "sqlite" else row["cost_usd"]
             ts = row["ts"].replace(tzinfo=None).isoformat(sep=" ") if db.dialect == "sqlite" else row["ts"]
-            await conn.execute(text(
-                "INSERT INTO usage_records (id, ts, project, key_id, requested_model, route, deployment, locality, sensitivity, "
-                "task, prompt_tokens, cached_tokens, completion_tokens, cost_usd, status, streamed, fallbacks) VALUES "
-                "(:id, :ts, :project, :key_id, :model, NULL, :deployment, :locality, 'public', 'chat', :p, 0, :c, :cost, :status, "
-                "false, 0)"
-            ), {"id": f"old-{i}", "ts": ts, "project": row["project"], "key_id": row["key_id"], "model": "auto" if i % 2 else None,
-                "deployment": "local", "locality": "self_hosted", "p": row["prompt_tokens"], "c": row["completion_tokens"],
-                "cost": cost, "status": row["status"]})
+            await conn.execute(
+                text(
+                    "INSERT INTO usage_records (id, ts, project, key_id, requested_model, route, deployment, locality, sensitivity, "
+                    "task, prompt_tokens, cached_tokens, completion_tokens, cost_usd, status, streamed, fallbacks) VALUES "
+                    "(:id, :ts, :project, :key_id, :model, NULL, :deployment, :locality, 'public', 'chat', :p, 0, :c, :cost, :status, "
+                    "false, 0)"
+                ),
+                {
+                    "id": f"old-{i}",
+                    "ts": ts,
+                    "project": row["project"],
+                    "key_id": row["key_id"],
+                    "model": "auto" if i % 2 else None,
+                    "deployment": "local",
+                    "locality": "self_hosted",
+                    "p": row["prompt_tokens"],
+                    "c": row["completion_tokens"],
+                    "cost": cost,
+                    "status": row["status"],
+                },
+            )
 
 
 async def test_migration_0002_rolls_up_the_rows_already_in_the_ledger(tmp_path: Path) -> None:
@@ -100,6 +126,7 @@ async def test_migration_0002_rolls_up_the_rows_already_in_the_ledger(tmp_path: 
             assert await db.schema_revision() == "0002_finance"
             await assert_rollups_equal_rows(db)
             assert (await usage_report(db, source="rollup"))["total_requests"] == 25
-            assert await usage_report(db, group_by=["day", "model"], source="rollup") == \
-                await usage_report(db, group_by=["day", "model"], source="raw")
+            assert await usage_report(db, group_by=["day", "model"], source="rollup") == await usage_report(
+                db, group_by=["day", "model"], source="raw"
+            )
             await db.aclose()

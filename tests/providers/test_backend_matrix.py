@@ -43,8 +43,12 @@ SCENARIOS = ("answer", "tool", "context", "ratelimit", "badkey", "nousage")
 
 def _hosted(model: str, suffix: str = "", **params: Any) -> Any:
     return lambda fake, scenario: {
-        "provider": "litellm", "model": f"{model}-{scenario}", "base_url": fake.url(BACKEND_OF[model], suffix),
-        "api_key": "k-test", "locality": "hosted", "litellm_params": params,
+        "provider": "litellm",
+        "model": f"{model}-{scenario}",
+        "base_url": fake.url(BACKEND_OF[model], suffix),
+        "api_key": "k-test",
+        "locality": "hosted",
+        "litellm_params": params,
         "pricing": {"input_per_mtok": 1, "output_per_mtok": 2},
     }
 
@@ -73,14 +77,21 @@ BACKENDS = (*SELF_HOSTED, *HOSTED_COMPATIBLE, *HOSTED_MODELS)
 def deployment(fake: WireUpstream, backend: str, scenario: str) -> dict[str, Any]:
     if backend in SELF_HOSTED:
         fields: dict[str, Any] = {
-            "provider": backend, "model": "served-model", "base_url": fake.url(backend, "/v1"), "locality": "self_hosted",
+            "provider": backend,
+            "model": "served-model",
+            "base_url": fake.url(backend, "/v1"),
+            "locality": "self_hosted",
             "headers": {"x-fake-scenario": scenario},
         }
     elif backend in HOSTED_COMPATIBLE:
         model, suffix = HOSTED_COMPATIBLE[backend]
         fields = {
-            "provider": "openai_compatible", "model": model, "base_url": fake.url(backend, suffix), "locality": "hosted",
-            "api_key": "nvapi-test", "headers": {"x-fake-scenario": scenario},
+            "provider": "openai_compatible",
+            "model": model,
+            "base_url": fake.url(backend, suffix),
+            "locality": "hosted",
+            "api_key": "nvapi-test",
+            "headers": {"x-fake-scenario": scenario},
             "pricing": {"input_per_mtok": 1, "output_per_mtok": 2},
         }
     else:
@@ -88,8 +99,13 @@ def deployment(fake: WireUpstream, backend: str, scenario: str) -> dict[str, Any
         fields = _hosted(model, suffix, **params)(fake, scenario)
         if scenario == "tool" and backend in TOOL_MODELS:  # litellm looks tool support up by the exact name
             fields.update(model=TOOL_MODELS[backend], headers={"x-fake-scenario": "tool"})
-    return {"name": f"{backend}-{scenario}", "capabilities": ["chat", "tools"], "context_window": 4096,
-            "timeouts": {"connect": 2, "first_byte": 10, "read": 10}, **fields}
+    return {
+        "name": f"{backend}-{scenario}",
+        "capabilities": ["chat", "tools"],
+        "context_window": 4096,
+        "timeouts": {"connect": 2, "first_byte": 10, "read": 10},
+        **fields,
+    }
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -104,14 +120,16 @@ async def fake() -> AsyncIterator[WireUpstream]:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def sdk(fake: WireUpstream, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[openai.AsyncOpenAI]:
     tmp = tmp_path_factory.mktemp("matrix")
-    config = make_config({
-        "database_url": f"sqlite:///{tmp}/ledger.db",
-        "ledger": {"spool_dir": str(tmp / "spool")},
-        "retries": {"max_attempts_per_deployment": 1},
-        "circuit_breaker": {"failure_threshold": 1000},
-        "deployments": [deployment(fake, b, s) for b in BACKENDS for s in SCENARIOS],
-        "routes": [{"name": "auto", "candidates": [f"{BACKENDS[0]}-answer"]}],
-    })
+    config = make_config(
+        {
+            "database_url": f"sqlite:///{tmp}/ledger.db",
+            "ledger": {"spool_dir": str(tmp / "spool")},
+            "retries": {"max_attempts_per_deployment": 1},
+            "circuit_breaker": {"failure_threshold": 1000},
+            "deployments": [deployment(fake, b, s) for b in BACKENDS for s in SCENARIOS],
+            "routes": [{"name": "auto", "candidates": [f"{BACKENDS[0]}-answer"]}],
+        }
+    )
     async with app_client(config) as client:
         transport = httpx.ASGITransport(app=client.app)  # type: ignore[attr-defined]
         http = httpx.AsyncClient(transport=transport, timeout=30)
@@ -120,9 +138,16 @@ async def sdk(fake: WireUpstream, tmp_path_factory: pytest.TempPathFactory) -> A
 
 
 MESSAGES = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "What is the capital of France?"}]
-TOOLS = [{"type": "function", "function": {"name": TOOL_NAME, "description": "Weather in a city",
-                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                                                          "required": ["city"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": TOOL_NAME,
+            "description": "Weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -174,8 +199,9 @@ async def test_tool_call(sdk: openai.AsyncOpenAI, backend: str) -> None:
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b not in TOOLLESS])
 async def test_tool_call_streamed(sdk: openai.AsyncOpenAI, backend: str) -> None:
-    stream = await sdk.chat.completions.create(model=f"{backend}-tool", messages=MESSAGES, tools=TOOLS, max_tokens=50,
-                                               stream=True)
+    stream = await sdk.chat.completions.create(
+        model=f"{backend}-tool", messages=MESSAGES, tools=TOOLS, max_tokens=50, stream=True
+    )
     names, arguments = [], ""
     async for chunk in stream:
         for choice in chunk.choices:

@@ -125,7 +125,9 @@ async def test_text_completions(fake: FakeAnthropic) -> None:
         ("error-401", 401, 502, True),  # the gateway's own key is wrong: another deployment may serve
     ],
 )
-async def test_errors_map_to_upstream_status(fake: FakeAnthropic, model: str, upstream: int, status: int, retryable: bool) -> None:
+async def test_errors_map_to_upstream_status(
+    fake: FakeAnthropic, model: str, upstream: int, status: int, retryable: bool
+) -> None:
     provider = claude(fake.base_url, model=f"anthropic/{model}")
     with pytest.raises(UpstreamStatus) as caught:
         await provider.chat({"messages": MESSAGES})

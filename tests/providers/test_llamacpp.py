@@ -174,7 +174,12 @@ async def test_completions_string_and_list_prompts(provider: LlamaCppProvider) -
     assert data["usage"]["prompt_tokens"] > 0 and data["usage"]["completion_tokens"] > 0
     many = (await provider.complete({"prompt": ["One, two,", "Red, green,"], "max_tokens": 3, "n": 2})).data
     assert [c["index"] for c in many["choices"]] == [0, 1, 2, 3]
-    chunks = [parse(c) async for c in provider.complete_stream({"prompt": "1, 2, 3,", "max_tokens": 6, "stream_options": {"include_usage": True}})]
+    chunks = [
+        parse(c)
+        async for c in provider.complete_stream(
+            {"prompt": "1, 2, 3,", "max_tokens": 6, "stream_options": {"include_usage": True}}
+        )
+    ]
     assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"])
     assert chunks[-1]["usage"]["completion_tokens"] > 0
 
@@ -194,7 +199,10 @@ async def test_chat_options_pass_through(provider: LlamaCppProvider) -> None:
     call = called["choices"][0]["message"]["tool_calls"][0]
     assert called["choices"][0]["finish_reason"] == "tool_calls"
     assert call["function"]["name"] == "get_weather" and "city" in orjson.loads(call["function"]["arguments"])
-    streamed = [parse(c) async for c in provider.chat_stream({"messages": QUESTION, "max_tokens": 40, "tools": [tool], "tool_choice": "required"})]
+    streamed = [
+        parse(c)
+        async for c in provider.chat_stream({"messages": QUESTION, "max_tokens": 40, "tools": [tool], "tool_choice": "required"})
+    ]
     deltas = [d for c in streamed for d in c["choices"][0]["delta"].get("tool_calls", [])]
     assert [d["function"].get("name") for d in deltas if d["function"].get("name")] == ["get_weather"]  # named once
     assert "city" in orjson.loads("".join(d["function"]["arguments"] for d in deltas))

@@ -134,9 +134,17 @@ async def test_allowed_tools_required_calls_only_an_allowed_tool(provider: Llama
 async def test_custom_tool_with_a_regex_grammar_is_called(provider: LlamaCppProvider) -> None:
     custom = {
         "type": "custom",
-        "custom": {"name": "set_count", "format": {"type": "grammar", "grammar": {"syntax": "regex", "definition": "[0-9]{1,3} apples"}}},
+        "custom": {
+            "name": "set_count",
+            "format": {"type": "grammar", "grammar": {"syntax": "regex", "definition": "[0-9]{1,3} apples"}},
+        },
     }
-    body = {"messages": QUESTION, "tools": [custom], "tool_choice": {"type": "custom", "custom": {"name": "set_count"}}, "max_tokens": 20}
+    body = {
+        "messages": QUESTION,
+        "tools": [custom],
+        "tool_choice": {"type": "custom", "custom": {"name": "set_count"}},
+        "max_tokens": 20,
+    }
     choice = (await provider.chat(body)).data["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     (call,) = choice["message"]["tool_calls"]
@@ -149,13 +157,25 @@ async def test_custom_tool_with_a_regex_grammar_is_called(provider: LlamaCppProv
     ("tools", "choice", "stream", "param"),
     [
         (
-            [{"type": "custom", "custom": {"name": "sql", "format": {"type": "grammar", "grammar": {"syntax": "lark", "definition": "start: /x/"}}}}],
-            {"type": "custom", "custom": {"name": "sql"}}, False, "tools[0].custom.format",
+            [
+                {
+                    "type": "custom",
+                    "custom": {
+                        "name": "sql",
+                        "format": {"type": "grammar", "grammar": {"syntax": "lark", "definition": "start: /x/"}},
+                    },
+                }
+            ],
+            {"type": "custom", "custom": {"name": "sql"}},
+            False,
+            "tools[0].custom.format",
         ),
         ([{"type": "custom", "custom": {"name": "note"}}], {"type": "custom", "custom": {"name": "note"}}, True, "tools"),
         (
             [{"type": "custom", "custom": {"name": "a"}}, {"type": "custom", "custom": {"name": "b"}}],
-            "required", False, "tool_choice",
+            "required",
+            False,
+            "tool_choice",
         ),
         ([WEATHER], {"type": "function", "function": {"name": "missing"}}, False, "tool_choice"),
         ([WEATHER], {"type": "allowed_tools", "allowed_tools": {"mode": "sometimes", "tools": []}}, False, "tool_choice"),
@@ -214,7 +234,9 @@ async def test_logit_bias_within_the_vocabulary_still_applies(provider: LlamaCpp
 async def test_echo_logprobs_score_the_prompt_and_offsets_index_the_text(provider: LlamaCppProvider) -> None:
     prompt = "One, two, three,"
     for choice in [
-        (await provider.complete({"prompt": prompt, "max_tokens": 4, "echo": True, "logprobs": 2, "temperature": 0})).data["choices"][0],
+        (await provider.complete({"prompt": prompt, "max_tokens": 4, "echo": True, "logprobs": 2, "temperature": 0})).data[
+            "choices"
+        ][0],
         await _streamed_completion(provider, {"prompt": prompt, "max_tokens": 4, "echo": True, "logprobs": 2, "temperature": 0}),
     ]:
         text, logprobs = choice["text"], choice["logprobs"]
@@ -256,6 +278,9 @@ async def test_no_null_system_fingerprint_or_completion_chunk_usage(provider: Ll
     assert "system_fingerprint" not in chat
     chunks = await stream_of(provider, {"messages": QUESTION, "max_tokens": 2, "stream_options": {"include_usage": True}})
     assert all("system_fingerprint" not in c for c in chunks)
-    raw = [orjson.loads(r) async for r in provider.complete_stream({"prompt": "Hi", "max_tokens": 2, "stream_options": {"include_usage": True}})]
+    raw = [
+        orjson.loads(r)
+        async for r in provider.complete_stream({"prompt": "Hi", "max_tokens": 2, "stream_options": {"include_usage": True}})
+    ]
     assert all("usage" not in c for c in raw[:-1]) and raw[-1]["usage"]["total_tokens"] > 0
     assert all("system_fingerprint" not in c for c in raw)

@@ -29,7 +29,9 @@ async def test_usage_the_client_did_not_ask_for_is_taken_out_and_kept() -> None:
 
 
 async def test_usage_inside_a_chunk_with_choices_is_kept_but_not_forwarded() -> None:
-    chunk = b'{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}'
+    chunk = (
+        b'{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}'
+    )
     stream = UsageHidden(_chunks([chunk]))
     forwarded = [c async for c in stream]
     assert "usage" not in orjson.loads(forwarded[0]) and stream.usage == {"prompt_tokens": 3, "completion_tokens": 2}

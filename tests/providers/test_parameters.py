@@ -139,7 +139,10 @@ async def test_http_adapter_forwards_every_spec_property_untouched() -> None:
     upstream = FakeUpstream("vllm")
     await upstream.start()
     config = DeploymentConfig(
-        name="vllm", provider="openai_compatible", model="served-model", locality="self_hosted",
+        name="vllm",
+        provider="openai_compatible",
+        model="served-model",
+        locality="self_hosted",
         base_url=upstream.base_url,
     )
     provider = OpenAICompatibleProvider(config)
@@ -166,8 +169,12 @@ async def anthropic() -> AsyncIterator[FakeAnthropic]:
 def claude(base_url: str) -> LiteLLMProvider:
     return LiteLLMProvider(
         DeploymentConfig(
-            name="claude", provider="litellm", model="anthropic/claude-3-5-haiku-20241022", locality="hosted",
-            base_url=base_url, api_key="sk-ant-test",
+            name="claude",
+            provider="litellm",
+            model="anthropic/claude-3-5-haiku-20241022",
+            locality="hosted",
+            base_url=base_url,
+            api_key="sk-ant-test",
         )
     )
 

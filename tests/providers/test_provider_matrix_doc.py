@@ -15,16 +15,22 @@ from tests.providers.test_backend_matrix import AUTH_BACKENDS, BACKENDS, CONTEXT
 DOC = ROOT / "docs" / "providers.md"
 REF = re.compile(r"`(tests/[\w/]+\.py)::(\w+)(?:\[([\w-]+)\])?`")
 PARAMETRIZED = {  # the matrix test's parameter lists, by test
-    "test_context_length_error": CONTEXT_BACKENDS, "test_rate_limit_error": RATE_BACKENDS,
-    "test_backend_refusing_the_key": AUTH_BACKENDS, "test_tools_refused_where_the_api_has_none": TOOLLESS,
+    "test_context_length_error": CONTEXT_BACKENDS,
+    "test_rate_limit_error": RATE_BACKENDS,
+    "test_backend_refusing_the_key": AUTH_BACKENDS,
+    "test_tools_refused_where_the_api_has_none": TOOLLESS,
 }
 
 
 def _rows() -> list[str]:
     rows = []
     for line in DOC.read_text().splitlines():
-        if line.startswith("|") and not line.startswith("|---") and not line.startswith("| backend") \
-                and not line.startswith("| format"):
+        if (
+            line.startswith("|")
+            and not line.startswith("|---")
+            and not line.startswith("| backend")
+            and not line.startswith("| format")
+        ):
             rows.append(line)
     return rows
 

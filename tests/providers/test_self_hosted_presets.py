@@ -27,8 +27,9 @@ async def fake() -> AsyncIterator[WireUpstream]:
 
 
 def preset(provider: str, base_url: str | None, **extra: object) -> SelfHostedProvider:
-    config = DeploymentConfig(name=f"{provider}-0", provider=provider, model="served-model", locality="self_hosted",
-                              base_url=base_url, **extra)  # type: ignore[arg-type]
+    config = DeploymentConfig(
+        name=f"{provider}-0", provider=provider, model="served-model", locality="self_hosted", base_url=base_url, **extra
+    )  # type: ignore[arg-type]
     adapter = build_provider(config)
     assert isinstance(adapter, SelfHostedProvider)
     return adapter

@@ -21,12 +21,17 @@ def openai_error(message: str, **fields: object) -> bytes:
 def test_short_openai_shaped_message_and_param_are_kept() -> None:
     error = read_error_body(openai_error("Invalid value for 'top_p'.", param="top_p", code="invalid_value"), 400)
     assert (error.message, error.param, error.code, error.type) == (
-        "Invalid value for 'top_p'.", "top_p", "invalid_value", "invalid_request_error",
+        "Invalid value for 'top_p'.",
+        "top_p",
+        "invalid_value",
+        "invalid_request_error",
     )
 
 
 def test_vllm_top_level_error_shape_is_read() -> None:
-    body = orjson.dumps({"object": "error", "message": "max_tokens is too large", "type": "BadRequestError", "param": "max_tokens", "code": 400})
+    body = orjson.dumps(
+        {"object": "error", "message": "max_tokens is too large", "type": "BadRequestError", "param": "max_tokens", "code": 400}
+    )
     error = read_error_body(body, 400)
     assert (error.message, error.param, error.code) == ("max_tokens is too large", "max_tokens", "400")
 
@@ -61,7 +66,9 @@ def test_untrustworthy_labels_are_dropped() -> None:
         ("long-error", 400, None, "secret/path"),
     ],
 )
-async def test_http_adapter_errors_keep_param_and_summarise(model: str, status: int, param: str | None, forbidden: str | None) -> None:
+async def test_http_adapter_errors_keep_param_and_summarise(
+    model: str, status: int, param: str | None, forbidden: str | None
+) -> None:
     fake = FakeUpstream("vllm")
     await fake.start()
     provider = OpenAICompatibleProvider(

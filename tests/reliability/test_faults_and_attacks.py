@@ -90,7 +90,9 @@ def _lost(rows: list[UsageRecord], reserved: Decimal, attempts: int) -> str:
     assert len(rows) == attempts, f"{len(rows)} ledger rows for {attempts} backend attempts"
     assert reserved == 0, f"${reserved} still reserved"
     assert all(r.cost_usd >= 0 for r in rows)
-    return f"nothing: {attempts} ledger row{'s' * (attempts > 1)} for {attempts} attempt{'s' * (attempts > 1)}, no open reservation"
+    return (
+        f"nothing: {attempts} ledger row{'s' * (attempts > 1)} for {attempts} attempt{'s' * (attempts > 1)}, no open reservation"
+    )
 
 
 @pytest.mark.parametrize(
@@ -173,11 +175,14 @@ async def test_usage_a_backend_lies_about_is_replaced_by_a_count(tmp_path: Path,
     upstream = ScriptedUpstream(Script(json=chat_reply("three words here", usage=lie)))
     await upstream.start()
     try:
-        config = make_config({
-            "database_url": f"sqlite:///{tmp_path}/l.db", "ledger": {"spool_dir": str(tmp_path / "s"), "flush_interval_ms": 10},
-            "deployments": [fake_deployment("liar", upstream.base_url, pricing=PRICES)],
-            "routes": [{"name": "auto", "candidates": ["liar"]}],
-        })
+        config = make_config(
+            {
+                "database_url": f"sqlite:///{tmp_path}/l.db",
+                "ledger": {"spool_dir": str(tmp_path / "s"), "flush_interval_ms": 10},
+                "deployments": [fake_deployment("liar", upstream.base_url, pricing=PRICES)],
+                "routes": [{"name": "auto", "candidates": ["liar"]}],
+            }
+        )
         async with app_client(config) as client:
             response = await client.post("/v1/chat/completions", json=CHAT)
             await client.app.state.gateway.ledger.flush()  # type: ignore[attr-defined]
@@ -200,14 +205,24 @@ async def test_deep_json_is_refused_before_anything_reads_it(rig: Rig, record) -
     rows, reserved = await rig.settle()
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
     assert rows == [] and rig.flaky.requests == 0 and rig.client.app.state.gateway.breakers.snapshot() == {}  # type: ignore[attr-defined]
-    record("deep-json", "refused it at parse time; no backend, no breaker touched", "400 `invalid_json`", "nothing (no backend reached)")
+    record(
+        "deep-json",
+        "refused it at parse time; no backend, no breaker touched",
+        "400 `invalid_json`",
+        "nothing (no backend reached)",
+    )
 
 
 async def test_an_oversized_body_is_refused_and_the_connection_closed(rig: Rig, record) -> None:
     limit = rig.client.app.state.gateway.config.server.max_body_bytes  # type: ignore[attr-defined]
     response = await rig.client.post("/v1/chat/completions", content=b"x" * (limit + 1), headers=rig.headers)
     assert response.status_code == 413 and response.headers["connection"] == "close"
-    record("huge-body", "refused it from its Content-Length, before reading it", "413 `request_too_large`", "nothing (no backend reached)")
+    record(
+        "huge-body",
+        "refused it from its Content-Length, before reading it",
+        "413 `request_too_large`",
+        "nothing (no backend reached)",
+    )
 
 
 async def test_no_max_tokens_is_capped_at_what_the_budget_affords(tmp_path: Path, record) -> None:
@@ -215,16 +230,28 @@ async def test_no_max_tokens_is_capped_at_what_the_budget_affords(tmp_path: Path
     upstream.repeat = 500
     await upstream.start()
     try:
-        config = make_config({
-            "database_url": f"sqlite:///{tmp_path}/l.db", "ledger": {"spool_dir": str(tmp_path / "s"), "flush_interval_ms": 10},
-            "deployments": [fake_deployment("paid", upstream.base_url, locality="hosted", pricing=PRICES)],
-            "routes": [{"name": "auto", "candidates": ["paid"]}], "projects": [{"name": "team"}],
-        })
+        config = make_config(
+            {
+                "database_url": f"sqlite:///{tmp_path}/l.db",
+                "ledger": {"spool_dir": str(tmp_path / "s"), "flush_interval_ms": 10},
+                "deployments": [fake_deployment("paid", upstream.base_url, locality="hosted", pricing=PRICES)],
+                "routes": [{"name": "auto", "candidates": ["paid"]}],
+                "projects": [{"name": "team"}],
+            }
+        )
         async with app_client(config) as client:
-            created = await client.post("/admin/keys", json={"project": "team", "name": "k", "budget": {"usd": "0.50", "period": "total"}})
+            created = await client.post(
+                "/admin/keys", json={"project": "team", "name": "k", "budget": {"usd": "0.50", "period": "total"}}
+            )
             headers = {"authorization": f"Bearer {created.json()['key']}"}
-            statuses = [(await client.post("/v1/chat/completions", json={k: v for k, v in CHAT.items() if k != "max_tokens"},
-                                           headers=headers)).status_code for _ in range(5)]
+            statuses = [
+                (
+                    await client.post(
+                        "/v1/chat/completions", json={k: v for k, v in CHAT.items() if k != "max_tokens"}, headers=headers
+                    )
+                ).status_code
+                for _ in range(5)
+            ]
             await client.app.state.gateway.ledger.flush()  # type: ignore[attr-defined]
             async with client.app.state.gateway.db.session() as session:  # type: ignore[attr-defined]
                 spent = sum(r.cost_usd for r in (await session.exec(select(UsageRecord))).all())
@@ -243,22 +270,32 @@ async def test_a_caller_over_its_rpm_costs_nothing_more(tmp_path: Path, record) 
     upstream = FakeUpstream("x")
     await upstream.start()
     try:
-        config = make_config({
-            "database_url": f"sqlite:///{tmp_path}/l.db", "ledger": {"spool_dir": str(tmp_path / "s")},
-            "deployments": [fake_deployment("d0", upstream.base_url)], "routes": [{"name": "auto", "candidates": ["d0"]}],
-            "projects": [{"name": "team", "limits": {"rpm": 1}}],
-        })
+        config = make_config(
+            {
+                "database_url": f"sqlite:///{tmp_path}/l.db",
+                "ledger": {"spool_dir": str(tmp_path / "s")},
+                "deployments": [fake_deployment("d0", upstream.base_url)],
+                "routes": [{"name": "auto", "candidates": ["d0"]}],
+                "projects": [{"name": "team", "limits": {"rpm": 1}}],
+            }
+        )
         async with app_client(config) as client:
             created = await client.post("/admin/keys", json={"project": "team", "name": "k"})
             headers = {"authorization": f"Bearer {created.json()['key']}"}
             first = await client.post("/v1/chat/completions", json=CHAT, headers=headers)
-            hammer = [await client.post("/v1/chat/completions", content=b"\x00garbage" * 1000, headers=headers) for _ in range(20)]
+            hammer = [
+                await client.post("/v1/chat/completions", content=b"\x00garbage" * 1000, headers=headers) for _ in range(20)
+            ]
     finally:
         await upstream.stop()
     assert first.status_code == 200 and {r.status_code for r in hammer} == {429}
     assert len(upstream.records) == 1
-    record("rpm-hammer", "refused each from memory before reading its body (no parse, no scan, no Redis)",
-           "429 `rate_limit_exceeded` with Retry-After", "nothing")
+    record(
+        "rpm-hammer",
+        "refused each from memory before reading its body (no parse, no scan, no Redis)",
+        "429 `rate_limit_exceeded` with Retry-After",
+        "nothing",
+    )
 
 
 async def test_redis_down_fails_closed(tmp_path: Path, record) -> None:
@@ -267,11 +304,15 @@ async def test_redis_down_fails_closed(tmp_path: Path, record) -> None:
     upstream = FakeUpstream("x")
     await upstream.start()
     try:
-        config = make_config({
-            "database_url": f"sqlite:///{tmp_path}/l.db", "ledger": {"spool_dir": str(tmp_path / "s")},
-            "deployments": [fake_deployment("d0", upstream.base_url)], "routes": [{"name": "auto", "candidates": ["d0"]}],
-            "projects": [{"name": "default", "limits": {"rpm": 100}}],
-        })
+        config = make_config(
+            {
+                "database_url": f"sqlite:///{tmp_path}/l.db",
+                "ledger": {"spool_dir": str(tmp_path / "s")},
+                "deployments": [fake_deployment("d0", upstream.base_url)],
+                "routes": [{"name": "auto", "candidates": ["d0"]}],
+                "projects": [{"name": "default", "limits": {"rpm": 100}}],
+            }
+        )
         async with app_client(config) as client:
             state = client.app.state.gateway  # type: ignore[attr-defined]
             dead = RedisAdmission("redis://127.0.0.1:9/0", prefix="dead", timeout_s=0.5)
@@ -284,5 +325,9 @@ async def test_redis_down_fails_closed(tmp_path: Path, record) -> None:
         await upstream.stop()
     assert response.status_code == 503 and response.json()["error"]["code"] == "admission_unavailable"
     assert "retry-after" in response.headers and upstream.records == []
-    record("redis-down", "admits nothing: no budget or limit can be honoured without the shared counters",
-           "503 `admission_unavailable` with Retry-After", "nothing (no backend reached)")
+    record(
+        "redis-down",
+        "admits nothing: no budget or limit can be honoured without the shared counters",
+        "503 `admission_unavailable` with Retry-After",
+        "nothing (no backend reached)",
+    )

@@ -24,7 +24,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
     upstream_port = free_port()
     fake = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(upstream_port), "--name", "fuzz"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     config = write_config(
         workdir,

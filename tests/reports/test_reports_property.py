@@ -37,29 +37,31 @@ START = datetime(2026, 10, 28, tzinfo=UTC)
 SPAN_S = 10 * 86400  # 28 Oct .. 6 Nov: a month boundary inside
 CONFIG = make_config({"deployments": [fake_deployment("d", "http://127.0.0.1:9/v1")], "projects": [{"name": "a"}]})
 
-row_strategy = st.fixed_dictionaries({
-    "ts": st.one_of(
-        st.integers(0, SPAN_S - 1).map(lambda s: START + timedelta(seconds=s)),
-        st.integers(0, 9).map(lambda d: START + timedelta(days=d)),  # exactly midnight
-        st.integers(1, 9).map(lambda d: START + timedelta(days=d, microseconds=-1)),  # the last microsecond of a day
-    ),
-    "project": st.sampled_from(["a", "b", "c"]),
-    "key_id": st.sampled_from(["k1", "k2", "k3", None]),
-    "requested_model": st.sampled_from(["auto", "gpt-x", None]),
-    "route": st.sampled_from(["auto", None]),
-    "deployment": st.sampled_from(["local", "hosted-1", "hosted-2"]),
-    "locality": st.sampled_from(["self_hosted", "hosted", None]),
-    "task": st.sampled_from(["chat", "code", None]),
-    "sensitivity": st.sampled_from(["public", "restricted"]),
-    "prompt_tokens": st.integers(0, 5_000_000),
-    "cached_fraction": st.sampled_from([0, 0, 0.5, 1]),
-    "completion_tokens": st.integers(0, 2_000_000),
-    "cost_usd": st.decimals(min_value=0, max_value=500, places=10, allow_nan=False, allow_infinity=False),
-    "status": st.sampled_from([200, 200, 200, 429, 502]),
-    "end_user": st.sampled_from([None, "u1", "u2", "=cmd|' /C calc'!A0"]),
-    "project_tag": st.sampled_from([None, "beta", "batch"]),
-    "key_tags": st.sampled_from([None, '["team:x"]', '["env:prod","team:x"]']),
-})
+row_strategy = st.fixed_dictionaries(
+    {
+        "ts": st.one_of(
+            st.integers(0, SPAN_S - 1).map(lambda s: START + timedelta(seconds=s)),
+            st.integers(0, 9).map(lambda d: START + timedelta(days=d)),  # exactly midnight
+            st.integers(1, 9).map(lambda d: START + timedelta(days=d, microseconds=-1)),  # the last microsecond of a day
+        ),
+        "project": st.sampled_from(["a", "b", "c"]),
+        "key_id": st.sampled_from(["k1", "k2", "k3", None]),
+        "requested_model": st.sampled_from(["auto", "gpt-x", None]),
+        "route": st.sampled_from(["auto", None]),
+        "deployment": st.sampled_from(["local", "hosted-1", "hosted-2"]),
+        "locality": st.sampled_from(["self_hosted", "hosted", None]),
+        "task": st.sampled_from(["chat", "code", None]),
+        "sensitivity": st.sampled_from(["public", "restricted"]),
+        "prompt_tokens": st.integers(0, 5_000_000),
+        "cached_fraction": st.sampled_from([0, 0, 0.5, 1]),
+        "completion_tokens": st.integers(0, 2_000_000),
+        "cost_usd": st.decimals(min_value=0, max_value=500, places=10, allow_nan=False, allow_infinity=False),
+        "status": st.sampled_from([200, 200, 200, 429, 502]),
+        "end_user": st.sampled_from([None, "u1", "u2", "=cmd|' /C calc'!A0"]),
+        "project_tag": st.sampled_from([None, "beta", "batch"]),
+        "key_tags": st.sampled_from([None, '["team:x"]', '["env:prod","team:x"]']),
+    }
+)
 
 
 def _rows(drawn: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -55,12 +55,31 @@ def catalogue() -> list[DeploymentProfile]:
     """Two self-hosted and two hosted deployments; the hosted ones are better and cheaper."""
     return [
         deployment("local-small", capabilities=("chat", "completions", "embeddings"), quality=1, prices=(0.5, 0.5)),
-        deployment("vllm-8b", capabilities=("chat", "completions", "tools", "json_schema"), context_window=131072,
-                   prices=(0.3, 0.3), latency_ms=400),
-        deployment("gpt-mini", "hosted", capabilities=("chat", "tools", "vision", "json_schema"), context_window=128000,
-                   quality=4, prices=(0.15, 0.6), latency_ms=600),
-        deployment("claude-haiku", "hosted", capabilities=("chat", "tools", "vision"), context_window=200000,
-                   quality=5, prices=(0.8, 4.0), latency_ms=300),
+        deployment(
+            "vllm-8b",
+            capabilities=("chat", "completions", "tools", "json_schema"),
+            context_window=131072,
+            prices=(0.3, 0.3),
+            latency_ms=400,
+        ),
+        deployment(
+            "gpt-mini",
+            "hosted",
+            capabilities=("chat", "tools", "vision", "json_schema"),
+            context_window=128000,
+            quality=4,
+            prices=(0.15, 0.6),
+            latency_ms=600,
+        ),
+        deployment(
+            "claude-haiku",
+            "hosted",
+            capabilities=("chat", "tools", "vision"),
+            context_window=200000,
+            quality=5,
+            prices=(0.8, 4.0),
+            latency_ms=300,
+        ),
     ]
 
 

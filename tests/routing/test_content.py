@@ -35,7 +35,10 @@ def classify(body: dict, endpoint: str = "chat", policy: SensitivityPolicy | Non
 
 
 @pytest.mark.parametrize("encoding", ["cl100k_base", "o200k_base"])
-@pytest.mark.parametrize("endpoint,field,shape", [("embeddings", "input", "nested"), ("completions", "prompt", "flat"), ("embeddings", "input", "flat")])
+@pytest.mark.parametrize(
+    "endpoint,field,shape",
+    [("embeddings", "input", "nested"), ("completions", "prompt", "flat"), ("embeddings", "input", "flat")],
+)
 def test_token_ids_are_decoded_in_every_vocabulary_and_scanned(encoding: str, endpoint: str, field: str, shape: str) -> None:
     tokens = ids(f"my card is {CARD}", encoding)
     result, content = classify({field: [tokens] if shape == "nested" else tokens}, endpoint)
@@ -72,7 +75,13 @@ def _b64(raw: bytes) -> str:
         ({"type": "image_url", "image_url": {"url": "data:image/png;base64," + _b64(b"\x89PNG\r\n\x1a\n")}}, "image"),
         ({"type": "input_image", "image_url": "https://example.com/a.png"}, "image"),
         ({"type": "input_audio", "input_audio": {"data": _b64(b"RIFF\x00\x00WAVE"), "format": "wav"}}, "audio"),
-        ({"type": "file", "file": {"file_data": "data:application/pdf;base64," + _b64(b"%PDF-1.7\n\xe2\xe3\xcf\xd3"), "filename": "a.pdf"}}, "file"),
+        (
+            {
+                "type": "file",
+                "file": {"file_data": "data:application/pdf;base64," + _b64(b"%PDF-1.7\n\xe2\xe3\xcf\xd3"), "filename": "a.pdf"},
+            },
+            "file",
+        ),
         ({"type": "file", "file": {"file_data": _b64(b"%PDF-1.7\n\xe2\xe3\xcf\xd3\x00"), "filename": "a.pdf"}}, "file"),
         ({"type": "image_url", "image_url": {"url": "data:video/mp4;base64,AAAA"}}, "video"),
     ],
@@ -83,9 +92,22 @@ def test_unreadable_parts_are_counted_by_kind(part: dict, kind: str) -> None:
     assert result.level == Sensitivity.PUBLIC  # the level is the detectors'; the policy holds unscannable parts home
 
 
-@pytest.mark.parametrize("media,textual", [("text/plain", True), ("text/csv", True), ("application/json", True), ("application/ld+json", True),
-                                           ("image/svg+xml", True), ("application/x-yaml", True), ("", True), ("image/png", False),
-                                           ("application/pdf", False), ("application/octet-stream", False), ("audio/wav", False)])
+@pytest.mark.parametrize(
+    "media,textual",
+    [
+        ("text/plain", True),
+        ("text/csv", True),
+        ("application/json", True),
+        ("application/ld+json", True),
+        ("image/svg+xml", True),
+        ("application/x-yaml", True),
+        ("", True),
+        ("image/png", False),
+        ("application/pdf", False),
+        ("application/octet-stream", False),
+        ("audio/wav", False),
+    ],
+)
 def test_textual_media_types(media: str, textual: bool) -> None:
     assert textual_media_type(media) is textual
 

@@ -15,9 +15,24 @@ def hits(policy: SensitivityPolicy, text: str) -> dict[str, tuple[int, Sensitivi
 
 
 def test_default_levels_restrict_credentials_and_financial_data_and_keep_contacts_confidential() -> None:
-    restricted = {"credit_card", "iban", "us_ssn", "openai_api_key", "anthropic_api_key", "aws_access_key",
-                  "github_token", "slack_token", "stripe_secret_key", "stripe_webhook_secret", "huggingface_token", "google_api_key",
-                  "jwt", "private_key", "url_password", "secret_assignment"}
+    restricted = {
+        "credit_card",
+        "iban",
+        "us_ssn",
+        "openai_api_key",
+        "anthropic_api_key",
+        "aws_access_key",
+        "github_token",
+        "slack_token",
+        "stripe_secret_key",
+        "stripe_webhook_secret",
+        "huggingface_token",
+        "google_api_key",
+        "jwt",
+        "private_key",
+        "url_password",
+        "secret_assignment",
+    }
     assert {n for n, lvl in BUILTIN_LEVELS.items() if lvl == Sensitivity.RESTRICTED} == restricted
     assert {n for n, lvl in BUILTIN_LEVELS.items() if lvl == Sensitivity.CONFIDENTIAL} == {"email", "phone", "ip_address"}
 
@@ -30,7 +45,9 @@ def test_keyword_detector_matches_whole_words_in_any_case() -> None:
 
 
 def test_case_sensitive_keyword_detector() -> None:
-    policy = SensitivityPolicy(detectors=[{"name": "ticker", "level": "confidential", "keywords": ["ACME"], "case_sensitive": True}])
+    policy = SensitivityPolicy(
+        detectors=[{"name": "ticker", "level": "confidential", "keywords": ["ACME"], "case_sensitive": True}]
+    )
     assert hits(policy, "acme and Acme are fine, ACME is not") == {"ticker": (1, Sensitivity.CONFIDENTIAL)}
 
 
@@ -71,8 +88,10 @@ def test_invalid_sensitivity_policies_are_refused_with_the_key_path(fields: dict
 
 
 def test_non_ascii_keywords_and_empty_keyword_lists() -> None:
-    policy = SensitivityPolicy(detectors=[
-        {"name": "cities", "level": "internal", "keywords": ["Zürich"]},
-        {"name": "nothing", "level": "restricted", "keywords": []},
-    ])
+    policy = SensitivityPolicy(
+        detectors=[
+            {"name": "cities", "level": "internal", "keywords": ["Zürich"]},
+            {"name": "nothing", "level": "restricted", "keywords": []},
+        ]
+    )
     assert hits(policy, "offices in ZÜRICH and zürich") == {"cities": (2, Sensitivity.INTERNAL)}

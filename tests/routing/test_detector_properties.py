@@ -21,7 +21,9 @@ SPACES = [" ", "\u00a0", "\u202f", "\u2009", "\u2007", "\u2002", "\u3000", "\u20
 DASHES = ["-", "\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2212", "\ufe63", "\uff0d"]
 OTHERS = [".", "_", "/", "\n", "\r\n", "\uff0e", "\u3002"]
 FORMAT_CHARS = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u200e", "\u200f", "\u202a", "\u2066", "\U000e0041"]
-WORDS = st.lists(st.sampled_from(["please", "pay", "with", "the", "card", "account", "number", "ok", "thanks", "merci", "付款"]), max_size=4).map(" ".join)
+WORDS = st.lists(
+    st.sampled_from(["please", "pay", "with", "the", "card", "account", "number", "ok", "thanks", "merci", "付款"]), max_size=4
+).map(" ".join)
 
 
 def separator_runs(extra: tuple[str, ...] = ()) -> st.SearchStrategy[str]:
@@ -49,7 +51,22 @@ def written(draw: st.DrawFn, groups: list[str], extra: tuple[str, ...] = ()) -> 
 
 @st.composite
 def cards(draw: st.DrawFn) -> str:
-    prefix, length = draw(st.sampled_from([("4", 16), ("51", 16), ("2720", 16), ("6011", 16), ("65", 16), ("3530", 16), ("34", 15), ("37", 15), ("4", 13), ("4", 19)]))
+    prefix, length = draw(
+        st.sampled_from(
+            [
+                ("4", 16),
+                ("51", 16),
+                ("2720", 16),
+                ("6011", 16),
+                ("65", 16),
+                ("3530", 16),
+                ("34", 15),
+                ("37", 15),
+                ("4", 13),
+                ("4", 19),
+            ]
+        )
+    )
     number = luhn_complete(prefix + "".join(draw(st.lists(st.sampled_from("0123456789"), min_size=2, max_size=2))), length)
     if length == 16:
         groups = [number[i : i + 4] for i in range(0, 16, 4)]
@@ -63,7 +80,9 @@ def cards(draw: st.DrawFn) -> str:
 @st.composite
 def ibans(draw: st.DrawFn) -> str:
     country = draw(st.sampled_from(sorted(IBAN_LENGTHS)))
-    bban = "".join(draw(st.lists(st.sampled_from("0123456789"), min_size=IBAN_LENGTHS[country] - 4, max_size=IBAN_LENGTHS[country] - 4)))
+    bban = "".join(
+        draw(st.lists(st.sampled_from("0123456789"), min_size=IBAN_LENGTHS[country] - 4, max_size=IBAN_LENGTHS[country] - 4))
+    )
     iban = make_iban(country, bban)
     return draw(written([iban[i : i + 4] for i in range(0, len(iban), 4)]))
 

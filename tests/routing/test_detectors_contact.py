@@ -7,7 +7,9 @@ import pytest
 from tests.routing.factories import entities
 
 
-@pytest.mark.parametrize("text", ["mail bob@example.com", "x.y+tag@sub.example.co.uk,", "<Jane.Doe@Example.ORG>", "first_last@company-name.io."])
+@pytest.mark.parametrize(
+    "text", ["mail bob@example.com", "x.y+tag@sub.example.co.uk,", "<Jane.Doe@Example.ORG>", "first_last@company-name.io."]
+)
 def test_email_addresses_are_found(text: str) -> None:
     assert entities(text) == {"email": 1}
 
@@ -63,7 +65,15 @@ def test_phone_look_alikes_do_not_fire(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["host 10.20.30.40", "dns 8.8.8.8.", "IP:192.168.1.10", "v6 2001:db8::1", "fe80::1ff:fe23:4567:890a", "2001:0db8:85a3:0000:0000:8a2e:0370:7334", "[2001:db8::42]:8080"],
+    [
+        "host 10.20.30.40",
+        "dns 8.8.8.8.",
+        "IP:192.168.1.10",
+        "v6 2001:db8::1",
+        "fe80::1ff:fe23:4567:890a",
+        "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+        "[2001:db8::42]:8080",
+    ],
 )
 def test_ip_addresses_are_found(text: str) -> None:
     assert entities(text) == {"ip_address": 1}

@@ -27,7 +27,10 @@ def test_card_numbers_in_common_formats_are_found(text: str) -> None:
     assert entities(text) == {"credit_card": 1}
 
 
-@pytest.mark.parametrize("prefix,length", [("4", 16), ("4", 19), ("51", 16), ("2720", 16), ("34", 15), ("37", 15), ("6011", 16), ("65", 16), ("62", 19)])
+@pytest.mark.parametrize(
+    "prefix,length",
+    [("4", 16), ("4", 19), ("51", 16), ("2720", 16), ("34", 15), ("37", 15), ("6011", 16), ("65", 16), ("62", 19)],
+)
 def test_generated_valid_cards_of_each_network_are_found(prefix: str, length: int) -> None:
     number = luhn_complete(prefix, length)
     assert entities(f"number {number} thanks") == {"credit_card": 1}
@@ -76,7 +79,16 @@ def test_ibans_in_any_case_and_spacing_are_found(text: str) -> None:
     assert entities(text) == {"iban": 1}
 
 
-@pytest.mark.parametrize("country,bban", [("DE", "370400440532013000"), ("ES", "21000418450200051332"), ("IT", "X0542811101000000123456"), ("CH", "0076201162385295"), ("PL", "109010140000071219812874")])
+@pytest.mark.parametrize(
+    "country,bban",
+    [
+        ("DE", "370400440532013000"),
+        ("ES", "21000418450200051332"),
+        ("IT", "X0542811101000000123456"),
+        ("CH", "0076201162385295"),
+        ("PL", "109010140000071219812874"),
+    ],
+)
 def test_generated_ibans_are_found(country: str, bban: str) -> None:
     assert entities(f"send it to {make_iban(country, bban)} please") == {"iban": 1}
 
@@ -96,7 +108,9 @@ def test_iban_look_alikes_do_not_fire(text: str) -> None:
     assert "iban" not in entities(text)
 
 
-@pytest.mark.parametrize("text", ["ssn 123-45-6789", "SSN: 123 45 6789", "my social security number is 123456789", "SSN#078-05-1120"])
+@pytest.mark.parametrize(
+    "text", ["ssn 123-45-6789", "SSN: 123 45 6789", "my social security number is 123456789", "SSN#078-05-1120"]
+)
 def test_ssns_are_found(text: str) -> None:
     assert entities(text) == {"us_ssn": 1}
 

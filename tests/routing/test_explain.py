@@ -12,7 +12,9 @@ KEEP_HOME = {"name": "keep-home", "when": {"sensitivity": ["restricted"]}, "allo
 
 
 def test_explain_reports_signals_rule_candidates_and_exclusions() -> None:
-    report = router([route(rules=[KEEP_HOME])]).explain(chat("auto", f"Summarize: card {CARD}, bob@example.com"), {"vllm-8b": False})
+    report = router([route(rules=[KEEP_HOME])]).explain(
+        chat("auto", f"Summarize: card {CARD}, bob@example.com"), {"vllm-8b": False}
+    )
     json.dumps(report)  # JSON-ready
     assert report["decision"] == "planned" and report["error"] is None
     assert (report["route"], report["rule"], report["objective"], report["rerouted"]) == ("auto", "keep-home", "cheapest", False)
@@ -20,7 +22,8 @@ def test_explain_reports_signals_rule_candidates_and_exclusions() -> None:
     assert signals["sensitivity"] == "restricted" and signals["task"] == "summarize"
     assert signals["sensitivity_sources"] == ["detector:credit_card"]
     assert {d["entity"]: (d["count"], d["level"]) for d in signals["detections"]} == {
-        "credit_card": (1, "restricted"), "email": (1, "confidential"),
+        "credit_card": (1, "restricted"),
+        "email": (1, "confidential"),
     }
     assert [(c["rank"], c["deployment"], c["locality"]) for c in report["candidates"]] == [(1, "local-small", "self_hosted")]
     assert report["candidates"][0]["estimated_cost_usd"] > 0 and report["candidates"][0]["reason"]

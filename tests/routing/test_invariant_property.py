@@ -21,21 +21,33 @@ from tests.routing.factories import catalogue, deployment, make_iban
 DEPLOYMENTS = [
     *catalogue(),
     # the most attractive deployment by every objective -- and hosted
-    deployment("hosted-free", "hosted", capabilities=("chat", "completions", "embeddings", "tools", "vision", "json_schema"),
-               context_window=1_000_000, quality=5, latency_ms=1),
+    deployment(
+        "hosted-free",
+        "hosted",
+        capabilities=("chat", "completions", "embeddings", "tools", "vision", "json_schema"),
+        context_window=1_000_000,
+        quality=5,
+        latency_ms=1,
+    ),
 ]
 NAMES = [d.name for d in DEPLOYMENTS]
 HOSTED = {d.name for d in DEPLOYMENTS if d.locality == "hosted"}
 ALNUM = string.ascii_letters + string.digits
-WORDS = st.lists(st.sampled_from(["please", "check", "the", "account", "for", "Bob", "and", "reply", "quickly", "notes:", "ok"]), max_size=6).map(" ".join)
+WORDS = st.lists(
+    st.sampled_from(["please", "check", "the", "account", "for", "Bob", "and", "reply", "quickly", "notes:", "ok"]), max_size=6
+).map(" ".join)
 
 # ---- planted secrets, each valid by construction
 
 
 @st.composite
 def cards(draw: st.DrawFn) -> str:
-    prefix, length = draw(st.sampled_from([("4", 16), ("4", 13), ("51", 16), ("2221", 16), ("34", 15), ("37", 15), ("6011", 16), ("65", 16)]))
-    body = prefix + "".join(draw(st.lists(st.sampled_from(string.digits), min_size=length - len(prefix) - 1, max_size=length - len(prefix) - 1)))
+    prefix, length = draw(
+        st.sampled_from([("4", 16), ("4", 13), ("51", 16), ("2221", 16), ("34", 15), ("37", 15), ("6011", 16), ("65", 16)])
+    )
+    body = prefix + "".join(
+        draw(st.lists(st.sampled_from(string.digits), min_size=length - len(prefix) - 1, max_size=length - len(prefix) - 1))
+    )
     for check in string.digits:
         digits = body + check
         total = sum((d * 2 - 9 if d * 2 > 9 else d * 2) if i % 2 else d for i, d in enumerate(int(c) for c in reversed(digits)))
@@ -50,7 +62,9 @@ def cards(draw: st.DrawFn) -> str:
 @st.composite
 def ibans(draw: st.DrawFn) -> str:
     country = draw(st.sampled_from(sorted(IBAN_LENGTHS)))
-    bban = "".join(draw(st.lists(st.sampled_from(string.digits), min_size=IBAN_LENGTHS[country] - 4, max_size=IBAN_LENGTHS[country] - 4)))
+    bban = "".join(
+        draw(st.lists(st.sampled_from(string.digits), min_size=IBAN_LENGTHS[country] - 4, max_size=IBAN_LENGTHS[country] - 4))
+    )
     iban = make_iban(country, bban)
     if draw(st.booleans()):
         iban = " ".join(iban[i : i + 4] for i in range(0, len(iban), 4))
@@ -77,13 +91,17 @@ CREDENTIALS = st.one_of(
     random_key(46).map(lambda k: "sk-" + k),
     random_key(60, ALNUM + "_-").map(lambda k: "sk-proj-" + k),
     random_key(90, ALNUM + "_-").map(lambda k: "sk-ant-api03-" + k),
-    st.tuples(st.sampled_from(["AKIA", "ASIA"]), st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", min_size=16, max_size=16)).map("".join),
+    st.tuples(st.sampled_from(["AKIA", "ASIA"]), st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", min_size=16, max_size=16)).map(
+        "".join
+    ),
     random_key(34).map(lambda k: "ghp_" + k),
     random_key(22).map(lambda k: "sk_live_" + k),
     st.integers(10**11, 10**12 - 1).map(lambda n: f"xoxb-{n}-{n + 7}-AbCdEfGhIjKlMnOp"),
     st.sampled_from(["HS256", "RS256", "none"]).map(jwt),
     random_key(10).map(lambda p: f"postgres://svc:{p}!@db.internal:5432/app"),
-    st.just("-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM9Oi0Z1BjP5CEWmRr500P\n-----END RSA PRIVATE KEY-----"),
+    st.just(
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM9Oi0Z1BjP5CEWmRr500P\n-----END RSA PRIVATE KEY-----"
+    ),
 )
 SECRETS = st.one_of(cards(), ibans(), CREDENTIALS)
 
@@ -97,15 +115,34 @@ def placed(secret_text: str, position: str) -> tuple[str, dict]:
         "system": [{"role": "system", "content": secret_text}, hello],
         "user": [{"role": "user", "content": secret_text}],
         "assistant": [hello, {"role": "assistant", "content": secret_text}, hello],
-        "content_part": [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
-            {"type": "text", "text": secret_text},
-        ]}],
-        "tool_arguments": [hello, {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": json.dumps({"value": secret_text})}},
-        ]}],
+        "content_part": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+                    {"type": "text", "text": secret_text},
+                ],
+            }
+        ],
+        "tool_arguments": [
+            hello,
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "lookup", "arguments": json.dumps({"value": secret_text})},
+                    },
+                ],
+            },
+        ],
         "tool_result": [hello, {"role": "tool", "tool_call_id": "call_1", "content": json.dumps({"result": secret_text})}],
-        "function_call": [hello, {"role": "assistant", "function_call": {"name": "f", "arguments": json.dumps({"v": secret_text})}}],
+        "function_call": [
+            hello,
+            {"role": "assistant", "function_call": {"name": "f", "arguments": json.dumps({"v": secret_text})}},
+        ],
     }
     if position == "prompt":
         return "completions", {"prompt": ["intro", secret_text]}
@@ -114,7 +151,9 @@ def placed(secret_text: str, position: str) -> tuple[str, dict]:
     return "chat", {"messages": messages[position]}
 
 
-POSITIONS = st.sampled_from(["system", "user", "assistant", "content_part", "tool_arguments", "tool_result", "function_call", "prompt", "input"])
+POSITIONS = st.sampled_from(
+    ["system", "user", "assistant", "content_part", "tool_arguments", "tool_result", "function_call", "prompt", "input"]
+)
 
 # ---- whatever an admin might write
 
@@ -123,30 +162,58 @@ def name_lists(min_size: int = 0) -> st.SearchStrategy[list[str]]:
     return st.lists(st.sampled_from(NAMES), min_size=min_size, max_size=4, unique=True)
 
 
-FILTERS = st.fixed_dictionaries({}, optional={
-    "locality": st.sampled_from([["hosted"], ["self_hosted"], ["hosted", "self_hosted"]]),
-    "deployments": name_lists(1),
-    "capabilities": st.lists(st.sampled_from(["chat", "tools", "vision"]), max_size=2, unique=True),
-    "max_price_per_mtok": st.sampled_from([0.0, 1.0, 100.0]),
-})
-WHEN = st.fixed_dictionaries({}, optional={
-    "sensitivity": st.lists(st.sampled_from(["public", "internal", "confidential", "restricted"]), min_size=1, max_size=4, unique=True),
-    "task": st.lists(st.sampled_from(["chat", "code", "extract", "embed", "tool_use"]), min_size=1, max_size=3, unique=True),
-    "model": st.lists(st.sampled_from(["auto", *NAMES]), min_size=1, max_size=3, unique=True),
-})
+FILTERS = st.fixed_dictionaries(
+    {},
+    optional={
+        "locality": st.sampled_from([["hosted"], ["self_hosted"], ["hosted", "self_hosted"]]),
+        "deployments": name_lists(1),
+        "capabilities": st.lists(st.sampled_from(["chat", "tools", "vision"]), max_size=2, unique=True),
+        "max_price_per_mtok": st.sampled_from([0.0, 1.0, 100.0]),
+    },
+)
+WHEN = st.fixed_dictionaries(
+    {},
+    optional={
+        "sensitivity": st.lists(
+            st.sampled_from(["public", "internal", "confidential", "restricted"]), min_size=1, max_size=4, unique=True
+        ),
+        "task": st.lists(st.sampled_from(["chat", "code", "extract", "embed", "tool_use"]), min_size=1, max_size=3, unique=True),
+        "model": st.lists(st.sampled_from(["auto", *NAMES]), min_size=1, max_size=3, unique=True),
+    },
+)
 RULES = st.lists(
-    st.fixed_dictionaries({"when": WHEN}, optional={
-        "allow": FILTERS, "deny": FILTERS, "prefer": name_lists(), "objective": st.sampled_from(["cheapest", "fastest", "best"]),
-    }),
+    st.fixed_dictionaries(
+        {"when": WHEN},
+        optional={
+            "allow": FILTERS,
+            "deny": FILTERS,
+            "prefer": name_lists(),
+            "objective": st.sampled_from(["cheapest", "fastest", "best"]),
+        },
+    ),
     max_size=4,
 )
 ROUTES = st.tuples(
-    name_lists(1), RULES, st.sampled_from(["cheapest", "fastest", "best"]), st.sampled_from(["reroute", "block"]), st.one_of(st.none(), name_lists())
-).map(lambda t: Route.model_validate({
-    "name": "auto", "candidates": t[0], "objective": t[2], "on_violation": t[3],
-    "fallbacks": [n for n in t[4] if n in t[0]] if t[4] is not None else None,
-    "rules": [{**rule, "name": f"rule-{i}", "prefer": [p for p in rule.get("prefer", []) if p in t[0]]} for i, rule in enumerate(t[1])],
-}))
+    name_lists(1),
+    RULES,
+    st.sampled_from(["cheapest", "fastest", "best"]),
+    st.sampled_from(["reroute", "block"]),
+    st.one_of(st.none(), name_lists()),
+).map(
+    lambda t: Route.model_validate(
+        {
+            "name": "auto",
+            "candidates": t[0],
+            "objective": t[2],
+            "on_violation": t[3],
+            "fallbacks": [n for n in t[4] if n in t[0]] if t[4] is not None else None,
+            "rules": [
+                {**rule, "name": f"rule-{i}", "prefer": [p for p in rule.get("prefer", []) if p in t[0]]}
+                for i, rule in enumerate(t[1])
+            ],
+        }
+    )
+)
 HEALTH = st.dictionaries(st.sampled_from(NAMES), st.booleans())
 
 

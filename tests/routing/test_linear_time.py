@@ -22,10 +22,14 @@ from routing.detectors.base import Scan
 from routing.detectors.normalize import normalize
 from routing.spec import SensitivityPolicy
 
-DETECTORS = compile_detectors(SensitivityPolicy(detectors=[
-    {"name": "codenames", "level": "internal", "keywords": ["falcon", "bluebird"]},
-    {"name": "employee-id", "level": "restricted", "regex": r"\bEMP-\d{6}\b"},
-]))
+DETECTORS = compile_detectors(
+    SensitivityPolicy(
+        detectors=[
+            {"name": "codenames", "level": "internal", "keywords": ["falcon", "bluebird"]},
+            {"name": "employee-id", "level": "restricted", "regex": r"\bEMP-\d{6}\b"},
+        ]
+    )
+)
 SMALL, LARGE, HUGE = 4 * 1024, 64 * 1024, 1024 * 1024
 CEILING_S_PER_KB = 0.005
 GROWTH = LARGE // SMALL  # 16: what linear time allows
@@ -53,9 +57,22 @@ def test_each_detector_scales_linearly_on_hostile_input(unit: str) -> None:
 
 
 COSTLIEST = (
-    "pem header + literal \\n lines", "phone: +1 digits", "phone: +(1) 2-3.4/", "digit run", "digits and spaces",
-    "card groups", "card groups, commas", "valid cards in CSV", "ssn context", "phone context", "url userinfo",
-    "DE89 repeated", "pem header repeated", "escaped \\n", "mixed Unicode", "a@b.",
+    "pem header + literal \\n lines",
+    "phone: +1 digits",
+    "phone: +(1) 2-3.4/",
+    "digit run",
+    "digits and spaces",
+    "card groups",
+    "card groups, commas",
+    "valid cards in CSV",
+    "ssn context",
+    "phone context",
+    "url userinfo",
+    "DE89 repeated",
+    "pem header repeated",
+    "escaped \\n",
+    "mixed Unicode",
+    "a@b.",
 )
 
 

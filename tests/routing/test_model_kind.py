@@ -13,7 +13,7 @@ def _kind(profile: DeploymentProfile, kind: str) -> DeploymentProfile:
     return dataclasses.replace(profile, kind=kind)
 
 
-def _router():  # noqa: ANN202
+def _router():
     base = _kind(deployment("pretrained", capabilities=("chat", "completions"), quality=5), "base")
     instruct = deployment("instruct", capabilities=("chat", "completions"), quality=1)
     embedder = _kind(deployment("embedder", capabilities=("chat", "completions", "embeddings"), quality=5), "embedding")

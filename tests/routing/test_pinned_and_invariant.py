@@ -35,7 +35,14 @@ def test_block_refuses_a_forbidden_pinned_deployment_naming_the_rule() -> None:
 
 
 def test_a_rule_can_forbid_a_pinned_deployment_for_public_data_too() -> None:
-    r = router([route(rules=[{"name": "no-claude", "when": {"project": ["web"]}, "deny": {"deployments": ["claude-haiku"]}}], on_violation="block")])
+    r = router(
+        [
+            route(
+                rules=[{"name": "no-claude", "when": {"project": ["web"]}, "deny": {"deployments": ["claude-haiku"]}}],
+                on_violation="block",
+            )
+        ]
+    )
     with pytest.raises(PolicyBlocked, match="no-claude"):
         r.plan(chat("claude-haiku", "hello", project="web"), {})
     assert r.plan(chat("claude-haiku", "hello", project="api"), {}).deployments == ("claude-haiku",)

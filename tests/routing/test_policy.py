@@ -19,8 +19,12 @@ def order(r, request, health=None) -> list[str]:
 
 
 def test_cheapest_ranks_by_estimated_cost_then_quality_then_config_order() -> None:
-    deps = [deployment("a", prices=(1, 1), quality=2), deployment("b", prices=(1, 1), quality=4), deployment("c", prices=(0.1, 0.1)),
-            deployment("d", prices=(1, 1), quality=4)]
+    deps = [
+        deployment("a", prices=(1, 1), quality=2),
+        deployment("b", prices=(1, 1), quality=4),
+        deployment("c", prices=(0.1, 0.1)),
+        deployment("d", prices=(1, 1), quality=4),
+    ]
     r = router([route(candidates=["a", "b", "c", "d"])], deps)
     plan = r.plan(chat(), {})
     assert plan.deployments == ("c", "b", "d", "a")
@@ -29,8 +33,12 @@ def test_cheapest_ranks_by_estimated_cost_then_quality_then_config_order() -> No
 
 
 def test_fastest_puts_known_latency_first_then_unknown_by_cost() -> None:
-    deps = [deployment("slow", latency_ms=900), deployment("unknown-cheap"), deployment("fast", latency_ms=100, prices=(9, 9)),
-            deployment("unknown-dear", prices=(5, 5))]
+    deps = [
+        deployment("slow", latency_ms=900),
+        deployment("unknown-cheap"),
+        deployment("fast", latency_ms=100, prices=(9, 9)),
+        deployment("unknown-dear", prices=(5, 5)),
+    ]
     r = router([route(candidates=[d.name for d in deps], objective="fastest")], deps)
     assert order(r, chat()) == ["fast", "slow", "unknown-cheap", "unknown-dear"]
 
@@ -217,7 +225,9 @@ def test_context_window_must_hold_prompt_and_explicit_max_tokens() -> None:
     r = router()
     plan = r.plan(chat(body={"messages": [{"role": "user", "content": "x"}], "max_tokens": 2000}, prompt_tokens=7000), {})
     assert "local-small" not in plan.deployments
-    assert "context window 8192 < 7000 prompt + 2000 output tokens" in {e.deployment: e.reason for e in plan.excluded}["local-small"]
+    assert (
+        "context window 8192 < 7000 prompt + 2000 output tokens" in {e.deployment: e.reason for e in plan.excluded}["local-small"]
+    )
 
 
 def test_without_max_tokens_only_the_prompt_must_fit() -> None:
@@ -251,7 +261,12 @@ def test_unknown_model() -> None:
 
 def test_model_names_lists_routes_then_deployments() -> None:
     assert router([route("auto"), route("cheap", candidates=["local-small"])]).model_names == [
-        "auto", "cheap", "local-small", "vllm-8b", "gpt-mini", "claude-haiku"
+        "auto",
+        "cheap",
+        "local-small",
+        "vllm-8b",
+        "gpt-mini",
+        "claude-haiku",
     ]
 
 

@@ -13,9 +13,13 @@ COST_MAP = {"input_cost_per_token": 1.5e-07, "output_cost_per_token": 6e-07, "ca
 
 
 def test_explicit_per_mtok_prices_win_over_everything() -> None:
-    prices = prices_from(input_per_mtok=Decimal("2.5"), output_per_mtok=10, gpu_hour_usd=3, tokens_per_second=1000, cost_map_entry=COST_MAP)
+    prices = prices_from(
+        input_per_mtok=Decimal("2.5"), output_per_mtok=10, gpu_hour_usd=3, tokens_per_second=1000, cost_map_entry=COST_MAP
+    )
     assert prices == Prices(2.5, 10.0, None)
-    assert prices_from(input_per_mtok=1, cached_input_per_mtok=Decimal("0.1"), cost_map_entry=COST_MAP) == Prices(1.0, pytest.approx(0.6), 0.1)
+    assert prices_from(input_per_mtok=1, cached_input_per_mtok=Decimal("0.1"), cost_map_entry=COST_MAP) == Prices(
+        1.0, pytest.approx(0.6), 0.1
+    )
 
 
 def test_gpu_hour_price_spread_over_throughput_for_input_and_output() -> None:

@@ -17,7 +17,22 @@ ROUTING = Path(__file__).resolve().parents[2] / "routing"
 
 @pytest.mark.parametrize(
     "unit",
-    ["eyJ", "+1 ", "1.", "@", "a@b.", ":", "a:", "password=", "-----BEGIN RSA PRIVATE KEY-----a:\\n", "AKIA-", "xoxb-", "DE89 ", "a://b:c@", "4"],
+    [
+        "eyJ",
+        "+1 ",
+        "1.",
+        "@",
+        "a@b.",
+        ":",
+        "a:",
+        "password=",
+        "-----BEGIN RSA PRIVATE KEY-----a:\\n",
+        "AKIA-",
+        "xoxb-",
+        "DE89 ",
+        "a://b:c@",
+        "4",
+    ],
 )
 def test_hostile_repetitions_scan_in_linear_time(unit: str) -> None:
     text = unit * (256 * 1024 // len(unit))

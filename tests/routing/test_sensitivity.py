@@ -31,9 +31,22 @@ def level(body: dict, endpoint: str = "chat", **request: object) -> Sensitivity:
         [{"role": "user", "content": f"card {CARD}"}],
         [{"role": "assistant", "content": f"card {CARD}"}],
         [{"role": "user", "content": [{"type": "text", "text": "see"}, {"type": "text", "text": f"card {CARD}"}]}],
-        [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}, {"type": "text", "text": CARD}]}],
+        [
+            {
+                "role": "user",
+                "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}, {"type": "text", "text": CARD}],
+            }
+        ],
         [{"role": "user", "name": f"card {CARD}", "content": "hi"}],
-        [{"role": "assistant", "content": None, "tool_calls": [{"id": "1", "type": "function", "function": {"name": "pay", "arguments": f'{{"card": "{CARD}"}}'}}]}],
+        [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "1", "type": "function", "function": {"name": "pay", "arguments": f'{{"card": "{CARD}"}}'}}
+                ],
+            }
+        ],
         [{"role": "assistant", "tool_calls": [{"function": {"name": "pay", "arguments": {"card": CARD}}}]}],
         [{"role": "tool", "tool_call_id": "1", "content": f'{{"card_on_file": "{CARD}"}}'}],
         [{"role": "function", "name": "lookup", "content": f"card {CARD}"}],
@@ -68,10 +81,14 @@ def test_prompts_inputs_and_other_fields_an_upstream_sees_are_scanned(body: dict
 
 def test_tool_definitions_and_schemas_are_scanned_too() -> None:
     # written by the developer, but sent upstream all the same: a card in a description leaks
-    tool = {"messages": [{"role": "user", "content": "what is the weather"}],
-            "tools": [{"type": "function", "function": {"name": "weather", "description": f"example card {CARD}", "parameters": {}}}]}
-    schema = {"messages": [{"role": "user", "content": "extract"}],
-              "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"examples": ["bob@example.com"]}}}}
+    tool = {
+        "messages": [{"role": "user", "content": "what is the weather"}],
+        "tools": [{"type": "function", "function": {"name": "weather", "description": f"example card {CARD}", "parameters": {}}}],
+    }
+    schema = {
+        "messages": [{"role": "user", "content": "extract"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"examples": ["bob@example.com"]}}},
+    }
     assert level(tool) == Sensitivity.RESTRICTED
     assert level(schema) == Sensitivity.CONFIDENTIAL
 
@@ -83,9 +100,20 @@ def test_token_id_inputs_carry_no_text_but_count_as_tokens() -> None:
 
 
 def test_image_parts_are_not_text_but_are_counted() -> None:
-    content = extract_content("chat", {"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,4111111111111111"}}, {"type": "text", "text": "what is this"},
-    ]}]})
+    content = extract_content(
+        "chat",
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,4111111111111111"}},
+                        {"type": "text", "text": "what is this"},
+                    ],
+                }
+            ]
+        },
+    )
     assert content.texts == ("what is this",) and content.images == 1
 
 
@@ -119,7 +147,9 @@ def test_matched_values_never_appear_in_the_result() -> None:
         ({"project_floor": Sensitivity.INTERNAL}, None, Sensitivity.INTERNAL, "project_floor"),
     ],
 )
-def test_hints_and_the_project_floor_raise_the_level(request_fields: dict, body_metadata: dict | None, expected: Sensitivity, source: str) -> None:
+def test_hints_and_the_project_floor_raise_the_level(
+    request_fields: dict, body_metadata: dict | None, expected: Sensitivity, source: str
+) -> None:
     body: dict = {"messages": [{"role": "user", "content": "hello"}]}
     if body_metadata:
         body["metadata"] = body_metadata
@@ -162,7 +192,9 @@ def test_an_unknown_hint_value_raises_invalid_hint(hints: dict, metadata: dict |
     assert "expected one of public, internal, confidential, restricted" in str(info.value)
 
 
-@pytest.mark.parametrize("metadata", [{"sensitivity": "top"}, {"task": "summarize-ticket"}, {"sensitivity": 3, "project-tag": None}])
+@pytest.mark.parametrize(
+    "metadata", [{"sensitivity": "top"}, {"task": "summarize-ticket"}, {"sensitivity": 3, "project-tag": None}]
+)
 def test_plain_metadata_keys_are_the_clients_data_not_hints(metadata: dict) -> None:
     body = {"messages": [{"role": "user", "content": "hi"}], "metadata": metadata}
     result = classify(body)

@@ -54,16 +54,21 @@ def test_reason_names_the_evidence() -> None:
 
 
 def test_earlier_turns_do_not_decide_the_task() -> None:
-    body = {"messages": [
-        {"role": "user", "content": "Translate this into Spanish: hello"},
-        {"role": "assistant", "content": "hola"},
-        {"role": "user", "content": "thanks, and how are you today?"},
-    ]}
+    body = {
+        "messages": [
+            {"role": "user", "content": "Translate this into Spanish: hello"},
+            {"role": "assistant", "content": "hola"},
+            {"role": "user", "content": "thanks, and how are you today?"},
+        ]
+    }
     assert task_of(body).task == "chat"
 
 
 def test_hint_wins_over_everything() -> None:
-    signal = task_of({"messages": [{"role": "user", "content": "Write a function"}], "tools": [{"type": "function"}]}, hints={"task": "summarize"})
+    signal = task_of(
+        {"messages": [{"role": "user", "content": "Write a function"}], "tools": [{"type": "function"}]},
+        hints={"task": "summarize"},
+    )
     assert (signal.task, signal.reason) == ("summarize", "caller hint: summarize")
     assert task_of({"messages": [], "metadata": {"x-switchyard-task": "Classify"}}).task == "classify"
 
@@ -96,15 +101,21 @@ class FixedClassifier:
 
 
 def test_a_pluggable_classifier_replaces_the_heuristic() -> None:
-    signal = task_of({"messages": [{"role": "user", "content": "hi"}]}, classifier=FixedClassifier(TaskGuess("code", 0.9, "model says code")))
+    signal = task_of(
+        {"messages": [{"role": "user", "content": "hi"}]}, classifier=FixedClassifier(TaskGuess("code", 0.9, "model says code"))
+    )
     assert (signal.task, signal.reason) == ("code", "model says code")
 
 
 def test_low_confidence_falls_back_to_chat_and_says_so() -> None:
-    signal = task_of({"messages": [{"role": "user", "content": "hi"}]}, classifier=FixedClassifier(TaskGuess("code", 0.3, "weak")))
+    signal = task_of(
+        {"messages": [{"role": "user", "content": "hi"}]}, classifier=FixedClassifier(TaskGuess("code", 0.3, "weak"))
+    )
     assert signal.task == "chat" and "below 0.50 confidence" in signal.reason
 
 
 def test_an_unknown_task_from_a_classifier_is_chat() -> None:
-    signal = task_of({"messages": [{"role": "user", "content": "hi"}]}, classifier=FixedClassifier(TaskGuess("poetry", 0.99, "?")))
+    signal = task_of(
+        {"messages": [{"role": "user", "content": "hi"}]}, classifier=FixedClassifier(TaskGuess("poetry", 0.99, "?"))
+    )
     assert signal.task == "chat"

@@ -20,13 +20,43 @@ SSN = ("123", "45", "6789")
 IBAN_GROUPS = ("DE89", "3704", "0044", "0532", "0130", "00")
 
 SEPARATORS = {
-    "space": " ", "NBSP": "\u00a0", "narrow NBSP": "\u202f", "thin space": "\u2009", "figure space": "\u2007",
-    "ideographic space": "\u3000", "dash": "-", "en-dash": "\u2013", "em-dash": "\u2014", "minus sign": "\u2212",
-    "non-breaking hyphen": "\u2011", "dot": ".", "underscore": "_", "slash": "/", "doubled space": "  ",
-    "spaced dash": " - ", "line break": "\n", "CRLF": "\r\n", "tab": "\t", "literal backslash-n": "\\n",
+    "space": " ",
+    "NBSP": "\u00a0",
+    "narrow NBSP": "\u202f",
+    "thin space": "\u2009",
+    "figure space": "\u2007",
+    "ideographic space": "\u3000",
+    "dash": "-",
+    "en-dash": "\u2013",
+    "em-dash": "\u2014",
+    "minus sign": "\u2212",
+    "non-breaking hyphen": "\u2011",
+    "dot": ".",
+    "underscore": "_",
+    "slash": "/",
+    "doubled space": "  ",
+    "spaced dash": " - ",
+    "line break": "\n",
+    "CRLF": "\r\n",
+    "tab": "\t",
+    "literal backslash-n": "\\n",
 }
-DIGIT_SCRIPTS = {"full-width": 0xFF10, "Arabic-Indic": 0x0660, "Eastern Arabic": 0x06F0, "Devanagari": 0x0966, "Bengali": 0x09E6, "Thai": 0x0E50}
-ZERO_WIDTH = {"ZWSP": "\u200b", "ZWNJ": "\u200c", "ZWJ": "\u200d", "word joiner": "\u2060", "BOM": "\ufeff", "soft hyphen": "\u00ad"}
+DIGIT_SCRIPTS = {
+    "full-width": 0xFF10,
+    "Arabic-Indic": 0x0660,
+    "Eastern Arabic": 0x06F0,
+    "Devanagari": 0x0966,
+    "Bengali": 0x09E6,
+    "Thai": 0x0E50,
+}
+ZERO_WIDTH = {
+    "ZWSP": "\u200b",
+    "ZWNJ": "\u200c",
+    "ZWJ": "\u200d",
+    "word joiner": "\u2060",
+    "BOM": "\ufeff",
+    "soft hyphen": "\u00ad",
+}
 
 
 def in_script(text: str, zero: int) -> str:
@@ -42,7 +72,9 @@ def test_cards_ssns_and_ibans_with_any_separator(name: str) -> None:
         assert "us_ssn" in entities(f"ssn {sep.join(SSN)}"), name
 
 
-@pytest.mark.parametrize("mixed", ["4111 1111-1111.1111", "4111\u00a01111\u20131111 1111", "4111 -- 1111 __ 1111  1111", "4111\n1111 \n1111\r\n1111"])
+@pytest.mark.parametrize(
+    "mixed", ["4111 1111-1111.1111", "4111\u00a01111\u20131111 1111", "4111 -- 1111 __ 1111  1111", "4111\n1111 \n1111\r\n1111"]
+)
 def test_cards_with_mixed_or_doubled_separators(mixed: str) -> None:
     assert entities(mixed) == {"credit_card": 1}
 
@@ -138,24 +170,58 @@ def test_ways_people_and_apps_write_it(text: str, entity: str) -> None:
     "text",
     [
         # dates, times, timestamps
-        "2023-11-07", "07/11/2023", "2023.11.07 14:32:05", "2023-11-07T14:32:05.123Z", "1700000000", "1700000000123",
-        "Mon, 07 Nov 2023 14:32:05 GMT", "between 2019, 2020, 2021 and 2022",
+        "2023-11-07",
+        "07/11/2023",
+        "2023.11.07 14:32:05",
+        "2023-11-07T14:32:05.123Z",
+        "1700000000",
+        "1700000000123",
+        "Mon, 07 Nov 2023 14:32:05 GMT",
+        "between 2019, 2020, 2021 and 2022",
         # versions and ids
-        "version 1.2.3.4", "v10.0.1", "python 3.11.7", "release 2024.10.1", "build 20231107.4",
-        "order #20231107-5531", "ORD-2023-000123", "ticket 123456", "invoice INV-0042-2023",
-        "uuid 123e4567-e89b-12d3-a456-426614174000", "a4c3e0b2-7d1f-4e8a-9b6c-2f1e0d3c4b5a",
-        "commit 9fceb02d0ae598e95dc970b74767f19372d61af8", "ISBN 978-0-306-40615-7", "zip 94103-1234",
+        "version 1.2.3.4",
+        "v10.0.1",
+        "python 3.11.7",
+        "release 2024.10.1",
+        "build 20231107.4",
+        "order #20231107-5531",
+        "ORD-2023-000123",
+        "ticket 123456",
+        "invoice INV-0042-2023",
+        "uuid 123e4567-e89b-12d3-a456-426614174000",
+        "a4c3e0b2-7d1f-4e8a-9b6c-2f1e0d3c4b5a",
+        "commit 9fceb02d0ae598e95dc970b74767f19372d61af8",
+        "ISBN 978-0-306-40615-7",
+        "zip 94103-1234",
         # prices and quantities
-        "$1,249.99", "€4.111,11", "1,234,567.89", "¥ 12,345", "total: 4111.11 USD", "3.14159 2.71828",
-        "sizes 1024, 2048, 4096, 8192", "dims [1, 2, 3, 4]", "values: 512, 45, 1024",
+        "$1,249.99",
+        "€4.111,11",
+        "1,234,567.89",
+        "¥ 12,345",
+        "total: 4111.11 USD",
+        "3.14159 2.71828",
+        "sizes 1024, 2048, 4096, 8192",
+        "dims [1, 2, 3, 4]",
+        "values: 512, 45, 1024",
         # code
-        "for i in range(10000): x[i] = i * 2", "matrix = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]", "int port = 8080;",
-        "0x7fffffff and 0xdeadbeef", "std::vector<int> v; a[1::2]", "@app.route('/users/<int:id>')", "npm i react@18.2.0",
-        "token = tokenizer.encode(text)", "api_key = os.environ['OPENAI_API_KEY']", "password: ${DB_PASSWORD}",
-        "sk-learn-is-a-great-library", "hf_hub_download(repo_id)", "icon@2x.png",
+        "for i in range(10000): x[i] = i * 2",
+        "matrix = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]",
+        "int port = 8080;",
+        "0x7fffffff and 0xdeadbeef",
+        "std::vector<int> v; a[1::2]",
+        "@app.route('/users/<int:id>')",
+        "npm i react@18.2.0",
+        "token = tokenizer.encode(text)",
+        "api_key = os.environ['OPENAI_API_KEY']",
+        "password: ${DB_PASSWORD}",
+        "sk-learn-is-a-great-library",
+        "hf_hub_download(repo_id)",
+        "icon@2x.png",
         # prose with numbers
-        "The meeting moved from 3 pm to 4 pm on 11 November.", "Room 1203, floor 12, building 4.",
-        "We shipped 4111 units in Q3 and 1111 in Q4.", "Chapter 4, section 11.1, page 1111.",
+        "The meeting moved from 3 pm to 4 pm on 11 November.",
+        "Room 1203, floor 12, building 4.",
+        "We shipped 4111 units in Q3 and 1111 in Q4.",
+        "Chapter 4, section 11.1, page 1111.",
     ],
 )
 def test_look_alikes_do_not_fire(text: str) -> None:
@@ -182,16 +248,61 @@ SECRET = "card 4111 1111 1111 1111"
     "body",
     [
         {"messages": [ASK], "tools": [{"type": "function", "function": {"name": "f", "description": SECRET}}]},
-        {"messages": [ASK], "tools": [{"type": "function", "function": {"name": "f", "parameters": {"properties": {"x": {"enum": [SECRET]}}}}}]},
-        {"messages": [ASK], "tools": [{"type": "function", "function": {"name": "f", "parameters": {"properties": {"x": {"default": 4111111111111111}}}}}]},
+        {
+            "messages": [ASK],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"properties": {"x": {"enum": [SECRET]}}}}}],
+        },
+        {
+            "messages": [ASK],
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {"name": "f", "parameters": {"properties": {"x": {"default": 4111111111111111}}}},
+                }
+            ],
+        },
         {"messages": [ASK], "functions": [{"name": "f", "description": SECRET}]},
         {"messages": [ASK], "response_format": {"type": "json_schema", "json_schema": {"schema": {"examples": [SECRET]}}}},
-        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"https://x.test/a?{SECRET.replace(' ', '+')}"}}]}]},
-        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:text/plain;base64," + _b64(SECRET)}}]}]},
-        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/svg+xml," + SECRET.replace(" ", "%20")}}]}]},
-        {"messages": [{"role": "user", "content": [{"type": "file", "file": {"filename": f"{SECRET}.pdf", "file_id": "file-1"}}]}]},
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": f"https://x.test/a?{SECRET.replace(' ', '+')}"}}],
+                }
+            ]
+        },
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "data:text/plain;base64," + _b64(SECRET)}}],
+                }
+            ]
+        },
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "data:image/svg+xml," + SECRET.replace(" ", "%20")}}],
+                }
+            ]
+        },
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "file", "file": {"filename": f"{SECRET}.pdf", "file_id": "file-1"}}]}
+            ]
+        },
         {"messages": [{"role": "user", "content": [{"type": "file", "file": {"file_data": _b64(SECRET), "filename": "a.txt"}}]}]},
-        {"messages": [{"role": "user", "content": [{"type": "file", "file": {"file_data": "data:application/json;base64," + _b64(json.dumps({"c": SECRET}))}}]}]},
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "file", "file": {"file_data": "data:application/json;base64," + _b64(json.dumps({"c": SECRET}))}}
+                    ],
+                }
+            ]
+        },
         {"messages": [ASK], "documents": [{"title": "notes", "text": SECRET}]},
         {"messages": [ASK], "prediction": {"type": "content", "content": [{"type": "text", "text": SECRET}]}},
         {"messages": [ASK], "user": SECRET},
@@ -201,8 +312,19 @@ SECRET = "card 4111 1111 1111 1111"
         {"messages": [ASK], "vendor_option": 4111111111111111},
         {"messages": [ASK], "stop": [SECRET]},
         {"messages": [ASK], "input": SECRET},
-        {"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "pay", "arguments": {"card": [4111, 1111, 1111, 1111]}}}]}]},
-        {"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "pay", "arguments": json.dumps({"card": SECRET})}}]}]},
+        {
+            "messages": [
+                {
+                    "role": "assistant",
+                    "tool_calls": [{"function": {"name": "pay", "arguments": {"card": [4111, 1111, 1111, 1111]}}}],
+                }
+            ]
+        },
+        {
+            "messages": [
+                {"role": "assistant", "tool_calls": [{"function": {"name": "pay", "arguments": json.dumps({"card": SECRET})}}]}
+            ]
+        },
         {"messages": [{"role": "user", "content": "hi", "custom_field": SECRET}]},
         {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "annotation": SECRET}]}]},
         {"messages": [{"role": "user", "content": [{"type": "unknown_part", "payload": SECRET}]}]},
