@@ -170,7 +170,7 @@ class BudgetAlerts:
 
     async def idle(self) -> None:
         """Wait until no check is pending and no delivery is running (for tests and shutdown)."""
-        while (
+        while (  # noqa: ASYNC110 - several conditions; for tests and shutdown only
             self._wake.is_set() or self._check_all or self._dirty_projects or self._dirty_keys or self._deliveries or self._busy
         ):
             await asyncio.sleep(0.02)

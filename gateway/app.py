@@ -244,7 +244,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         request_id = getattr(request.state, "request_id", "unknown")
-        log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id)
+        log.error("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id, exc_info=exc)
         return Response(
             internal_error_body(request_id), status_code=500, media_type="application/json", headers={"x-request-id": request_id}
         )

@@ -381,10 +381,7 @@ def _rollup_sql(table: str, dims: tuple[str, ...], placeholder: Callable[[int], 
     cols = [*dims, *MEASURES]
     values = ", ".join(placeholder(i + 1) for i in range(len(cols)))
     updates = ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES)
-    return (
-        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({values}) "
-        f"ON CONFLICT ({', '.join(dims)}) DO UPDATE SET {updates}"
-    )
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({values}) ON CONFLICT ({', '.join(dims)}) DO UPDATE SET {updates}"
 
 
 def _rollup_tuples(
