@@ -229,8 +229,8 @@ class BudgetAlerts:
                         p.name,
                         p.name,
                         p.name,
-                        p.budget_usd,
-                        p.budget_period,  # type: ignore[arg-type]
+                        p.budget_usd,  # type: ignore[arg-type]  # the query keeps only rows with a budget
+                        p.budget_period,
                         tuple(p.alert_thresholds) if p.alert_thresholds is not None else default,
                     )
                 )
@@ -244,8 +244,8 @@ class BudgetAlerts:
                         k.id,
                         k.name,
                         k.project,
-                        k.budget_usd,
-                        k.budget_period,  # type: ignore[arg-type]
+                        k.budget_usd,  # type: ignore[arg-type]  # the query keeps only rows with a budget
+                        k.budget_period,
                         tuple(k.alert_thresholds) if k.alert_thresholds is not None else default,
                     )
                 )

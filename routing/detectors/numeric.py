@@ -19,6 +19,7 @@ Dotted quads (IPv4) are found separately, by a pattern with a two-byte literal p
 from __future__ import annotations
 
 import re
+from typing import cast
 
 from routing.detectors.base import CHAIN_SEPARATORS, Scan
 from routing.detectors.checks import card_network_valid, ssn_valid
@@ -383,7 +384,7 @@ def numeric_counts(scan: Scan) -> dict[str, int]:
     """Counts for every numeric entity, computed once per scan and shared by their detectors."""
     cached = scan.memo.get(_MEMO_KEY)
     if cached is not None:
-        return cached
+        return cast("dict[str, int]", cached)
     counts = dict.fromkeys(ENTITIES, 0)
     skeleton = scan.skeleton
     seeds = [m.start() for m in _SCREEN.finditer(skeleton)]
