@@ -102,7 +102,7 @@ CAPABILITY_NEEDS = frozenset({"tools", "vision", "json_schema"})
 ``unscannable`` are not)."""
 
 
-def recorded_needs(body: Mapping, signals: Signals) -> frozenset[str]:
+def recorded_needs(body: Mapping[str, Any], signals: Signals) -> frozenset[str]:
     """What a request needed beyond its endpoint, as the ledger records it (see
     :class:`~routing.types.RecordedRequest`): read from the body's structure and the signals."""
     needed = set()
@@ -130,7 +130,7 @@ def recorded_view(recorded: RecordedRequest) -> RequestView:
     for an explicit ``max_tokens`` (they had to fit next to the prompt)."""
     needs = recorded.needs
     images = 1 if "vision" in needs else 0
-    unscannable = (("image", 1),) if images else ()
+    unscannable: tuple[tuple[str, int], ...] = (("image", 1),) if images else ()
     if "unscannable" in needs:
         unscannable += (("unscannable", 1),)
     output = OutputBudget(0) if recorded.endpoint == "embeddings" else OutputBudget(recorded.output_tokens)

@@ -9,24 +9,24 @@ import orjson
 from sqlalchemy import select
 
 from gateway.db.engine import Database
-from gateway.db.models import UsageRecord
+from gateway.ledger.rollups import LEDGER_TABLE
 from routing.simulate import LedgerRow
 
 _COLUMNS = (
-    UsageRecord.project,
-    UsageRecord.requested_model,
-    UsageRecord.endpoint,
-    UsageRecord.sensitivity,
-    UsageRecord.task,
-    UsageRecord.prompt_tokens,
-    UsageRecord.cached_tokens,
-    UsageRecord.completion_tokens,
-    UsageRecord.deployment,
-    UsageRecord.locality,
-    UsageRecord.cost_usd,
-    UsageRecord.status,
-    UsageRecord.needs,
-    UsageRecord.key_tags,
+    "project",
+    "requested_model",
+    "endpoint",
+    "sensitivity",
+    "task",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "deployment",
+    "locality",
+    "cost_usd",
+    "status",
+    "needs",
+    "key_tags",
 )
 
 
@@ -44,10 +44,10 @@ def _names(text: str | None, cache: dict[str | None, frozenset[str]]) -> frozens
 
 async def load_rows(db: Database, start: datetime, end: datetime, projects: Collection[str] | None = None) -> list[LedgerRow]:
     """Every ledger row with ``start <= ts < end``, of ``projects`` when given."""
-    r = UsageRecord
-    stmt = select(*_COLUMNS).where(r.ts >= start, r.ts < end)  # type: ignore[arg-type]
+    c = LEDGER_TABLE.c
+    stmt = select(*(c[name] for name in _COLUMNS)).where(c.ts >= start, c.ts < end)
     if projects is not None:
-        stmt = stmt.where(r.project.in_(sorted(projects)))  # type: ignore[union-attr]
+        stmt = stmt.where(c.project.in_(sorted(projects)))
     names: dict[str | None, frozenset[str]] = {}
     async with db.engine.connect() as conn:
         result = await conn.execute(stmt)
