@@ -26,7 +26,9 @@ async def test_rows_record_endpoint_and_needs(upstream: FakeUpstream, tmp_path: 
             "database_url": f"sqlite:///{tmp_path}/ledger.db",
             "ledger": {"flush_interval_ms": 10, "spool_dir": str(tmp_path / "spool")},
             "deployments": [
-                fake_deployment("local", upstream.base_url, capabilities=["chat", "completions", "embeddings", "tools", "json_schema"])
+                fake_deployment(
+                    "local", upstream.base_url, capabilities=["chat", "completions", "embeddings", "tools", "json_schema"]
+                )
             ],
             "routes": [{"name": "auto", "candidates": ["local"]}],
         }
@@ -36,12 +38,17 @@ async def test_rows_record_endpoint_and_needs(upstream: FakeUpstream, tmp_path: 
         sdk = openai.AsyncOpenAI(api_key=MASTER_KEY, base_url="http://gateway/v1", http_client=http, max_retries=0)
         await sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "plain"}])
         stream = await sdk.chat.completions.create(
-            model="auto", messages=[{"role": "user", "content": "tools"}], tools=TOOLS, stream=True  # type: ignore[arg-type]
+            model="auto",
+            messages=[{"role": "user", "content": "tools"}],
+            tools=TOOLS,
+            stream=True,  # type: ignore[arg-type]
         )
         async for _ in stream:
             pass
         await sdk.chat.completions.create(
-            model="auto", messages=[{"role": "user", "content": "schema"}], response_format=SCHEMA  # type: ignore[arg-type]
+            model="auto",
+            messages=[{"role": "user", "content": "schema"}],
+            response_format=SCHEMA,  # type: ignore[arg-type]
         )
         await sdk.embeddings.create(model="auto", input="embed me")
         await sdk.responses.create(model="auto", input="via responses")
