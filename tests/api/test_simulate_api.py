@@ -22,7 +22,7 @@ from gateway.simulation.render import PROJECT_COLUMNS
 from tests.db.fixtures import fresh_postgres, pg_url  # noqa: F401 - fixtures
 from tests.helpers import app_client, make_config
 from tests.reports.helpers import table_counts
-from tests.reports.simulation import as_candidate, running_config, simple_tasks_home, without
+from bench.policies import as_candidate, running_config, simple_tasks_home, without
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 RANGE = {"since": "2026-10-22", "until": "2026-11-20"}

@@ -29,7 +29,7 @@ from gateway.db import Database
 from gateway.ledger.seed import LedgerSeeder, seed_ledger
 from tests.dashboard.test_dashboard_browser import CHROMIUM, LAPTOP, MASTER, PHONE, Offline, _context, _login, _shot
 from tests.helpers import GatewayProcess, write_config
-from tests.reports.simulation import as_candidate, running_config, simple_tasks_home
+from bench.policies import as_candidate, running_config, simple_tasks_home
 
 pytestmark = pytest.mark.slow
 FOR_DOCS = os.environ.get("SWITCHYARD_DOCS_SCREENSHOTS") == "1"
@@ -58,7 +58,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayP
 @pytest.fixture(scope="module")
 def finance(gateway: tuple[GatewayProcess, Path]) -> str:
     made = httpx.post(
-        f"{gateway[0].base_url}/admin/keys", headers=MASTER, timeout=10, json={"project": "checkout", "name": "cfo", "role": "finance"}
+        f"{gateway[0].base_url}/admin/keys",
+        headers=MASTER,
+        timeout=10,
+        json={"project": "checkout", "name": "cfo", "role": "finance"},
     )
     return str(made.json()["key"])
 

@@ -1,4 +1,4 @@
-"""Configs for the policy-simulation tests and the bench: a realistic running policy and the
+"""Configs for policy simulation (bench.simulation and its tests): a realistic running policy and the
 candidates a finance team would try against it."""
 
 from __future__ import annotations
