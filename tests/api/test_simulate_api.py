@@ -17,12 +17,12 @@ import httpx
 import pytest
 import yaml
 
+from bench.policies import as_candidate, running_config, simple_tasks_home, without
 from gateway.ledger.seed import LedgerSeeder, seed_ledger
 from gateway.simulation.render import PROJECT_COLUMNS
 from tests.db.fixtures import fresh_postgres, pg_url  # noqa: F401 - fixtures
 from tests.helpers import app_client, make_config
 from tests.reports.helpers import table_counts
-from bench.policies import as_candidate, running_config, simple_tasks_home, without
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 RANGE = {"since": "2026-10-22", "until": "2026-11-20"}

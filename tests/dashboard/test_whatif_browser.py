@@ -23,13 +23,13 @@ import pytest
 import yaml
 from playwright.async_api import Browser, async_playwright
 
+from bench.policies import as_candidate, running_config, simple_tasks_home
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.db import Database
 from gateway.ledger.seed import LedgerSeeder, seed_ledger
 from tests.dashboard.test_dashboard_browser import CHROMIUM, LAPTOP, MASTER, PHONE, Offline, _context, _login, _shot
 from tests.helpers import GatewayProcess, write_config
-from bench.policies import as_candidate, running_config, simple_tasks_home
 
 pytestmark = pytest.mark.slow
 FOR_DOCS = os.environ.get("SWITCHYARD_DOCS_SCREENSHOTS") == "1"
