@@ -135,10 +135,12 @@ def markdown(runs: list[Run], args: argparse.Namespace) -> str:
     head = "| | " + " | ".join(r.backend.replace("sqlite", "SQLite").replace("postgres", "PostgreSQL") for r in runs) + " |"
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {cpu_model()} ({os.cpu_count()} cores, {os_name()}), "
-        f"revision {git_revision(ROOT)}, with `python -m bench.simulation --rows {args.rows} --repeat {args.repeat}`: "
+        f"revision {git_revision(ROOT)}, load average {args.load:.1f} at the start (other jobs on the machine), "
+        f"with `python -m bench.simulation --rows {args.rows} --repeat {args.repeat}`: "
         f"a {args.rows:,}-row ledger (60 days, 8 projects) replayed against the running config, end to end "
         "(reading the rows, compiling both configs, replaying, building the report). Target: under "
-        f"{TARGET_S:.0f} s. Median of {args.repeat} runs; worst in brackets.",
+        f"{TARGET_S:.0f} s. Median of {args.repeat} runs; worst in brackets. CPU is the process's CPU time: "
+        "on a busy machine the wall clock is mostly waiting for a core.",
         "",
         head,
         "|---" * (len(runs) + 1) + "|",
@@ -186,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print the section instead of writing docs/simulation.md")
     args = parser.parse_args(argv)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    args.load = os.getloadavg()[0]
     runs = asyncio.run(main_async(args))
     body = markdown(runs, args)
     if args.no_write:

@@ -51,37 +51,5 @@ async def load_rows(db: Database, start: datetime, end: datetime, projects: Coll
     names: dict[str | None, frozenset[str]] = {}
     async with db.engine.connect() as conn:
         result = await conn.execute(stmt)
-        return [
-            LedgerRow(
-                project,
-                model or "",
-                endpoint,
-                sensitivity,
-                task,
-                prompt,
-                cached,
-                completion,
-                deployment,
-                locality,
-                cost,
-                status,
-                _names(needs, names),
-                _names(tags, names),
-            )
-            for (
-                project,
-                model,
-                endpoint,
-                sensitivity,
-                task,
-                prompt,
-                cached,
-                completion,
-                deployment,
-                locality,
-                cost,
-                status,
-                needs,
-                tags,
-            ) in result
-        ]
+        make = LedgerRow._make
+        return [make((*row[:12], _names(row[12], names), _names(row[13], names))) for row in result]
