@@ -257,6 +257,9 @@ class Router:
         else:
             self._plan_route(decision, health)
 
+    # Every comparison below on token counts (rule bounds, context windows, cost ceilings, ranking
+    # by estimated cost) is mirrored in token_signature, which policy simulation caches decisions by.
+
     def _cost(self, deployment: DeploymentProfile, view: RequestView) -> float:
         return deployment.prices.cost(view.signals.prompt_tokens, view.output.total)
 

@@ -16,10 +16,11 @@ really happened:
   listed in its request class with the reason. When the running policy refuses it too (a row
   from before some earlier config change), nothing changes: it keeps its recorded deployment
   and cost and is counted as ``already_refused``.
-* A row the candidate serves keeps its recorded deployment when the candidate still permits
-  that deployment and ranks first the same deployment the running policy ranks first (so a
-  fallback, a breaker that was open at the time, or any other history stays as it was);
-  otherwise it moves to the candidate's first choice.
+* A row the candidate serves keeps its recorded deployment when the candidate ranks it first,
+  or ranks first the same deployment the running policy ranks first and still permits the
+  recorded one (or decides exactly as the running policy does): a fallback, a breaker that was
+  open at the time, or any other history stays as it was. Otherwise it moves to the
+  candidate's first choice.
 * Its simulated cost is its recorded token counts at the simulated deployment's prices in the
   candidate, exactly as the ledger prices a request (:func:`routing.pricing.exact_cost`); a row
   that keeps its deployment at unchanged prices keeps its recorded cost to the last digit. So a
