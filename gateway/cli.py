@@ -59,9 +59,12 @@ def secrets_from_files(config_path: str | os.PathLike[str], environ: MutableMapp
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.revisions import verify_revisions
+
     try:
         secrets_from_files(args.config)
         config = load_config(args.config)
+        verify_revisions(config, args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -179,9 +182,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from gateway.revisions import verify_revisions
+
     try:
         secrets_from_files(args.config)
         config = load_config(args.config)
+        verify_revisions(config, args.config)  # pinned model files: sha256 checked here too
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -199,7 +205,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         if not isinstance(request, dict):
             print(f"{args.explain}: the request must be a JSON object", file=sys.stderr)
             return 1
-        runtime = Runtime(config=config, router=router, profiles=profiles, providers={})
+        configs = {d.name: d for d in config.enabled_deployments}
+        runtime = Runtime(config=config, router=router, profiles=profiles, providers={}, deployment_configs=configs)
         print(json.dumps(explain_offline(runtime, request), indent=2))
         return 0
     disabled = [d.name for d in config.deployments if not d.is_enabled]
@@ -242,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
+
+    from gateway.intake import add_intake_command
+
+    add_intake_command(sub)
 
     try:
         from gateway.cli_admin import add_admin_commands

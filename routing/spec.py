@@ -6,7 +6,7 @@ config. Unknown keys are rejected everywhere.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -55,8 +55,29 @@ class Filter(Strict):
     max_cost_usd: float | None = Field(default=None, ge=0)  # estimated cost ceiling for this request
 
 
+UNSETTABLE = frozenset(
+    {
+        "model",
+        "messages",
+        "prompt",
+        "input",
+        "stream",
+        "stream_options",
+        "n",
+        "max_tokens",
+        "max_completion_tokens",
+        "metadata",
+        "user",
+    }
+)
+"""Request fields a rule may not ``set``: what the request is, and what admission and accounting
+read (output caps, choices, streaming); a rule shapes how a request is answered, not its cost."""
+
+
 class Rule(Strict):
-    """``when`` the request matches, narrow (``allow``/``deny``) and reorder (``prefer``) candidates."""
+    """``when`` the request matches, narrow (``allow``/``deny``) and reorder (``prefer``) candidates,
+    and ``set`` request parameters (e.g. ``reasoning_effort: high``) on every deployment that
+    supports them. A rule's value wins over the client's own (the admin's policy decides)."""
 
     name: str = Field(min_length=1)
     when: When = When()
@@ -64,6 +85,17 @@ class Rule(Strict):
     deny: Filter | None = None
     prefer: list[str] = Field(default_factory=list)
     objective: Literal["cheapest", "fastest", "best"] | None = None  # overrides the route's
+    set: dict[str, Any] = Field(default_factory=dict)  # request parameters, applied where supported
+
+    @field_validator("set")
+    @classmethod
+    def _settable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if name in UNSETTABLE or name.startswith("x-switchyard-"):
+                raise ValueError(f"a rule may not set '{name}' (it decides what the request is or costs)")
+            if value[name] is None:
+                raise ValueError(f"'{name}' is null; leave the parameter out instead")
+        return value
 
 
 class Route(Strict):
