@@ -68,6 +68,10 @@ class Intake:
             lines.append("# LICENCE NOT DECLARED: the model states no licence; find its terms before approving any use")
         lines.append("# approved_for is yours to fill in once the licence is read (e.g. [internal, commercial])")
         body = yaml.safe_dump([self.deployment], sort_keys=False, default_flow_style=None, width=120)
+        if self.licence_missing:
+            body = body.replace(
+                "\n  license: null\n", "\n  license: null  # FLAGGED: not declared by the model, never guessed\n", 1
+            )
         return "\n".join(lines) + "\n" + body
 
 
