@@ -9,11 +9,16 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway import __version__
 from gateway.config import ENV_REFERENCE, ConfigError, insecure_master_key, load_config
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
+    from routing.types import DeploymentProfile
 
 CONFIG_ENV = "SWITCHYARD_CONFIG"
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -214,7 +219,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"  deployments: {', '.join(profiles) or '-'}" + (f" (disabled: {', '.join(disabled)})" if disabled else ""))
     print(f"  routes: {', '.join(r.name for r in config.routes) or '-'}")
     print(f"  projects: {', '.join(p.name for p in config.projects) or '-'}")
+    _print_governance(config, profiles)
     return 0
+
+
+def _print_governance(config: GatewayConfig, profiles: Mapping[str, DeploymentProfile]) -> None:
+    """Each project's ``requires`` and the enabled deployments that meet it (none is a warning)."""
+    from routing.governance import governance_reasons, requires_summary
+
+    for i, project in enumerate(config.projects):
+        requires = project.requires
+        if requires is None or requires.empty:
+            continue
+        meeting = [name for name, profile in profiles.items() if not governance_reasons(profile, requires)]
+        print(f"  projects[{i}] {project.name} requires {requires_summary(requires)}: {', '.join(meeting) or 'NO deployment'}")
+        if not meeting:
+            print(
+                f"warning: projects[{i}].requires: no enabled deployment meets it; every request from "
+                "this project's keys will be refused (403 policy_violation)",
+                file=sys.stderr,
+            )
 
 
 def cmd_version(args: argparse.Namespace) -> int:

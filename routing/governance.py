@@ -89,6 +89,16 @@ def governance_reasons(deployment: DeploymentProfile, requires: Requires | None)
     return reasons
 
 
+def requires_summary(requires: Requires) -> str:
+    """``approved_for commercial, regions eu|us`` for a command line."""
+    parts = []
+    if requires.approved_for:
+        parts.append(f"approved_for {', '.join(requires.approved_for)}")
+    if requires.regions:
+        parts.append(f"regions {'|'.join(requires.regions)}")
+    return "; ".join(parts)
+
+
 def requires_dict(requires: Requires | None) -> dict[str, Any] | None:
     """What explain shows of the project's requirements."""
     if requires is None or requires.empty:

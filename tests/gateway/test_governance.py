@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+import yaml
 
 from tests.fakes.openai_upstream import FakeUpstream
 from tests.helpers import app_client, fake_deployment, make_config
@@ -159,3 +160,28 @@ async def test_a_region_requirement_keeps_a_project_in_its_region(
         answer = await _sdk(client, key).chat.completions.with_raw_response.create(model="auto", messages=ASK)
         assert answer.headers["x-switchyard-deployment"] == "licensed"
         assert unapproved.records == [] and len(approved.records) == 1
+
+
+def test_check_lists_who_meets_each_projects_requirements_and_warns_when_nobody_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main as cli_main
+
+    data = {
+        "server": {"master_key": "sk-test"},
+        "deployments": [
+            fake_deployment("licensed", "http://127.0.0.1:1/v1", approved_for=["commercial"], region="eu-west-1"),
+            fake_deployment("research-only", "http://127.0.0.1:1/v1", approved_for=["internal"], region="us"),
+        ],
+        "projects": [
+            {"name": "shop", "requires": {"approved_for": "commercial", "regions": ["eu"]}},
+            {"name": "paid-us", "requires": {"approved_for": "commercial", "regions": ["us"]}},
+        ],
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert cli_main(["check", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert "projects[0] shop requires approved_for commercial; regions eu: licensed" in out
+    assert "projects[1] paid-us requires approved_for commercial; regions us: NO deployment" in out
+    assert "warning: projects[1].requires: no enabled deployment meets it" in err
