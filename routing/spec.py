@@ -68,10 +68,17 @@ UNSETTABLE = frozenset(
         "max_completion_tokens",
         "metadata",
         "user",
+        "tools",
+        "functions",
+        "tool_choice",
+        "function_call",
+        "audio",
+        "modalities",
     }
 )
-"""Request fields a rule may not ``set``: what the request is, and what admission and accounting
-read (output caps, choices, streaming); a rule shapes how a request is answered, not its cost."""
+"""Request fields a rule may not ``set``: what the request is (its content, its tools, what it
+must produce), which routing has already matched against capabilities, and what admission and
+accounting read (output caps, choices, streaming); a rule shapes how a request is answered."""
 
 
 class Rule(Strict):

@@ -6,11 +6,14 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from routing.errors import NoCandidates, PolicyBlocked
-from routing.governance import GOVERNANCE, Requires, governance_reasons, region_matches
-from routing.spec import Rule
+from routing.errors import NoCandidates, PolicyBlocked, RoutingError
+from routing.governance import GOVERNANCE, REASON_PREFIXES, Requires, governance_reasons, region_matches
+from routing.router import Router
+from routing.spec import Route, Rule
 from routing.types import DeploymentProfile
 from tests.routing.factories import chat, deployment, route, router
 
@@ -140,7 +143,73 @@ def test_a_rules_set_parameters_travel_in_the_plan() -> None:
     assert r.explain(chat(hints={"task": "reasoning"}), {})["set"] == {"reasoning_effort": "high"}
 
 
-@pytest.mark.parametrize("name", ["max_tokens", "messages", "stream", "n", "model", "x-switchyard-task"])
+@pytest.mark.parametrize("name", ["max_tokens", "messages", "stream", "n", "model", "tools", "x-switchyard-task"])
 def test_a_rule_may_not_set_what_decides_the_request_or_its_cost(name: str) -> None:
     with pytest.raises(ValidationError, match="may not set"):
         Rule.model_validate({"name": "r", "set": {name: 1}})
+
+
+USES = ["internal", "commercial", "research"]
+REGIONS = [None, "eu", "eu-west-1", "us", "us-east-1", "ap"]
+
+
+@st.composite
+def governed_catalogues(draw: st.DrawFn) -> list[DeploymentProfile]:
+    count = draw(st.integers(min_value=1, max_value=5))
+    return [
+        _governed(
+            f"d{i}",
+            approved=tuple(draw(st.lists(st.sampled_from(USES), unique=True, max_size=3))),
+            region=draw(st.sampled_from(REGIONS)),
+            locality=draw(st.sampled_from(["self_hosted", "hosted"])),
+            prices=(draw(st.floats(0, 10)), draw(st.floats(0, 10))),
+            quality=draw(st.integers(1, 5)),
+        )
+        for i in range(count)
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    catalogue=governed_catalogues(),
+    data=st.data(),
+    approved_for=st.none() | st.lists(st.sampled_from(USES), min_size=1, max_size=2, unique=True),
+    regions=st.none() | st.lists(st.sampled_from(["eu", "us", "ap"]), min_size=1, max_size=2, unique=True),
+)
+def test_property_no_plan_ever_holds_a_deployment_the_project_may_not_use(
+    catalogue: list[DeploymentProfile], data: st.DataObject, approved_for: list[str] | None, regions: list[str] | None
+) -> None:
+    """Any catalogue, any prefer/fallbacks/objective/on_violation, pinned or routed, any health."""
+    names = [d.name for d in catalogue]
+    prefer = data.draw(st.lists(st.sampled_from(names), max_size=3))
+    fallbacks = data.draw(st.none() | st.lists(st.sampled_from(names), max_size=3, unique=True))
+    objective = data.draw(st.sampled_from(["cheapest", "fastest", "best"]))
+    on_violation = data.draw(st.sampled_from(["reroute", "block"]))
+    rules = [{"name": "r", "prefer": prefer}] if prefer else []
+    routes = [
+        Route.model_validate(
+            {
+                "name": "auto",
+                "candidates": names,
+                "fallbacks": fallbacks,
+                "objective": objective,
+                "rules": rules,
+                "on_violation": on_violation,
+            }
+        )
+    ]
+    model = data.draw(st.sampled_from(["auto", *names]))
+    health = {n: data.draw(st.booleans()) for n in names}
+    requires = Requires(approved_for=approved_for, regions=regions)
+    by_name = {d.name: d for d in catalogue}
+    decision = Router(routes, catalogue).decide(chat(model, requires=requires), health)
+    for candidate in decision.candidates:
+        assert governance_reasons(by_name[candidate.deployment], requires) == []
+    excluded = {e.deployment: e.reason for e in decision.excluded}
+    for name in names:
+        if governance_reasons(by_name[name], requires) and name in excluded:
+            assert any(r.startswith(REASON_PREFIXES) for r in excluded[name].split("; "))
+    if decision.error is None:
+        assert decision.candidates
+    else:
+        assert isinstance(decision.error, RoutingError)
