@@ -1,9 +1,9 @@
 """Hot reload: watch the config file and swap in a new runtime when a valid change lands.
 
 A change is applied once the file has held still for ``server.reload_debounce_s`` (a file being
-written is never half-applied). An invalid change is refused with a log line naming the key path (a pinned model file whose
-sha256 does not match, too: :mod:`gateway.revisions`),
-and so is one that removes a model still in use or weakens the master key without saying so
+written is never half-applied). An invalid change is refused with a log line naming the key path
+(so is a pinned model file whose sha256 does not match: :mod:`gateway.revisions`), and so is one
+that removes a model still in use or weakens the master key without saying so
 (:mod:`gateway.config_changes`); the running policy stays. Every applied change is logged as a
 diff summary. Requests already in flight finish on the runtime they started with.
 """
