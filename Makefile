@@ -39,6 +39,7 @@ check: $(VENV)/.stamp-serve
 	$(BIN)/switchyard check $(CONFIG)
 
 test: $(VENV)/.stamp-dev services tools
+	@$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # Lint, format and types: the same checks `make test` runs first.
