@@ -122,7 +122,7 @@ IMAGE = [
 
 def test_the_example_ships_the_hybrid_policy() -> None:
     """The route the tests below drive is the one in config.example.yaml, in the issue's order."""
-    route, deployments, routing = example_policy()
+    _, deployments, routing = example_policy()
     assert rule_names() == [
         "private-data-stays-home",
         "busy-simple-work-to-small-model",
@@ -137,7 +137,7 @@ def test_the_example_ships_the_hybrid_policy() -> None:
 
 
 async def test_each_branch_lands_where_the_policy_says(upstreams: dict[str, FakeUpstream]) -> None:
-    private, busy, images, hard, rest = rule_names()
+    private, _, images, hard, rest = rule_names()
     config = hybrid_config(upstreams, f"hybrid-{uuid.uuid4().hex[:8]}", high_rpm=600, images_to_hosted=True)
     async with app_client(config) as client:
         oa = sdk(client)

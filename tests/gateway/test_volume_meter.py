@@ -49,7 +49,7 @@ def test_a_reload_changes_the_window() -> None:
 
 
 @pytest.fixture
-async def meters(redis_prefix: str) -> AsyncIterator[tuple[VolumeMeter, VolumeMeter]]:  # noqa: F811
+async def meters(redis_prefix: str) -> AsyncIterator[tuple[VolumeMeter, VolumeMeter]]:
     """Two replicas' meters on one Redis (no background task: each round is run by the test)."""
     a = VolumeMeter(60, redis_url=REDIS_URL, prefix=redis_prefix)
     b = VolumeMeter(60, redis_url=REDIS_URL, prefix=redis_prefix)
@@ -58,7 +58,7 @@ async def meters(redis_prefix: str) -> AsyncIterator[tuple[VolumeMeter, VolumeMe
     await b.aclose()
 
 
-async def test_replicas_add_up_their_counts_through_redis(meters: tuple[VolumeMeter, VolumeMeter], redis_prefix: str) -> None:  # noqa: F811
+async def test_replicas_add_up_their_counts_through_redis(meters: tuple[VolumeMeter, VolumeMeter], redis_prefix: str) -> None:
     a, b = meters
     for _ in range(4):
         a.hit("p")
@@ -101,7 +101,7 @@ async def test_without_redis_each_replica_keeps_its_own_count() -> None:
     try:
         for _ in range(3):
             meter.hit("p")
-        with pytest.raises(Exception):  # noqa: B017, PT011 - whichever connection error redis-py raises
+        with pytest.raises(Exception):  # noqa: B017 - whichever connection error redis-py raises
             await meter.sync_once()
         assert meter.rate("p") == 3.0
         meter.hit("p")
@@ -111,7 +111,7 @@ async def test_without_redis_each_replica_keeps_its_own_count() -> None:
         await meter.aclose()
 
 
-async def test_the_background_round_runs_by_itself(redis_prefix: str) -> None:  # noqa: F811
+async def test_the_background_round_runs_by_itself(redis_prefix: str) -> None:
     import asyncio
 
     a = VolumeMeter(60, redis_url=REDIS_URL, prefix=redis_prefix, interval_s=0.05)
