@@ -12,8 +12,9 @@ with ``routing.complexity.high_at`` points or more is ``high``. The evidence:
 
 The reason names every point: ``high (3 points, high at 2): 2,400 prompt tokens, task reasoning,
 markers: prove``. Cost is bounded: markers are read from the first and last 2,000 characters
-of the last user message only, by plain substring search (no regex, so no backtracking), one
-search per anchor and a word-boundary check where an anchor occurs.
+of the last user message only (phrases from the first and last 400, where instructions sit), by
+plain substring search (no regex, so no backtracking), one search per anchor and a word-boundary
+check where an anchor occurs.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ _LATEX = ("\\frac", "\\sum", "\\int", "\\sqrt", "\\begin{equation", "\\prod", "\
 _MATHS_SYMBOLS = ("∑", "∫", "√", "∂", "≤", "≥", "≠", "∀", "∃")
 _CODE_FENCE = "```"
 _WINDOW = 2000  # characters read from each end of the last user message
+_PHRASE_WINDOW = 400  # of which phrases are looked for in the first and last this many
 
 
 class ComplexityPolicy(Strict):
@@ -92,6 +94,7 @@ class ComplexityEstimator:
         self.long_prompt = policy.long_prompt_tokens
         self.tasks = frozenset(policy.tasks)
         self.questions = policy.multi_part_questions
+        self._no_evidence = f"low (0 points, high at {self.high_at})"
         if policy.phrases is None:
             self.phrases = _REASONING
         else:
@@ -109,9 +112,9 @@ class ComplexityEstimator:
         points = len(evidence) + len(markers)
         if markers:
             evidence.append("markers: " + ", ".join(markers))
+        if not points:
+            return Complexity("low", 0, self._no_evidence)
         level = "high" if points >= self.high_at else "low"
-        if not evidence:
-            return Complexity(level, 0, f"{level} (0 points, high at {self.high_at})")
         counted = "1 point" if points == 1 else f"{points} points"
         return Complexity(level, points, f"{level} ({counted}, high at {self.high_at}): {', '.join(evidence)}")
 
@@ -120,10 +123,13 @@ class ComplexityEstimator:
         if len(text) > 2 * _WINDOW:
             text = text[:_WINDOW] + "\n" + text[-_WINDOW:]
         window = text.lower()
+        # phrases are instructions, which sit at the ends of a long message (as the task
+        # heuristic's words): read them from the narrow ends only
+        narrow = window if len(window) <= 2 * _PHRASE_WINDOW else window[:_PHRASE_WINDOW] + "\n" + window[-_PHRASE_WINDOW:]
         found: list[str] = []
         for anchor, phrases in self.phrases:
-            if anchor in window:
-                found.extend(phrase for phrase in phrases if _has_word(window, phrase))
+            if anchor in narrow:
+                found.extend(phrase for phrase in phrases if _has_word(narrow, phrase))
         if "`" in window and _CODE_FENCE in window:
             found.append("code block")
         if ("\\" in window and any(m in window for m in _LATEX)) or (

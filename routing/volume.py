@@ -45,5 +45,5 @@ def classify_volume(policy: VolumePolicy, project: str | None, rpm: float | None
         return "normal", "normal: not measured"
     threshold = policy.threshold(project)
     if rpm >= threshold:
-        return "high", f"high: {rpm:,.1f} requests/min over the last {policy.window_s} s, at or above {threshold:,g}"
-    return "normal", f"normal: {rpm:,.1f} requests/min over the last {policy.window_s} s, below {threshold:,g}"
+        return "high", f"high: {rpm:.1f} requests/min over the last {policy.window_s} s, at or above {threshold:g}"
+    return "normal", f"normal: {rpm:.1f} requests/min over the last {policy.window_s} s, below {threshold:g}"

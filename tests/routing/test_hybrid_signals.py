@@ -72,6 +72,9 @@ def test_markers_are_read_from_the_ends_of_a_long_message_only() -> None:
     assert ComplexityEstimator().markers(middle + "prove" + middle) == []
     assert ComplexityEstimator().markers("prove " + middle) == ["prove"]
     assert ComplexityEstimator().markers(middle + " prove") == ["prove"]
+    # phrases (instructions) from the first and last 400 characters; code, maths and questions wider
+    near = "x" * 1000
+    assert ComplexityEstimator().markers(near + " prove ``` \\frac{1}{2} " + near) == ["code block", "maths"]
 
 
 def test_hostile_text_full_of_anchors_is_bounded() -> None:
