@@ -18,7 +18,9 @@ import gc
 import timeit
 
 from bench.routing_bench import bench_request, bench_router
+from routing.router import Router
 from routing.spec import SensitivityPolicy
+from routing.types import RoutingRequest
 
 
 def best_us(call: object, number: int, repeat: int) -> float:
@@ -43,7 +45,6 @@ def main() -> None:
     from dataclasses import replace
 
     from routing.content import extract_content
-    from routing.router import Router
     from routing.spec import Rule
 
     text = extract_content("chat", request.body, None, 1 << 20).last_user_text
@@ -69,6 +70,39 @@ def main() -> None:
     print(
         f"Router.plan, 1 KB chat, 3 hybrid rules ahead of the 2: {best_us(lambda: hybrid.plan(measured, {}), args.number, r):.2f} µs"
     )
+    with_us, without_us = ab_rounds(router, measured, args.number, r)
+    print(
+        f"A/B in one process, rounds alternated: plan {with_us:.2f} µs with the new signals, {without_us:.2f} µs with "
+        f"complexity and volume stubbed out: +{with_us - without_us:.2f} µs"
+    )
+
+
+def ab_rounds(router: Router, request: RoutingRequest, number: int, repeat: int) -> tuple[float, float]:
+    """Best round of ``router.plan`` with the complexity estimate and volume class as they are, and
+    with both replaced by constants, the two alternated round by round (load drifts equally)."""
+    import routing.signals as signals_module
+    from routing.complexity import Complexity
+
+    extractor = router.signals
+    real_estimator, real_classify = extractor.complexity, signals_module.classify_volume
+
+    class Constant:
+        def estimate(self, text: str, tokens: int, task: str) -> Complexity:
+            return Complexity("low", 0, "")
+
+    def stubbed(policy: object, project: object, rpm: object, given: object = None) -> tuple[str, str]:
+        return "normal", ""
+
+    with_best = without_best = float("inf")
+    gc.collect()
+    for _ in range(repeat):
+        with_best = min(with_best, timeit.timeit(lambda: router.plan(request, {}), number=number) / number * 1e6)
+        extractor.complexity, signals_module.classify_volume = Constant(), stubbed  # type: ignore[assignment]
+        try:
+            without_best = min(without_best, timeit.timeit(lambda: router.plan(request, {}), number=number) / number * 1e6)
+        finally:
+            extractor.complexity, signals_module.classify_volume = real_estimator, real_classify
+    return with_best, without_best
 
 
 def router_policy() -> SensitivityPolicy:

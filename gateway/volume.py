@@ -14,7 +14,9 @@ between replicas through Redis in the background.
   sent: the replicas agree to within a round. A project a replica has not served lately is read
   from the round after its first request.
 - **Redis slow or down.** A round is bounded by socket timeouts and a deadline; a failed round
-  keeps its counts for the next (an answer lost in flight may count them twice) and backs off.
+  keeps its counts for the next (an answer lost in flight may count them twice), unless Redis
+  stays away longer than the window (then they are dropped: they would all land in one second),
+  and backs off.
   Meanwhile each replica's own count is a lower bound that still holds: the rate never reads
   below what this replica alone has served.
 
@@ -117,6 +119,7 @@ class VolumeMeter:
                 redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
             )
             self._flush = self._redis.register_script(FLUSH_LUA)
+        self._last_round = clock()  # when a round last reached Redis
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.connected = False
@@ -194,9 +197,15 @@ class VolumeMeter:
         if self._redis is None:
             return
         async with self._lock:
-            self._forget(self._clock())
+            now = self._clock()
+            if now - self._last_round > self.window_s:
+                # counts kept through an outage longer than the window: sent now they would all
+                # land in one second and make the project look busy for a window
+                self._pending = {}
+            self._forget(now)
             projects = list(self._watched)
             if not projects:
+                self._last_round = now
                 return
             pending, self._pending = self._pending, {}
             try:
@@ -209,6 +218,7 @@ class VolumeMeter:
                     self._pending[project] = self._pending.get(project, 0) + count
                 raise
             self._shared = {p: int(total) for p, total in zip(projects, totals, strict=True)}
+            self._last_round = now
             self.rounds += 1
 
     def _forget(self, now: float) -> None:

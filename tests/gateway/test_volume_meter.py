@@ -111,6 +111,21 @@ async def test_without_redis_each_replica_keeps_its_own_count() -> None:
         await meter.aclose()
 
 
+async def test_counts_kept_through_an_outage_longer_than_the_window_are_dropped() -> None:
+    clock = Clock()
+    meter = VolumeMeter(60, redis_url="redis://127.0.0.1:1/0", timeout_s=0.2, clock=clock)
+    try:
+        for _ in range(5):
+            meter.hit("p")
+        clock.now += 61
+        with pytest.raises(Exception):  # noqa: B017 - whichever connection error redis-py raises
+            await meter.sync_once()
+        assert meter._pending == {}  # sent after the outage they would all land in one second
+        assert meter.hit("p") == 1.0
+    finally:
+        await meter.aclose()
+
+
 async def test_the_background_round_runs_by_itself(redis_prefix: str) -> None:
     import asyncio
 
