@@ -159,6 +159,10 @@ async def test_each_branch_lands_where_the_policy_says(upstreams: dict[str, Fake
         explained = (
             await client.post("/v1/route/explain", json={"model": ROUTE, "messages": [{"role": "user", "content": IMAGE}]})
         ).json()
+        proof = {"model": ROUTE, "messages": [{"role": "user", "content": "Prove step by step that 7 is prime."}]}
+        reasoned = (await client.post("/v1/route/explain", json=proof)).json()
+    assert reasoned["rule"] == hard and reasoned["signals"]["complexity"] == "high"
+    assert reasoned["signals"]["complexity_reason"] == "high (3 points, high at 2): task reasoning, markers: step by step, prove"
     assert explained["rule"] == images and explained["signals"]["needs"] == ["vision"]
     assert (
         explained["signals"]["volume"] == "normal" and "requests/min over the last 60 s" in explained["signals"]["volume_reason"]
