@@ -5,8 +5,9 @@ Run it on two trees and compare (the numbers are in docs/benchmarks-routing.md):
     PYTHONPATH=<tree without them> python -m bench.hybrid_signals_bench
     PYTHONPATH=<tree with them>    python -m bench.hybrid_signals_bench
 
-It prints ``Router.plan`` on the 1 KB chat request of ``bench.routing_bench`` (best of many
-timeit rounds, so other processes on a shared machine weigh as little as they can), and, when
+It prints ``Router.plan`` on the 1 KB chat request of ``bench.routing_bench`` (CPU time of this
+thread, best of many timeit rounds, so other processes on a shared machine weigh as little as
+they can), and, when
 the tree has them, the new signals measured alone: the complexity estimate over the same text,
 the volume class, and a rule list that uses every new condition.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import time
 import timeit
 
 from bench.routing_bench import bench_request, bench_router
@@ -22,11 +24,13 @@ from routing.router import Router
 from routing.spec import SensitivityPolicy
 from routing.types import RoutingRequest
 
+CPU = time.thread_time  # CPU time of this thread: time spent descheduled on a busy machine does not count
+
 
 def best_us(call: object, number: int, repeat: int) -> float:
     """The fastest round's time per call, in µs."""
     gc.collect()
-    return min(timeit.repeat(call, number=number, repeat=repeat)) / number * 1e6  # type: ignore[arg-type]
+    return min(timeit.repeat(call, number=number, repeat=repeat, timer=CPU)) / number * 1e6  # type: ignore[arg-type]
 
 
 def main() -> None:
@@ -96,10 +100,12 @@ def ab_rounds(router: Router, request: RoutingRequest, number: int, repeat: int)
     with_best = without_best = float("inf")
     gc.collect()
     for _ in range(repeat):
-        with_best = min(with_best, timeit.timeit(lambda: router.plan(request, {}), number=number) / number * 1e6)
+        with_best = min(with_best, timeit.timeit(lambda: router.plan(request, {}), number=number, timer=CPU) / number * 1e6)
         extractor.complexity, signals_module.classify_volume = Constant(), stubbed  # type: ignore[assignment]
         try:
-            without_best = min(without_best, timeit.timeit(lambda: router.plan(request, {}), number=number) / number * 1e6)
+            without_best = min(
+                without_best, timeit.timeit(lambda: router.plan(request, {}), number=number, timer=CPU) / number * 1e6
+            )
         finally:
             extractor.complexity, signals_module.classify_volume = real_estimator, real_classify
     return with_best, without_best

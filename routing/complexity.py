@@ -122,21 +122,20 @@ class ComplexityEstimator:
         """The markers found in the ends of ``text``, each named once."""
         if len(text) > 2 * _WINDOW:
             text = text[:_WINDOW] + "\n" + text[-_WINDOW:]
-        window = text.lower()
         # phrases are instructions, which sit at the ends of a long message (as the task
-        # heuristic's words): read them from the narrow ends only
-        narrow = window if len(window) <= 2 * _PHRASE_WINDOW else window[:_PHRASE_WINDOW] + "\n" + window[-_PHRASE_WINDOW:]
+        # heuristic's words): only the narrow ends are lowercased and read for them; code fences,
+        # LaTeX, symbols and question marks have no case
+        narrow = (text if len(text) <= 2 * _PHRASE_WINDOW else text[:_PHRASE_WINDOW] + "\n" + text[-_PHRASE_WINDOW:]).lower()
         found: list[str] = []
         for anchor, phrases in self.phrases:
             if anchor in narrow:
                 found.extend(phrase for phrase in phrases if _has_word(narrow, phrase))
-        if "`" in window and _CODE_FENCE in window:
+        if "`" in text and _CODE_FENCE in text:
             found.append("code block")
-        if ("\\" in window and any(m in window for m in _LATEX)) or (
-            not window.isascii() and any(m in window for m in _MATHS_SYMBOLS)
-        ):
+        if ("\\" in text and any(m in text for m in _LATEX)) or (not text.isascii() and any(m in text for m in _MATHS_SYMBOLS)):
             found.append("maths")
-        questions = window.count("?")
-        if questions >= self.questions:
-            found.append(f"{questions} questions")
+        if "?" in text:
+            questions = text.count("?")
+            if questions >= self.questions:
+                found.append(f"{questions} questions")
         return found
