@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from routing.complexity import ComplexityEstimator
+from routing.complexity import Complexity, ComplexityEstimator
 from routing.content import RequestContent, extract_content
 from routing.errors import RequestTooLarge
 from routing.policy import Needs
@@ -80,7 +80,10 @@ class SignalExtractor:
         prompt_tokens = self.prompt_tokens(request, content)
         output = output_budget(request.endpoint, request.body, default_max_tokens or self.defaults.default_max_tokens)
         capabilities = _needed_capabilities(request.body, content)
-        complexity = self.complexity.estimate(content.last_user_text, prompt_tokens, task.task)
+        if request.complexity is None:
+            complexity = self.complexity.estimate(content.last_user_text, prompt_tokens, task.task)
+        else:
+            complexity = Complexity(request.complexity, 0, f"{request.complexity}: given by the caller")
         volume, volume_reason = classify_volume(self.volume, request.project, request.volume_rpm, request.volume)
         signals = Signals(
             sensitivity=sensitivity.level,

@@ -87,6 +87,7 @@ class RoutingRequest:
     # replayed ledger row) and wins over the rate.
     volume_rpm: float | None = None
     volume: str | None = None
+    complexity: str | None = None  # low | high given outright (a replayed ledger row); None: estimated
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,12 @@ def test_complexity_reaches_signals_and_rules() -> None:
     assert easy.rule is None and easy.signals.complexity == "low"
 
 
+def test_a_given_complexity_wins_over_the_estimate() -> None:
+    """What a replay of ledger rows needs: the class recorded then, not re-estimated from text it no longer has."""
+    plan = router([route()]).plan(chat("auto", "Say hi.", complexity="high"), {})
+    assert (plan.signals.complexity, plan.signals.complexity_reason) == ("high", "high: given by the caller")
+
+
 def test_complexity_uses_the_configured_policy() -> None:
     defaults = RoutingDefaults(complexity=ComplexityPolicy(high_at=1, tasks=[]))
     plan = router([route()], defaults=defaults).plan(chat("auto", "Prove it."), {})
