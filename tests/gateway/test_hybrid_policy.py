@@ -181,6 +181,20 @@ async def test_with_the_examples_unscannable_level_images_are_refused_not_sent(u
     assert not any(fake.records for fake in upstreams.values())
 
 
+async def test_hard_requests_fall_back_home_when_no_frontier_model_answers(upstreams: dict[str, FakeUpstream]) -> None:
+    _, _, _, hard, _ = rule_names()
+    for name in ("gpt-4o-mini", "claude-haiku"):
+        upstreams[name].mode = "error-503"
+    config = hybrid_config(upstreams, f"hybrid-{uuid.uuid4().hex[:8]}", high_rpm=600, images_to_hosted=False)
+    async with app_client(config) as client:
+        raw = await sdk(client).chat.completions.with_raw_response.create(
+            model=ROUTE, messages=[{"role": "user", "content": "Prove step by step that 7 is prime."}], max_tokens=16
+        )
+    assert raw.headers["x-switchyard-rule"] == hard
+    assert (raw.headers["x-switchyard-deployment"], raw.headers["x-switchyard-fallbacks"]) == ("vllm-llama-8b", "2")
+    assert len(upstreams["gpt-4o-mini"].records) == len(upstreams["claude-haiku"].records) == 1
+
+
 @contextlib.asynccontextmanager
 async def redis_volume_keys(project: str) -> AsyncIterator[None]:
     redis = Redis.from_url(REDIS_URL)
