@@ -10,6 +10,8 @@ passes ``RoutingRequest.volume`` instead, which wins. Nothing measured means ``n
 
 from __future__ import annotations
 
+import functools
+
 from pydantic import Field
 
 from core.strict import Strict
@@ -43,7 +45,12 @@ def classify_volume(policy: VolumePolicy, project: str | None, rpm: float | None
         return given, f"{given}: given by the caller"
     if rpm is None:
         return "normal", "normal: not measured"
-    threshold = policy.threshold(project)
+    return _classified(rpm, policy.threshold(project), policy.window_s)
+
+
+@functools.lru_cache(maxsize=1024)
+def _classified(rpm: float, threshold: float, window_s: int) -> tuple[str, str]:
+    # a rate is a count x 60 / window_s: few distinct values, so the reason is formatted rarely
     if rpm >= threshold:
-        return "high", f"high: {rpm:.1f} requests/min over the last {policy.window_s} s, at or above {threshold:g}"
-    return "normal", f"normal: {rpm:.1f} requests/min over the last {policy.window_s} s, below {threshold:g}"
+        return "high", f"high: {rpm:.1f} requests/min over the last {window_s} s, at or above {threshold:g}"
+    return "normal", f"normal: {rpm:.1f} requests/min over the last {window_s} s, below {threshold:g}"
