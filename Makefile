@@ -55,7 +55,12 @@ fmt: $(VENV)/.stamp-dev
 test-fast: $(VENV)/.stamp-dev
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-bench: $(VENV)/.stamp-dev services tools
+# Benchmarks: dev + Granian for the server experiments (python -m bench.servers).
+$(VENV)/.stamp-bench: pyproject.toml $(VENV)/.stamp-dev
+	$(PIP) install -q -e '.[local,dev,perf]'
+	touch $@
+
+bench: $(VENV)/.stamp-bench services tools
 	$(BIN)/python -m bench
 
 clean:
