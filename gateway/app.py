@@ -46,6 +46,7 @@ from gateway.runtime import build_runtime, close_all, warm_up
 from gateway.services import StartupError, start_services
 from gateway.state import GatewayState
 from gateway.telemetry import LOGGED, start_telemetry
+from gateway.volume import VolumeMeter
 
 log = logging.getLogger("switchyard")
 HOT_ROUTES = {**openai.HOT_ROUTES, **anthropic.HOT_ROUTES, **responses.HOT_ROUTES}
@@ -152,6 +153,7 @@ def create_app(
             raise
         breakers = make_breakers(initial)
         telemetry = start_telemetry(initial, metrics, span_processor)
+        volume = VolumeMeter.for_policy(initial.routing.volume, initial.redis_url)
         state = GatewayState(
             runtime=runtime,
             breakers=breakers,
@@ -160,9 +162,11 @@ def create_app(
             metrics=metrics,
             telemetry=telemetry,
             config_path=path,
+            volume=volume,
         )
         metrics.watch(state)
         await breakers.start()
+        await volume.start()
         # Everything allocated so far (config, compiled detectors, SDK modules) lives as long as
         # the process: move it out of the collector's sight so full collections stay short.
         gc.collect()
@@ -183,6 +187,7 @@ def create_app(
                 await close_all(state.runtime)
             finally:
                 await breakers.aclose()
+                await volume.aclose()
                 try:
                     await services.aclose()
                 finally:

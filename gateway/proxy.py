@@ -144,9 +144,15 @@ def project_tag(headers: dict[str, str], body: dict[str, Any]) -> str | None:
 
 
 def routing_request(
-    runtime: Runtime, headers: dict[str, str], caller: Caller, body: dict[str, Any], endpoint: Endpoint
+    runtime: Runtime,
+    headers: dict[str, str],
+    caller: Caller,
+    body: dict[str, Any],
+    endpoint: Endpoint,
+    volume_rpm: float | None = None,
 ) -> RoutingRequest:
-    """The router's view of a request: the body, header hints, the caller's project and tags.
+    """The router's view of a request: the body, header hints, the caller's project and tags, and
+    the project's request rate (``gateway.volume``).
 
     The project is the key's own (a ``x-switchyard-project-tag`` only labels ledger rows), so its
     ``requires`` cannot be escaped by a hint."""
@@ -163,14 +169,25 @@ def routing_request(
         project_floor=floor,
         key_tags=caller.tags,
         requires=requires,
+        volume_rpm=volume_rpm,
     )
 
 
 def plan_for(
-    state: GatewayState, runtime: Runtime, headers: dict[str, str], caller: Caller, body: dict[str, Any], endpoint: Endpoint
+    state: GatewayState,
+    runtime: Runtime,
+    headers: dict[str, str],
+    caller: Caller,
+    body: dict[str, Any],
+    endpoint: Endpoint,
+    *,
+    count: bool = True,
 ) -> Plan:
+    """The plan for a request; ``count`` adds it to its project's request rate (``when.volume``)."""
+    volume = state.volume
+    rpm = volume.hit(caller.project) if count else volume.rate(caller.project)
     try:
-        return runtime.router.plan(routing_request(runtime, headers, caller, body, endpoint), state.breakers.snapshot())
+        return runtime.router.plan(routing_request(runtime, headers, caller, body, endpoint, rpm), state.breakers.snapshot())
     except (RoutingError, InvalidHint) as exc:
         raise refusal_for(exc) from None
 
