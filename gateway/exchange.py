@@ -21,6 +21,7 @@ from core.wire import TokenUsage
 from gateway.accounting import Admitted, ledger_row
 from gateway.auth import Caller
 from gateway.executor import Walk
+from gateway.shaping import shaped
 from routing.pricing import cost_usd
 from routing.types import Plan
 
@@ -67,6 +68,13 @@ class Exchange:
 
     def __post_init__(self) -> None:
         self.runtime.in_flight += 1
+
+    def sent_to(self, deployment: str) -> dict[str, Any]:
+        """What one attempt on ``deployment`` sends: ``sent`` plus the matched rule's ``set:``
+        parameters that deployment takes (gateway.shaping), decided attempt by attempt."""
+        if not self.plan.parameters:
+            return self.sent
+        return shaped(self.sent, self.plan.parameters, self.endpoint, self.runtime.deployment_configs.get(deployment))
 
     @property
     def output_limit(self) -> int | None:

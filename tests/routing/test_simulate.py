@@ -199,3 +199,21 @@ def test_requests_with_one_token_signature_are_planned_alike(model: str, endpoin
         decided = _decided(model, endpoint, task, prompt, output)
         assert seen.setdefault(signature, decided) == decided, (prompt, output)
     assert len(seen) >= 1
+
+
+def test_replayed_requests_match_rules_on_needs_and_complexity() -> None:
+    rules = [
+        {"name": "tools-to-gpt", "when": {"needs": ["tools"]}, "prefer": ["gpt-mini"]},
+        {"name": "hard-to-claude", "when": {"complexity": "high"}, "prefer": ["claude-haiku"]},
+    ]
+    live = router([route(rules=rules)])
+    tools = live.decide_recorded(
+        RecordedRequest("auto", "chat", Sensitivity.PUBLIC, "chat", 100, 10, frozenset({"tools", "stream"}))
+    )
+    assert tools.plan().rule == "tools-to-gpt" and tools.plan().deployments[0] == "gpt-mini"
+    # a long prompt and a demanding task are two points: high (the text's markers are not recorded)
+    hard = live.decide_recorded(RecordedRequest("auto", "chat", Sensitivity.PUBLIC, "reasoning", 2500, 10))
+    assert hard.plan().rule == "hard-to-claude" and hard.plan().signals.complexity == "high"
+    easy = live.decide_recorded(RecordedRequest("auto", "chat", Sensitivity.PUBLIC, "reasoning", 1500, 10))
+    assert easy.plan().rule is None
+    assert live.token_signature("auto", "chat", 2500, 10) != live.token_signature("auto", "chat", 1500, 10)
