@@ -189,8 +189,9 @@ class Router:
         which rules' ``prompt_tokens`` bounds hold, which candidates' context windows fit the
         request, which ``max_cost_usd`` ceilings it stays under, the candidates in order of
         estimated cost (ties marked), and whether the prompt is long enough to be a complexity
-        point. ``output_tokens`` is the output as :func:`recorded_view` takes it. Requests that differ only in token counts and have equal signatures are planned
-        alike, so policy simulation plans each signature once. A new condition on token counts
+        point. ``output_tokens`` is the output as :func:`recorded_view` takes it. Requests that
+        differ only in token counts and have equal signatures are planned alike, so policy
+        simulation plans each signature once. A new condition on token counts
         in planning belongs here too (tests/routing/test_simulate.py checks the claim)."""
         parts = self._signature_parts.get(model)
         if parts is None:
