@@ -35,6 +35,15 @@ class RedisError(Exception):
 
 
 def _encode(args: Sequence[Arg]) -> bytes:
+    """One command in RESP: hiredis packs it in C (str, bytes, int and float arguments, the same
+    bytes as :func:`_encode_py`), about 3x faster than Python; anything else goes the slow way."""
+    try:
+        return hiredis.pack_command(args if type(args) is tuple else tuple(args))
+    except TypeError:
+        return _encode_py(args)
+
+
+def _encode_py(args: Sequence[Arg]) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
         data = arg if isinstance(arg, bytes) else (str(arg).encode() if not isinstance(arg, str) else arg.encode())

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from gateway.admission.resp import PipelinedRedis, RedisError, Script
+from gateway.admission.resp import PipelinedRedis, RedisError, Script, _encode, _encode_py
 
 URL = "redis://127.0.0.1:6379/11"
 ECHO = Script("return {KEYS[1], ARGV[1]}")
@@ -90,3 +90,18 @@ async def test_nothing_listening_is_a_connection_error() -> None:
             await redis.call("PING")
     finally:
         await redis.aclose()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("EVALSHA", "a" * 40, 2, "{p}:t:x", "{p}:b:key:é:m202611", 1764412345123, -1, 0, 15_000_000_000_000),
+        ("SET", b"\x00\xffbytes", 1.5, 1e20, 0.1),
+        ("PING",),
+        ("AUTH", None, True),  # types the C packer refuses: written the Python way, as before
+    ],
+)
+def test_commands_are_packed_as_resp_by_the_c_packer_and_the_python_one_alike(args: tuple) -> None:
+    assert _encode(args) == _encode_py(args)
+    assert _encode(list(args)) == _encode_py(args)
+    assert _encode_py(("SET", "k", 7)) == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n7\r\n"
