@@ -9,6 +9,11 @@ C parser and resolves the futures in order (Redis answers one connection's comma
 they were sent). Concurrent requests therefore share round trips for free (pipelining), and a
 call costs about 10-35 µs (measured on this project's 2-core CI machine; see docs/benchmarks.md).
 
+A call waits at most ``call_timeout_s`` for its reply. Replies come in order, so the oldest call
+waiting is the first that can be late: one timer per connection watches it (re-armed for the next
+oldest when it is answered in time), instead of a timeout per call. A late reply means Redis
+answers nothing on this connection: every call in flight fails and the next one reconnects.
+
 Scripts are called by their SHA-1 (``EVALSHA``) and loaded again after a ``NOSCRIPT`` (a Redis
 restart or a ``SCRIPT FLUSH``). A lost connection fails every call in flight with
 :class:`ConnectionError` (admission then fails closed) and the next call reconnects.
@@ -80,6 +85,8 @@ class PipelinedRedis:
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._waiting: deque[asyncio.Future[Any]] = deque()
+        self._sent_at: deque[float] = deque()  # loop time each waiting call was written, in the same order
+        self._watchdog: asyncio.TimerHandle | None = None
         self._connecting: asyncio.Lock | None = None
         self._closed = False
 
@@ -88,7 +95,7 @@ class PipelinedRedis:
     async def call(self, *args: Arg) -> Any:
         """One command; its reply (an error reply raises :class:`RedisError`)."""
         future = await self._send(_encode(args), 1)
-        reply = await self._wait(future[0])
+        reply = await future[0]
         if isinstance(reply, hiredis.ReplyError):
             raise RedisError(str(reply))
         return reply
@@ -98,16 +105,20 @@ class PipelinedRedis:
         if not commands:
             return []
         futures = await self._send(b"".join(_encode(c) for c in commands), len(commands))
-        return [await self._wait(f) for f in futures]
+        return [await f for f in futures]
 
-    async def _wait(self, future: asyncio.Future[Any]) -> Any:
-        try:
-            async with asyncio.timeout(self._call_timeout_s):
-                return await future
-        except TimeoutError:
+    def _watch(self) -> None:
+        """The watchdog's turn: fail everything if the oldest call waiting is late, else wait for it."""
+        self._watchdog = None
+        if not self._waiting:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = self._sent_at[0] + self._call_timeout_s
+        if loop.time() >= deadline:
             # A Redis that does not answer one call answers none: start again on a new connection.
             self._drop(ConnectionError(f"Redis did not answer within {self._call_timeout_s:g}s"))
-            raise ConnectionError(f"Redis did not answer within {self._call_timeout_s:g}s") from None
+        else:
+            self._watchdog = loop.call_at(deadline, self._watch)
 
     async def evalsha(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         """Run ``script`` (loading it first if Redis does not have it)."""
@@ -138,6 +149,10 @@ class PipelinedRedis:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in range(replies)]
         self._waiting.extend(futures)
+        now = loop.time()
+        self._sent_at.extend(now for _ in futures)
+        if self._watchdog is None:
+            self._watchdog = loop.call_at(now + self._call_timeout_s, self._watch)
         writer.write(data)  # no drain: the reply is what we wait for; Redis reads as fast as we write
         return futures
 
@@ -167,7 +182,7 @@ class PipelinedRedis:
 
     async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         parser = hiredis.Reader()
-        waiting = self._waiting
+        waiting, sent_at = self._waiting, self._sent_at
         error: BaseException = ConnectionError("the connection to Redis was closed")
         try:
             while True:
@@ -178,6 +193,7 @@ class PipelinedRedis:
                 while (reply := parser.gets()) is not False:
                     if waiting:
                         future = waiting.popleft()
+                        sent_at.popleft()
                         if not future.done():
                             future.set_result(reply)
         except asyncio.CancelledError:
@@ -193,6 +209,7 @@ class PipelinedRedis:
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
+        self._sent_at.clear()
         while self._waiting:
             future = self._waiting.popleft()
             if not future.done():
@@ -206,6 +223,9 @@ class PipelinedRedis:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         task = self._reader_task
         self._drop(ConnectionError("the Redis client is closed"))
         if task is not None and not task.done():

@@ -83,6 +83,21 @@ async def test_a_server_that_never_answers_times_out_and_is_let_go() -> None:
         server.close()
 
 
+async def test_calls_answered_in_time_outlive_the_timeout_of_the_first_one() -> None:
+    redis = PipelinedRedis(URL, call_timeout_s=0.2)
+    try:
+        first_id = await redis.call("CLIENT", "ID")
+        started = asyncio.get_running_loop().time()
+        while asyncio.get_running_loop().time() - started < 0.6:  # three timeouts' worth of calls, each in time
+            assert await redis.call("PING") in (b"PONG", "PONG")
+            await asyncio.sleep(0.03)
+        assert await redis.call("CLIENT", "ID") == first_id  # the watchdog never dropped the connection
+        with pytest.raises(ConnectionError, match="did not answer within"):
+            await redis.call("BLPOP", f"resp-test:{uuid.uuid4().hex}", 1)  # late: Redis holds it for 1 s
+    finally:
+        await redis.aclose()
+
+
 async def test_nothing_listening_is_a_connection_error() -> None:
     redis = PipelinedRedis("redis://127.0.0.1:9/0", connect_timeout_s=0.5)
     try:
