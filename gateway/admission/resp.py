@@ -9,6 +9,8 @@ C parser and resolves the futures in order (Redis answers one connection's comma
 they were sent). Concurrent requests therefore share round trips for free (pipelining), and a
 call costs about 10-35 µs (measured on this project's 2-core CI machine; see docs/benchmarks.md).
 
+Commands issued in the same turn of the event loop are written together, in one system call.
+
 A call waits at most ``call_timeout_s`` for its reply. Replies come in order, so the oldest call
 waiting is the first that can be late: one timer per connection watches it (re-armed for the next
 oldest when it is answered in time), instead of a timeout per call. A late reply means Redis
@@ -87,6 +89,8 @@ class PipelinedRedis:
         self._waiting: deque[asyncio.Future[Any]] = deque()
         self._sent_at: deque[float] = deque()  # loop time each waiting call was written, in the same order
         self._watchdog: asyncio.TimerHandle | None = None
+        self._unsent: list[bytes] = []  # commands of this loop iteration, written together (see _flush)
+        self._flushing: asyncio.Handle | None = None
         self._connecting: asyncio.Lock | None = None
         self._closed = False
 
@@ -153,8 +157,20 @@ class PipelinedRedis:
         self._sent_at.extend(now for _ in futures)
         if self._watchdog is None:
             self._watchdog = loop.call_at(now + self._call_timeout_s, self._watch)
-        writer.write(data)  # no drain: the reply is what we wait for; Redis reads as fast as we write
+        self._unsent.append(data)
+        if self._flushing is None:
+            self._flushing = loop.call_soon(self._flush, writer)
         return futures
+
+    def _flush(self, writer: asyncio.StreamWriter) -> None:
+        """Write every command of this loop iteration in one go: many concurrent requests admitted
+        together cost one system call (and one wake-up of Redis) instead of one each."""
+        self._flushing = None
+        unsent, self._unsent = self._unsent, []
+        if writer is not self._writer or not unsent:
+            return  # the connection was dropped meanwhile: _drop failed these calls already
+        # no drain: the reply is what we wait for; Redis reads as fast as we write
+        writer.write(unsent[0] if len(unsent) == 1 else b"".join(unsent))
 
     async def _connect(self) -> None:
         if self._closed:
@@ -209,6 +225,10 @@ class PipelinedRedis:
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
+        self._unsent.clear()  # never written: they must not reach the next connection
+        if self._flushing is not None:
+            self._flushing.cancel()
+            self._flushing = None
         self._sent_at.clear()
         while self._waiting:
             future = self._waiting.popleft()

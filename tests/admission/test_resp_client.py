@@ -26,6 +26,24 @@ async def test_concurrent_calls_each_get_their_own_reply(client: PipelinedRedis)
     assert replies == [[f"k{i}".encode(), str(i).encode()] for i in range(500)]
 
 
+async def test_calls_made_in_one_turn_of_the_loop_are_written_together(client: PipelinedRedis) -> None:
+    await client.call("PING")  # connected
+    writer = client._writer
+    assert writer is not None
+    writes: list[bytes] = []
+    write = writer.write
+
+    def counting(data: bytes) -> None:
+        writes.append(data)
+        write(data)
+
+    writer.write = counting  # type: ignore[method-assign]
+    replies = await asyncio.gather(*(client.call("ECHO", f"m{i}") for i in range(100)))
+    assert replies == [f"m{i}".encode() for i in range(100)]
+    assert len(writes) == 1
+    assert writes[0].count(b"ECHO") == 100
+
+
 async def test_the_url_selects_the_database(client: PipelinedRedis) -> None:
     key = f"resp-test:{uuid.uuid4().hex}"
     await client.call("SET", key, "eleven")
