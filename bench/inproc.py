@@ -46,6 +46,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -79,6 +80,11 @@ BODY = orjson.dumps(
     }
 )
 APPS = ("switchyard", "passthrough")
+CALLGRIND_LEDGER_FLUSH_MS = 20_000
+"""The ledger writer flushes every 200 ms or 200 rows. Under callgrind a request takes ~50x longer,
+so a 200 ms flush would write batches of a few rows, each paying a whole INSERT's cost: the count
+would then measure valgrind's slowness. The callgrind child flushes every 20 s instead, so batches
+fill to their 200 rows as they do at full speed."""
 BLOCKS = 10  # each round's requests, per app, in this many interleaved blocks
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -178,15 +184,19 @@ async def _lifespan(app: App, stack: AsyncExitStack) -> None:
     stack.push_async_callback(shutdown)
 
 
-async def build_apps(nginx_base: str, redis_url: str, run_dir: Path, stack: AsyncExitStack) -> dict[str, tuple[App, str]]:
-    """Both apps started, each with the token its requests carry."""
+async def build_apps(
+    nginx_base: str, redis_url: str, run_dir: Path, stack: AsyncExitStack, ledger_flush_ms: int | None = None
+) -> dict[str, tuple[App, str]]:
+    """Both apps started, each with the token its requests carry (``ledger_flush_ms``: see
+    :data:`CALLGRIND_LEDGER_FLUSH_MS`)."""
     from bench.passthrough import make_app
     from gateway.app import create_app
     from gateway.config import parse_config
 
-    config = parse_config(
-        yaml.safe_dump(switchyard_config(run_dir, nginx_base, nginx_base, redis_url=redis_url)), source="bench.inproc"
-    )
+    data = switchyard_config(run_dir, nginx_base, nginx_base, redis_url=redis_url)
+    if ledger_flush_ms is not None:
+        data["ledger"]["flush_interval_ms"] = ledger_flush_ms
+    config = parse_config(yaml.safe_dump(data), source="bench.inproc")
     gateway = create_app(config, watch=False)
     await _lifespan(gateway, stack)
     # As bench.targets.create_virtual_key: the project and a key through the admin API.
@@ -259,7 +269,7 @@ async def measure(
 async def count_instructions(nginx_base: str, redis_url: str, run_dir: Path, requests: int, warmup: int, app_name: str) -> None:
     """Under callgrind: warm up with instrumentation off, then instrument ``requests`` requests."""
     async with AsyncExitStack() as stack:
-        built = await build_apps(nginx_base, redis_url, run_dir, stack)
+        built = await build_apps(nginx_base, redis_url, run_dir, stack, ledger_flush_ms=CALLGRIND_LEDGER_FLUSH_MS)
         app, token = built[app_name]
         await drive(app, token, warmup, 1)
         switch = _callgrind_switch(run_dir)
@@ -365,7 +375,8 @@ def render(entries: list[dict[str, Any]]) -> str:
             "server stand-in in the same process, one request at a time unless noted, to nginx and a "
             "`redis-server` in their own processes. CPU is this process's (`time.process_time`, all threads: "
             "the ledger writer's included) per request, the median of each run's median over its rounds, "
-            "then the median over runs; instructions are callgrind's count over N requests after warm-up. "
+            "then the median over runs; instructions are callgrind's count over N requests after warm-up "
+            "(the ledger flushing by size, as at full speed: see `CALLGRIND_LEDGER_FLUSH_MS`). "
             "The bare pass-through (bench/passthrough.py) runs on the same driver as the floor. Neither "
             "includes the HTTP server's own parsing and writing (uvicorn + httptools), which both pay alike "
             "under load."
@@ -410,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis", default="", help=argparse.SUPPRESS)
     parser.add_argument("--run-dir", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop nginx and Redis on the way out
     if args.child_callgrind:
         _runner()(
             count_instructions(args.nginx, args.redis, Path(args.run_dir), args.requests, args.warmup, args.child_callgrind)
