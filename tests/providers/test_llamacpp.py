@@ -244,5 +244,5 @@ async def test_full_queue_is_overloaded_and_long_prompts_are_context_errors() ->
 
 async def test_models_and_missing_file() -> None:
     assert await LlamaCppProvider(deployment()).models() == ["smollm2-135m-instruct"]
-    with pytest.raises(ProviderSetupError, match="/nonexistent/model.gguf"):
+    with pytest.raises(ProviderSetupError, match=r"/nonexistent/model\.gguf"):
         LlamaCppProvider(deployment(model="/nonexistent/model.gguf"))
