@@ -29,7 +29,7 @@ import hashlib
 import ssl
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlparse
 
 import hiredis
@@ -45,7 +45,9 @@ def _encode(args: Sequence[Arg]) -> bytes:
     """One command in RESP: hiredis packs it in C (str, bytes, int and float arguments, the same
     bytes as :func:`_encode_py`), about 3x faster than Python; anything else goes the slow way."""
     try:
-        return hiredis.pack_command(args if type(args) is tuple else tuple(args))
+        # cast: hiredis's stub types the argument as a 1-tuple, though any length is packed
+        packed: bytes = hiredis.pack_command(cast(Any, args if type(args) is tuple else tuple(args)))
+        return packed
     except TypeError:
         return _encode_py(args)
 
