@@ -396,6 +396,15 @@ def render(entries: list[dict[str, Any]]) -> str:
             f"| {e['label']} | {e.get('revision', '?')} | {_fmt(sy)} ({each}) | {_fmt(floor)} | {ratio} | "
             f"{_fmt(ins.get('switchyard'))} | {_fmt(ins.get('passthrough'))} | {shape} | {e.get('when', '-')} |"
         )
+    for e in entries:  # what a measurement's author wrote about it (bench/results/inproc.json "note")
+        if e.get("note"):
+            lines += ["", f"*{e['label']}*: {e['note']}"]
+    profiled = [e for e in entries if e.get("profile")]
+    if profiled:  # the latest profile: [share %, what] rows, and how it was taken
+        last = profiled[-1]
+        lines += ["", f"Where the CPU goes ({last['label']}): {last.get('profile_how', '')}", ""]
+        lines += ["| share | where |", "|---|---|"]
+        lines += [f"| {share:.1f}% | {what} |" for share, what in last["profile"]]
     return "\n".join(lines)
 
 
