@@ -182,6 +182,10 @@ class PipelinedRedis:
         async with self._connecting:
             if self._writer is not None and not self._writer.is_closing():
                 return
+            if self._writer is not None:
+                # Closed under us (the server went away) before the reader noticed: the calls
+                # written or queued on it get no reply there, and must not wait for one here.
+                self._drop(ConnectionError("the connection to Redis was closed"))
             context = ssl.create_default_context() if self._tls else None
             async with asyncio.timeout(self._connect_timeout_s):
                 reader, writer = await asyncio.open_connection(self._host, self._port, ssl=context)

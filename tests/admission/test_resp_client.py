@@ -85,6 +85,18 @@ async def test_a_killed_connection_fails_the_calls_in_flight_and_the_next_call_r
         await admin.aclose()
 
 
+async def test_a_connection_closed_under_a_call_fails_it_and_the_next_call_gets_its_own_reply(client: PipelinedRedis) -> None:
+    await client.call("PING")
+    blocked = asyncio.ensure_future(client.call("BLPOP", f"resp-test:{uuid.uuid4().hex}", 2))
+    await asyncio.sleep(0.05)  # written, waiting for its reply
+    writer = client._writer
+    assert writer is not None
+    writer.transport.abort()  # closed before the reader task has seen it
+    assert await asyncio.wait_for(client.call("ECHO", "mine"), 1) == b"mine"
+    with pytest.raises(ConnectionError):
+        await blocked
+
+
 async def test_a_server_that_never_answers_times_out_and_is_let_go() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(3600)
