@@ -4,6 +4,7 @@ drops a keep-alive connection."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -39,11 +40,13 @@ from gateway.logs import remember_secrets
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import RequestIdMiddleware
 from gateway.reload import ConfigWatcher
+from gateway.revisions import verify_revisions
 from gateway.roles import RoleGuard
 from gateway.runtime import build_runtime, close_all, warm_up
 from gateway.services import StartupError, start_services
 from gateway.state import GatewayState
 from gateway.telemetry import LOGGED, start_telemetry
+from gateway.volume import VolumeMeter
 
 log = logging.getLogger("switchyard")
 HOT_ROUTES = {**openai.HOT_ROUTES, **anthropic.HOT_ROUTES, **responses.HOT_ROUTES}
@@ -138,6 +141,8 @@ def create_app(
         if insecure_master_key(initial):
             log.warning("running with the published development master key; set SWITCHYARD_MASTER_KEY in production")
         metrics = GatewayMetrics()
+        # a pinned model file that does not match refuses the start (ConfigError names the key path)
+        await asyncio.to_thread(verify_revisions, initial, path or "<config>")
         runtime = build_runtime(initial)
         await warm_up(runtime)
         try:
@@ -148,6 +153,7 @@ def create_app(
             raise
         breakers = make_breakers(initial)
         telemetry = start_telemetry(initial, metrics, span_processor)
+        volume = VolumeMeter.for_policy(initial.routing.volume, initial.redis_url)
         state = GatewayState(
             runtime=runtime,
             breakers=breakers,
@@ -156,9 +162,11 @@ def create_app(
             metrics=metrics,
             telemetry=telemetry,
             config_path=path,
+            volume=volume,
         )
         metrics.watch(state)
         await breakers.start()
+        await volume.start()
         # Everything allocated so far (config, compiled detectors, SDK modules) lives as long as
         # the process: move it out of the collector's sight so full collections stay short.
         gc.collect()
@@ -179,6 +187,7 @@ def create_app(
                 await close_all(state.runtime)
             finally:
                 await breakers.aclose()
+                await volume.aclose()
                 try:
                     await services.aclose()
                 finally:
