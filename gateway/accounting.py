@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
@@ -34,7 +33,9 @@ from gateway.auth import Caller
 from gateway.config import GatewayConfig
 from gateway.settler import Settler
 from providers.tokens import count_prompt, count_text, prompt_token_bound
-from routing.types import Plan, Prices
+from routing.pricing import exact_prices
+from routing.signals import recorded_needs
+from routing.types import Plan
 
 if TYPE_CHECKING:
     from gateway.ledger import LedgerWriter
@@ -43,30 +44,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchyard.accounting")
 _MTOK = Decimal(1_000_000)
-_QUANTUM = Decimal("1e-10")
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for legacy completions
 PRECHECK_MEMORY_S = 5.0  # how long a learned refusal is trusted before asking the store again
-
-
-def _price(per_mtok: float | None) -> Decimal:
-    # Prices arrive as floats (litellm's map is per token); 9 decimals per million is far finer
-    # than any provider's price list, and keeps 0.15 from becoming 0.15000000000000002.
-    return Decimal(f"{per_mtok or 0.0:.9f}")
-
-
-@functools.lru_cache(maxsize=256)
-def exact_prices(prices: Prices) -> tuple[Decimal, Decimal, Decimal]:
-    """``(input, cached input, output)`` per million tokens as exact decimals, made once per price list."""
-    cached = prices.input_per_mtok if prices.cached_input_per_mtok is None else prices.cached_input_per_mtok
-    return _price(prices.input_per_mtok), _price(cached), _price(prices.output_per_mtok)
-
-
-def cost_usd(prices: Prices, usage: TokenUsage) -> Decimal:
-    """Exact cost of ``usage`` at ``prices`` (cached input at its own price when given)."""
-    input_price, cached_price, output_price = exact_prices(prices)
-    uncached = max(0, usage.prompt_tokens - usage.cached_tokens)
-    total = (uncached * input_price + usage.cached_tokens * cached_price + usage.completion_tokens * output_price) / _MTOK
-    return total.quantize(_QUANTUM)
 
 
 def subjects_for(caller: Caller, config: GatewayConfig) -> list[Subject]:
@@ -291,8 +270,11 @@ def ledger_row(
     error: GatewayError | None = None,
     error_type: str | None = None,
     project_tag: str | None = None,
+    endpoint: str = "chat",
 ) -> dict[str, Any]:
-    """One ledger row, as the writer stores it (every column, typed: it skips re-validation)."""
+    """One ledger row, as the writer stores it (every column, typed: it skips re-validation).
+
+    ``endpoint`` is the API the client called (:func:`recorded_endpoint`)."""
     profile = runtime.profiles.get(deployment)
     usage = usage or TokenUsage()
     user = body.get("user")
@@ -324,9 +306,26 @@ def ledger_row(
         "end_user": user[:256] if isinstance(user, str) and user else None,
         "key_tags": key_tags_text(caller.tags),
         "project_tag": project_tag[:200] if project_tag else None,
+        # what policy simulation replays (routing.simulate)
+        "endpoint": endpoint,
+        "needs": tags_text(recorded_needs(body, plan.signals)),
     }
+
+
+_DIALECT_ENDPOINTS = {"anthropic": "messages", "responses": "responses"}
+
+
+def recorded_endpoint(endpoint: Endpoint, dialect: str) -> str:
+    """The API a request came in on, as the ledger records it: ``chat``, ``completions`` or
+    ``embeddings`` for OpenAI's, ``messages`` (Anthropic) or ``responses`` (OpenAI Responses)."""
+    return _DIALECT_ENDPOINTS.get(dialect, endpoint)
 
 
 def key_tags_text(tags: frozenset[str] | tuple[str, ...]) -> str | None:
     """A key's tags as the ledger stores them: a sorted JSON array, or None for none."""
+    return tags_text(tags)
+
+
+def tags_text(tags: frozenset[str] | tuple[str, ...]) -> str | None:
+    """A set of names as the ledger stores them (key tags, needs): a sorted JSON array, or None."""
     return orjson.dumps(sorted(tags)).decode() if tags else None

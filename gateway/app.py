@@ -28,10 +28,11 @@ from core.errors import (
     internal_error_body,
 )
 from gateway import __version__
-from gateway.api import admin, anthropic, explain, health, key, openai, reports, responses
+from gateway.api import admin, anthropic, explain, health, key, openai, reports, responses, simulate
 from gateway.asgi import Message, Receive, Scope, Send, send_json
 from gateway.config import GatewayConfig, insecure_master_key, load_config
 from gateway.dashboard import routes as dashboard
+from gateway.dashboard import whatif
 from gateway.dialects.anthropic import AnthropicDialect
 from gateway.drain import Drain, DrainMiddleware
 from gateway.executor import Executor
@@ -210,8 +211,10 @@ def create_app(
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(reports.router)
+    app.include_router(simulate.router)
     app.include_router(key.router)
     app.include_router(dashboard.router)
+    app.include_router(whatif.router)
     _install_error_handlers(app)
     app.state.drain = drain
     app.tracked = DrainMiddleware(app.dispatch, drain)  # every request, hot or not, known to the drain

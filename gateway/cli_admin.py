@@ -262,5 +262,7 @@ def add_admin_commands(subparsers: Any) -> None:
     report.set_defaults(func=_run(usage))
 
     from gateway.cli_reports import add_report_commands
+    from gateway.cli_simulate import add_simulate_command
 
     add_report_commands(subparsers, _common)
+    add_simulate_command(subparsers, _common)

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 from core.errors import GatewayError, ShuttingDown, UpstreamError
 from core.literals import Endpoint
 from core.wire import TokenUsage
-from gateway.accounting import Admitted, cost_usd, ledger_row
+from gateway.accounting import Admitted, ledger_row
 from gateway.auth import Caller
 from gateway.executor import Walk
 from gateway.shaping import shaped
+from routing.pricing import cost_usd
 from routing.types import Plan
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ class Exchange:
     walk: Walk = field(default_factory=Walk)
     started: float = field(default_factory=time.perf_counter)
     project_tag: str | None = None  # the caller's x-switchyard-project-tag, for the ledger
+    api: str = "chat"  # the API the client called, for the ledger (accounting.recorded_endpoint)
     finished: bool = False
     cost: Decimal = Decimal(0)
 
@@ -175,4 +177,5 @@ class Exchange:
             error=error,
             error_type=error_type,
             project_tag=self.project_tag,
+            endpoint=self.api,
         )

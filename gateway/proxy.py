@@ -23,6 +23,7 @@ from core.errors import (
 )
 from core.literals import Endpoint, Sensitivity
 from core.wire import CHECKS, reply_text
+from gateway.accounting import recorded_endpoint
 from gateway.asgi import (
     ClientGone,
     DisconnectWatch,
@@ -126,6 +127,7 @@ async def open_exchange(
         plan=plan,
         admitted=admitted,
         project_tag=project_tag(incoming.headers, body),
+        api=recorded_endpoint(endpoint, dialect.name),
         observed=observed,
         walk=Walk(trace=trace),
     )

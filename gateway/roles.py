@@ -93,6 +93,8 @@ ROUTE_ROLES: dict[tuple[str, str], Access] = {
     ("GET", "/admin/reports/daily"): READ,
     ("GET", "/admin/reports/projects/{name}/daily"): READ,
     ("GET", "/admin/reports/projects/{name}/breakdown"): READ,
+    # policy simulation: reads the ledger, writes nothing (gateway/api/simulate.py)
+    ("POST", "/admin/simulate"): READ,
     # the dashboard
     ("GET", "/dashboard/login"): PUBLIC,
     ("POST", "/dashboard/login"): PUBLIC,
@@ -104,6 +106,8 @@ ROUTE_ROLES: dict[tuple[str, str], Access] = {
     ("GET", "/dashboard/projects/{name}"): DASHBOARD,
     ("GET", "/dashboard/projects/{name}/daily.csv"): DASHBOARD,
     ("GET", "/dashboard/projects/{name}/{table}.csv"): DASHBOARD,
+    ("GET", "/dashboard/what-if"): DASHBOARD,
+    ("POST", "/dashboard/what-if"): DASHBOARD,
 }
 UNDECLARED = ADMIN  # fail closed: a route nobody declared is for admins only
 

@@ -94,9 +94,12 @@ def _f(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
 
-def compile_policy(config: GatewayConfig) -> tuple[Router, dict[str, DeploymentProfile]]:
-    """The router over the enabled deployments (disabled ones vanish from every route)."""
-    profiles = {d.name: deployment_profile(d) for d in config.enabled_deployments}
+def compile_policy(
+    config: GatewayConfig, deployments: list[DeploymentConfig] | None = None
+) -> tuple[Router, dict[str, DeploymentProfile]]:
+    """The router over the enabled deployments (or over ``deployments``): the others vanish from every route."""
+    enabled = config.enabled_deployments if deployments is None else deployments
+    profiles = {d.name: deployment_profile(d) for d in enabled}
     routes = [r.model_copy(update={"candidates": [c for c in r.candidates if c in profiles]}) for r in config.routes]
     routes = [r for r in routes if r.candidates]
     router = Router(routes, list(profiles.values()), config.sensitivity, config.routing, token_decoder=decode_token_ids)

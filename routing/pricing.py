@@ -9,11 +9,13 @@ other input price would be meaningless); absent, cached tokens cost the input pr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from core.wire import TokenUsage
 from routing.types import Endpoint, Prices
 
 Number = float | int | Decimal
@@ -107,6 +109,37 @@ def output_budget(endpoint: Endpoint, body: Mapping[str, Any], default_max_token
     if limit is None:
         return OutputBudget(default_max_tokens, choices, explicit=False)
     return OutputBudget(limit, choices)
+
+
+_MTOK = Decimal(_PER_MILLION)
+_QUANTUM = Decimal("1e-10")
+
+
+def _price(per_mtok: float | None) -> Decimal:
+    # Prices arrive as floats (litellm's map is per token); 9 decimals per million is far finer
+    # than any provider's price list, and keeps 0.15 from becoming 0.15000000000000002.
+    return Decimal(f"{per_mtok or 0.0:.9f}")
+
+
+@functools.lru_cache(maxsize=256)
+def exact_prices(prices: Prices) -> tuple[Decimal, Decimal, Decimal]:
+    """``(input, cached input, output)`` per million tokens as exact decimals, made once per price list."""
+    cached = prices.input_per_mtok if prices.cached_input_per_mtok is None else prices.cached_input_per_mtok
+    return _price(prices.input_per_mtok), _price(cached), _price(prices.output_per_mtok)
+
+
+def cost_usd(prices: Prices, usage: TokenUsage) -> Decimal:
+    """Exact cost of ``usage`` at ``prices`` (cached input at its own price when given): what the
+    ledger records, quantized to 1e-10 USD (half-even)."""
+    return exact_cost(prices, usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens)
+
+
+def exact_cost(prices: Prices, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> Decimal:
+    """:func:`cost_usd` over plain token counts."""
+    input_price, cached_price, output_price = exact_prices(prices)
+    uncached = max(0, prompt_tokens - cached_tokens)
+    total = (uncached * input_price + cached_tokens * cached_price + completion_tokens * output_price) / _MTOK
+    return total.quantize(_QUANTUM)
 
 
 def estimate_cost(prices: Prices, prompt_tokens: int, output_tokens: int) -> float:

@@ -17,6 +17,7 @@ deployment's ``unscannable`` level is below confidential. A request with more te
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,19 +43,26 @@ from routing.policy import (
     rule_reasons,
     soft_capabilities,
 )
-from routing.signals import RequestView, SignalExtractor
-from routing.spec import Route, RoutingDefaults, Rule, SensitivityPolicy
+from routing.signals import RequestView, SignalExtractor, recorded_view
+from routing.spec import Route, RoutingDefaults, Rule, SensitivityPolicy, TokenRange
 from routing.task import TaskClassifier
 from routing.types import (
     Candidate,
     DeploymentProfile,
+    Endpoint,
     Exclusion,
     Objective,
     Plan,
+    RecordedRequest,
     RoutingRequest,
     Sensitivity,
     TokenDecoder,
 )
+
+_ALL_HEALTHY: Mapping[str, bool] = {}
+# per model: the candidates' (input, output) prices and context windows, the rules' prompt bounds and cost ceilings
+_TokenParts = tuple[tuple[tuple[float, float], ...], tuple[int, ...], tuple[TokenRange, ...], tuple[float, ...]]
+_NO_BODY: Mapping[str, Any] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +132,7 @@ class Router:
         self.defaults = defaults
         self.signals = SignalExtractor(sensitivity, defaults, task_classifier, token_decoder)
         self._compiled = {r.name: CompiledRoute.build(r, self.deployments) for r in routes}
+        self._signature_parts: dict[str, _TokenParts] = {}
         self._route_of: dict[str, Route] = {}  # deployment -> first route listing it
         for route in routes:
             for name in route.candidates:
@@ -154,19 +163,99 @@ class Router:
             decision.error = error
         return decision
 
+    def decide_recorded(self, recorded: RecordedRequest, health: Mapping[str, bool] = _ALL_HEALTHY) -> Decision:
+        """:meth:`decide` for a request known only by its recorded signals (a ledger row): the
+        same rules, filters and ranking, with the recorded signals in place of the body's.
+        Used by policy simulation; calls no backend and reads no body."""
+        request = RoutingRequest(
+            model=recorded.model,
+            endpoint=recorded.endpoint,
+            body=_NO_BODY,
+            project=recorded.project,
+            key_tags=recorded.key_tags,
+        )
+        decision = Decision(request)
+        try:
+            pinned = self._resolve(decision)
+            complexity = self.signals.complexity.estimate("", recorded.prompt_tokens, recorded.task)
+            decision.view = recorded_view(recorded, complexity)
+            self._plan(decision, pinned, health)
+        except (RoutingError, InvalidHint) as error:
+            decision.error = error
+        return decision
+
+    def token_signature(self, model: str, endpoint: Endpoint, prompt_tokens: int, output_tokens: int) -> tuple[object, ...]:
+        """Every comparison planning makes on a request's token counts, for requests to ``model``:
+        which rules' ``prompt_tokens`` bounds hold, which candidates' context windows fit the
+        request, which ``max_cost_usd`` ceilings it stays under, the candidates in order of
+        estimated cost (ties marked), and whether the prompt is long enough to be a complexity
+        point. ``output_tokens`` is the output as :func:`recorded_view` takes it. Requests that
+        differ only in token counts and have equal signatures are planned alike, so policy
+        simulation plans each signature once. A new condition on token counts
+        in planning belongs here too (tests/routing/test_simulate.py checks the claim)."""
+        parts = self._signature_parts.get(model)
+        if parts is None:
+            parts = self._signature_parts[model] = self._token_parts(model)
+        prices, windows, bounds, ceilings = parts
+        output = 0 if endpoint == "embeddings" else output_tokens
+        total = prompt_tokens + output
+        # Prices.cost with no cached tokens, bit for bit: (prompt * input + output * output) / 1e6
+        costs = [(prompt_tokens * i + output * o) / 1e6 for i, o in prices]
+        order = sorted(range(len(costs)), key=costs.__getitem__)
+        signature: list[object] = [total <= window for window in windows]
+        signature += order
+        signature += [costs[a] == costs[b] for a, b in itertools.pairwise(order)]
+        for bound in bounds:
+            signature.append(
+                (bound.min is None or prompt_tokens >= bound.min) and (bound.max is None or prompt_tokens <= bound.max)
+            )
+        for ceiling in ceilings:
+            signature += [cost > ceiling for cost in costs]
+        signature.append(prompt_tokens >= self.signals.complexity.long_prompt)  # a complexity point
+        return tuple(signature)
+
+    def _token_parts(self, model: str) -> _TokenParts:
+        route = self.routes.get(model)
+        pinned = self.deployments.get(model) if route is None else None
+        if pinned is not None:
+            route = self._route_of.get(pinned.name)
+        pool = [d for _, d in self._compiled[route.name].pool] if route else []
+        if pinned is not None and pinned not in pool:
+            pool.append(pinned)
+        rules = route.rules if route else []
+        return (
+            tuple((d.prices.input_per_mtok, d.prices.output_per_mtok) for d in pool),
+            tuple(d.context_window for d in pool),
+            tuple(r.when.prompt_tokens for r in rules if r.when.prompt_tokens is not None),
+            tuple(f.max_cost_usd for r in rules for f in (r.allow, r.deny) if f is not None and f.max_cost_usd is not None),
+        )
+
     # ---- planning
 
-    def _decide(self, decision: Decision, health: Mapping[str, bool]) -> None:
-        request = decision.request
-        route = self.routes.get(request.model)
-        pinned = None if route is not None else self.deployments.get(request.model)
+    def _resolve(self, decision: Decision) -> DeploymentProfile | None:
+        """The route the requested model names (or that lists the pinned deployment); the pinned
+        deployment when the name is one. Raises UnknownModel."""
+        model = decision.request.model
+        route = self.routes.get(model)
+        pinned = None if route is not None else self.deployments.get(model)
         if route is None and pinned is None:
-            raise UnknownModel(request.model)
+            raise UnknownModel(model)
         if pinned is not None:
             route = self._route_of.get(pinned.name)
         decision.route = route
+        return pinned
+
+    def _decide(self, decision: Decision, health: Mapping[str, bool]) -> None:
+        pinned = self._resolve(decision)
+        route = decision.route
         default_max_tokens = route.default_max_tokens if route else None
-        view = decision.view = self.signals.view(request, default_max_tokens)
+        decision.view = self.signals.view(decision.request, default_max_tokens)
+        self._plan(decision, pinned, health)
+
+    def _plan(self, decision: Decision, pinned: DeploymentProfile | None, health: Mapping[str, bool]) -> None:
+        """Match the rule and plan, from the view's signals however they were obtained."""
+        request, route, view = decision.request, decision.route, decision.view
+        assert view is not None
         signals = view.signals
         facts = Facts(
             signals.sensitivity,
@@ -185,6 +274,9 @@ class Router:
             self._plan_pinned(decision, pinned, health)
         else:
             self._plan_route(decision, health)
+
+    # Every comparison below on token counts (rule bounds, context windows, cost ceilings, ranking
+    # by estimated cost) is mirrored in token_signature, which policy simulation caches decisions by.
 
     def _cost(self, deployment: DeploymentProfile, view: RequestView) -> float:
         return deployment.prices.cost(view.signals.prompt_tokens, view.output.total)

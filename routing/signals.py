@@ -16,7 +16,7 @@ from routing.pricing import OutputBudget, output_budget
 from routing.sensitivity import SensitivityClassifier
 from routing.spec import RoutingDefaults, SensitivityPolicy
 from routing.task import HeuristicTaskClassifier, TaskClassifier, detect_task
-from routing.types import RoutingRequest, Signals, TokenDecoder
+from routing.types import RecordedRequest, RoutingRequest, Signals, TokenDecoder
 from routing.volume import classify_volume
 
 
@@ -110,3 +110,65 @@ class SignalExtractor:
             output_tokens=output.per_choice if output.explicit else 1,
         )
         return RequestView(signals, needs, output, content)
+
+
+CAPABILITY_NEEDS = frozenset({"tools", "vision", "json_schema"})
+"""The recorded needs that are capabilities a deployment must declare (``stream`` and
+``unscannable`` are not)."""
+
+
+def recorded_needs(body: Mapping[str, Any], signals: Signals) -> frozenset[str]:
+    """What a request needed beyond its endpoint, as the ledger records it (see
+    :class:`~routing.types.RecordedRequest`): read from the body's structure and the signals."""
+    needed = set()
+    tools = body.get("tools") or body.get("functions")
+    if isinstance(tools, list) and tools:
+        needed.add("tools")
+    response_format = body.get("response_format")
+    if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
+        needed.add("json_schema")
+    if body.get("stream") is True:
+        needed.add("stream")
+    if signals.images:
+        needed.add("vision")
+    if any(kind != "image" for kind, _ in signals.unscannable):
+        needed.add("unscannable")
+    return frozenset(needed)
+
+
+_RECORDED_CONTENT = RequestContent((), "")
+
+
+def recorded_view(recorded: RecordedRequest, complexity: Complexity | None = None) -> RequestView:
+    """The view of a recorded request, as :meth:`SignalExtractor.view` would have built it: the
+    recorded signals stand for the detectors and the classifier, the recorded completion tokens
+    for an explicit ``max_tokens`` (they had to fit next to the prompt)."""
+    needs = recorded.needs
+    images = 1 if "vision" in needs else 0
+    unscannable: tuple[tuple[str, int], ...] = (("image", 1),) if images else ()
+    if "unscannable" in needs:
+        unscannable += (("unscannable", 1),)
+    output = OutputBudget(0) if recorded.endpoint == "embeddings" else OutputBudget(recorded.output_tokens)
+    signals = Signals(
+        sensitivity=recorded.sensitivity,
+        sensitivity_sources=("recorded",),
+        detections=(),
+        task=recorded.task,
+        task_reason="recorded",
+        prompt_tokens=recorded.prompt_tokens,
+        max_output_tokens=output.per_choice,
+        images=images,
+        unscannable=unscannable,
+        needs=tuple(sorted(needs & CAPABILITY_NEEDS)),
+        # the ledger keeps neither the text (complexity markers) nor the project's rate at the time:
+        # complexity is estimated from the recorded prompt length and task, volume is normal
+        complexity=complexity.level if complexity else "low",
+        complexity_reason=f"recorded prompt and task: {complexity.reason}" if complexity else "",
+        volume_reason="not recorded: normal",
+    )
+    return RequestView(
+        signals,
+        Needs(recorded.endpoint, needs & CAPABILITY_NEEDS, recorded.prompt_tokens, output.per_choice),
+        output,
+        _RECORDED_CONTENT,
+    )

@@ -23,6 +23,7 @@ __all__ = [
     "Objective",
     "Plan",
     "Prices",
+    "RecordedRequest",
     "RoutingRequest",
     "Sensitivity",
     "Signals",
@@ -96,6 +97,28 @@ class RoutingRequest:
     volume_rpm: float | None = None
     volume: str | None = None
     complexity: str | None = None  # low | high given outright (a replayed ledger row); None: estimated
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """A request as the ledger recorded it, for a replay through a policy (no body to read).
+
+    The signals are the ones the gateway decided at the time: the final sensitivity, the task,
+    the prompt tokens and, as the output the request needs, the completion tokens it produced.
+    ``needs`` holds what the request used beyond its endpoint (``tools``, ``vision``,
+    ``json_schema``, ``stream``, and ``unscannable`` for content other than images that the
+    detectors could not read).
+    """
+
+    model: str
+    endpoint: Endpoint
+    sensitivity: Sensitivity
+    task: str
+    prompt_tokens: int
+    output_tokens: int
+    needs: frozenset[str] = frozenset()
+    project: str | None = None
+    key_tags: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

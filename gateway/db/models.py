@@ -151,6 +151,9 @@ class UsageRecordBase(SQLModel):
     end_user: str | None = None  # the request's OpenAI ``user`` field
     key_tags: str | None = None  # the key's tags at request time, as a sorted JSON array
     project_tag: str | None = None  # the x-switchyard-project-tag hint
+    # what policy simulation replays (NULL on rows older than revision 0003: chat, nothing more)
+    endpoint: str | None = Field(default=None, max_length=16)  # chat | completions | embeddings | messages | responses
+    needs: str | None = None  # tools / vision / json_schema / stream / unscannable, as a sorted JSON array
 
 
 class UsageRecordCreate(UsageRecordBase):

@@ -82,6 +82,8 @@ COLUMNS = (
     "end_user",
     "key_tags",
     "project_tag",
+    "endpoint",
+    "needs",
 )
 _UNIT = Decimal(10) ** MONEY_SCALE
 
@@ -156,6 +158,7 @@ class LedgerSeeder:
         self.rows, self.days = rows, days
         self.now = (now or datetime.now(UTC)).astimezone(UTC)
         self.rng = random.Random(seed)
+        self.shape_rng = random.Random(seed + 1)  # endpoints and needs: the other draws stay as they were
         self.profiles: dict[str, DeploymentProfile] = {d.name: deployment_profile(d) for d in config.deployments}
         self.prices = {n: ReferencePrices.from_prices(n, p.prices) for n, p in self.profiles.items()}
         self.self_hosted = [n for n, p in self.profiles.items() if p.locality == "self_hosted"] or list(self.profiles)
@@ -235,6 +238,25 @@ class LedgerSeeder:
         ts = start + timedelta(hours=_draw(self._hours, rng.random()), seconds=rng.random() * 3600)
         return ts if ts <= self.now else start + (self.now - start) * rng.random()
 
+    def _shape(self, task: str, streamed: bool) -> tuple[str, str | None]:
+        """The API a request came in on and what it needed: embeddings for ``embed``; a few
+        chats arrive on Anthropic's Messages or the Responses API; tool use needs tools, some
+        extractions a JSON schema, a few chats an image."""
+        if task == "embed":
+            return "embeddings", None
+        u = self.shape_rng.random()
+        endpoint = "messages" if u < 0.08 else "responses" if u < 0.12 else "chat"
+        needs = []
+        if task == "tool_use":
+            needs.append("tools")
+        elif task == "extract" and self.shape_rng.random() < 0.4:
+            needs.append("json_schema")
+        elif task == "chat" and self.shape_rng.random() < 0.03:
+            needs.append("vision")
+        if streamed:
+            needs.append("stream")
+        return endpoint, ('["' + '","'.join(sorted(needs)) + '"]') if needs else None
+
     def generate(self) -> Iterator[dict[str, Any]]:
         """The ledger rows, in no particular order."""
         rng = self.rng
@@ -258,9 +280,13 @@ class LedgerSeeder:
                 status, error_type = ERRORS[int(rand() * len(ERRORS))]
                 prompt = completion = cached = 0
             profile = self.profiles[deployment]
+            row_id, ts = f"seed-{i:09d}-{rng.getrandbits(32):08x}", self._timestamp()  # the draws in their old order
+            latency = round(rng.lognormvariate(6.2, 0.6), 3)
+            streamed = rand() < 0.4
+            endpoint, needs = self._shape(task, streamed)
             yield {
-                "id": f"seed-{i:09d}-{rng.getrandbits(32):08x}",
-                "ts": self._timestamp(),
+                "id": row_id,
+                "ts": ts,
                 "request_id": None,
                 "project": project.name,
                 "key_id": key.id,
@@ -276,15 +302,17 @@ class LedgerSeeder:
                 "cached_tokens": cached,
                 "completion_tokens": completion,
                 "cost_usd": self.prices[deployment].cost(prompt, cached, completion) if status == 200 else Decimal(0),
-                "latency_ms": round(rng.lognormvariate(6.2, 0.6), 3),
+                "latency_ms": latency,
                 "ttft_ms": None,
                 "status": status,
                 "error_type": error_type,
-                "streamed": rand() < 0.4,
+                "streamed": streamed,
                 "fallbacks": 1 if rand() < 0.02 else 0,
                 "end_user": f"user-{int(rng.paretovariate(1.1)) % key.users:03d}" if key.users else None,
                 "key_tags": key.tags_text,
                 "project_tag": _draw(key.project_tag, rand()),
+                "endpoint": endpoint,
+                "needs": needs,
             }
 
 

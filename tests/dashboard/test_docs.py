@@ -1,4 +1,5 @@
-"""docs/dashboard.md holds a screenshot of the overview and of a project page, and the README shows them."""
+"""docs/dashboard.md holds a screenshot of the overview, of a project page and of the What if page,
+and the README shows the first two."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 from tests.helpers import ROOT
 
 IMAGES = {"docs/images/dashboard-overview.png", "docs/images/dashboard-project.png"}
+WHAT_IF = "docs/images/dashboard-what-if.png"
 
 
 def _images(markdown: str, base: str) -> set[str]:
@@ -16,9 +18,9 @@ def _images(markdown: str, base: str) -> set[str]:
 def test_the_dashboard_doc_and_the_readme_show_both_screenshots() -> None:
     doc = (ROOT / "docs" / "dashboard.md").read_text(encoding="utf-8")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert _images(doc, "docs/") == IMAGES
+    assert _images(doc, "docs/") == IMAGES | {WHAT_IF}
     assert _images(readme, "") >= IMAGES
-    for image in IMAGES:
+    for image in IMAGES | {WHAT_IF}:
         data = (ROOT / image).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, image  # a real screenshot, not a placeholder
         width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")

@@ -48,7 +48,7 @@ async def _assert_schema_matches_models(db: Database) -> None:
         )
     assert {"projects", "api_keys", "usage_records", "alembic_version"} <= tables
     assert diff == [], f"models and migrations disagree: {diff}"
-    assert await db.schema_revision() == "0002_finance"
+    assert await db.schema_revision() == "0003_request_shape"
 
 
 async def test_sqlite_migrates_in_wal_mode_and_matches_models(tmp_path: Path) -> None:

@@ -123,8 +123,11 @@ async def test_migration_0002_rolls_up_the_rows_already_in_the_ledger(tmp_path: 
             await db.migrate("0001_initial")
             await _old_rows(db)
             await db.migrate()
-            assert await db.schema_revision() == "0002_finance"
+            assert await db.schema_revision() == "0003_request_shape"
             await assert_rollups_equal_rows(db)
+            async with db.engine.connect() as conn:  # 0003: old rows know neither their endpoint nor their needs
+                shapes = (await conn.execute(text("SELECT DISTINCT endpoint, needs FROM usage_records"))).all()
+            assert [tuple(s) for s in shapes] == [(None, None)]
             assert (await usage_report(db, source="rollup"))["total_requests"] == 25
             assert await usage_report(db, group_by=["day", "model"], source="rollup") == await usage_report(
                 db, group_by=["day", "model"], source="raw"
