@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from core.literals import TASKS, Capability, Endpoint, Locality, Objective, Sensitivity
+from routing.live import LiveState
 
 __all__ = [
     "TASKS",
@@ -68,6 +69,8 @@ class DeploymentProfile:
     # token ids) is treated as, for this deployment: by default such a request stays self-hosted
     unscannable: Sensitivity = Sensitivity.CONFIDENTIAL
     kind: str = "instruct"  # base | instruct | embedding: a base model never serves a chat
+    group: str | None = None  # equivalent deployments, balanced by the route's ``balance`` (routing.ranking)
+    weight: int = 1  # share of a group's traffic under ``balance: weighted``
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,7 @@ class RoutingRequest:
     project_floor: Sensitivity = Sensitivity.PUBLIC
     key_tags: frozenset[str] = frozenset()
     prompt_tokens: int | None = None  # counted by the caller; estimated from characters when None
+    live: LiveState | None = None  # measured conditions: spend caps, latency, in-flight, downgrade (routing.live)
 
 
 @dataclass(frozen=True, slots=True)
