@@ -158,8 +158,21 @@ class Accountant:
         """Nothing is left of the budget that the cheapest possible request could be paid with."""
         return refusal.unspent_usd is not None and refusal.unspent_usd < runtime.cheapest_request_usd
 
-    async def admit(self, caller: Caller, runtime: Runtime, plan: Plan, body: dict[str, Any], endpoint: Endpoint) -> Admitted:
-        """Check limits and reserve the worst case; raises RateLimited / BudgetExceeded."""
+    async def admit(
+        self,
+        caller: Caller,
+        runtime: Runtime,
+        plan: Plan,
+        body: dict[str, Any],
+        endpoint: Endpoint,
+        *,
+        whole_output: bool = False,
+    ) -> Admitted:
+        """Check limits and reserve the worst case; raises RateLimited / BudgetExceeded.
+
+        ``whole_output``: when the client set no ``max_tokens``, the budgets must afford the whole
+        default cap rather than as little as one token (a project that downgrades would rather be
+        served in full by a free deployment than get a truncated answer from a paid one)."""
         profiles = [runtime.profiles[d] for d in plan.deployments if d in runtime.profiles]
         asked, choices = requested_output(body)
         cap: int | None = None
@@ -195,7 +208,8 @@ class Accountant:
             unit = choices * max((exact_prices(p.prices)[2] for p in profiles), default=Decimal(0)) / _MTOK
             units = asked if asked is not None else cap
             assert units is not None
-            output = OutputClaim(unit, max_units=units, min_units=units if asked is not None else 1, tokens_per_unit=choices)
+            least = units if asked is not None or whole_output else 1
+            output = OutputClaim(unit, max_units=units, min_units=least, tokens_per_unit=choices)
         try:
             ticket = await self.admission.admit(subjects, tokens=prompt, reserve_usd=fixed, output=output)
         except RateLimited as refusal:

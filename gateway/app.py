@@ -36,6 +36,7 @@ from gateway.drain import Drain, DrainMiddleware
 from gateway.executor import Executor
 from gateway.health import make_breakers
 from gateway.logs import remember_secrets
+from gateway.measured.live import LiveSignals
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import RequestIdMiddleware
 from gateway.reload import ConfigWatcher
@@ -159,6 +160,9 @@ def create_app(
         )
         metrics.watch(state)
         await breakers.start()
+        state.live = LiveSignals(initial)
+        state.executor.load = state.live.in_flight
+        await state.live.start(services.db)
         # Everything allocated so far (config, compiled detectors, SDK modules) lives as long as
         # the process: move it out of the collector's sight so full collections stay short.
         gc.collect()
@@ -178,6 +182,7 @@ def create_app(
             try:
                 await close_all(state.runtime)
             finally:
+                await state.live.aclose()
                 await breakers.aclose()
                 try:
                     await services.aclose()

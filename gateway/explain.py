@@ -16,6 +16,7 @@ from gateway.proxy import routing_request
 from gateway.refusals import refusal_summary
 from gateway.runtime import Runtime
 from routing.explain import explain_decision
+from routing.live import LiveState
 
 
 def explain_request(
@@ -25,13 +26,31 @@ def explain_request(
     body: dict[str, Any],
     endpoint: Endpoint,
     health: Mapping[str, bool],
+    live: LiveState | None = None,
 ) -> dict[str, Any]:
-    """The decision as JSON-ready data, its refusal (if any) as the real call would answer it."""
-    decision = runtime.router.decide(routing_request(runtime, headers, caller, body, endpoint), health)
+    """The decision as JSON-ready data, its refusal (if any) as the real call would answer it;
+    with ``live``, the measured conditions it was made under (``measured``, ``downgraded``)."""
+    decision = runtime.router.decide(routing_request(runtime, headers, caller, body, endpoint, live), health)
     result = explain_decision(decision)
     if decision.error is not None:
         result["error"] = refusal_summary(decision.error)
+    if live is not None:
+        result["downgraded"] = live.downgrade
+        result["measured"] = measured_dict(live)
     return result
+
+
+def measured_dict(live: LiveState) -> dict[str, Any]:
+    """What explain shows of the measured conditions: caps reached, moving averages, in flight."""
+    return {
+        "capped": dict(live.capped),
+        "latency": {
+            name: {"latency_ms": m.latency_ms, "ttft_ms": m.ttft_ms, "answers": m.samples, "streams": m.ttft_samples}
+            for name, m in live.latency.items()
+        },
+        "in_flight": dict(live.in_flight),
+        "min_samples": live.min_samples,
+    }
 
 
 def explain_offline(runtime: Runtime, body: dict[str, Any], project: str | None = None) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from gateway.auth import Caller
 from gateway.dialects import OPENAI, Dialect
 from gateway.exchange import Ending, Exchange
 from gateway.executor import Walk
+from gateway.measured.downgrade import admit_or_downgrade
 from gateway.refusals import NO_RETRY, refusal_for
 from gateway.roles import require
 from gateway.runtime import Runtime
@@ -44,6 +45,7 @@ from gateway.streaming import StreamMeter, relay
 from gateway.telemetry import Observed
 from providers.base import Provider, Reply
 from routing.errors import InvalidHint, RoutingError
+from routing.live import DOWNGRADE_RULE, LiveState
 from routing.types import Plan, RoutingRequest
 
 HINT_HEADERS = {"sensitivity": "x-switchyard-sensitivity", "task": "x-switchyard-task"}
@@ -112,7 +114,16 @@ async def open_exchange(
     observed.plan = plan
     state.model_use[body["model"]] = time.monotonic()
     with trace.phase("admission"):
-        admitted = await state.accountant.admit(caller, runtime, plan, body, endpoint)
+        plan, admitted = await admit_or_downgrade(
+            state,
+            runtime,
+            caller,
+            body,
+            endpoint,
+            plan,
+            lambda live: plan_for(state, runtime, incoming.headers, caller, body, endpoint, live),
+        )
+        observed.plan = plan
     exchange = Exchange(
         state=state,
         runtime=runtime,
@@ -142,7 +153,12 @@ def project_tag(headers: dict[str, str], body: dict[str, Any]) -> str | None:
 
 
 def routing_request(
-    runtime: Runtime, headers: dict[str, str], caller: Caller, body: dict[str, Any], endpoint: Endpoint
+    runtime: Runtime,
+    headers: dict[str, str],
+    caller: Caller,
+    body: dict[str, Any],
+    endpoint: Endpoint,
+    live: LiveState | None = None,
 ) -> RoutingRequest:
     """The router's view of a request: the body, header hints, the caller's project and tags."""
     project = runtime.projects.get(caller.project)
@@ -156,14 +172,23 @@ def routing_request(
         project=caller.project,
         project_floor=floor,
         key_tags=caller.tags,
+        live=live,
     )
 
 
 def plan_for(
-    state: GatewayState, runtime: Runtime, headers: dict[str, str], caller: Caller, body: dict[str, Any], endpoint: Endpoint
+    state: GatewayState,
+    runtime: Runtime,
+    headers: dict[str, str],
+    caller: Caller,
+    body: dict[str, Any],
+    endpoint: Endpoint,
+    live: LiveState | None = None,
 ) -> Plan:
+    if live is None and state.live is not None:
+        live = state.live.state
     try:
-        return runtime.router.plan(routing_request(runtime, headers, caller, body, endpoint), state.breakers.snapshot())
+        return runtime.router.plan(routing_request(runtime, headers, caller, body, endpoint, live), state.breakers.snapshot())
     except (RoutingError, InvalidHint) as exc:
         raise refusal_for(exc) from None
 
@@ -198,6 +223,8 @@ def response_headers(exchange: Exchange, cost: Decimal | None = None) -> dict[st
     }
     if plan.rerouted:
         headers["x-switchyard-rerouted"] = "true"
+    if plan.rule == DOWNGRADE_RULE:
+        headers["x-switchyard-downgraded"] = "budget"
     if exchange.walk.current is not None:
         headers["x-switchyard-deployment"] = exchange.walk.current
         headers["x-switchyard-fallbacks"] = str(exchange.walk.fallbacks)

@@ -11,7 +11,9 @@ numbers (``gateway.measured``) and passes a :class:`LiveState` on the
 * ``in_flight``: requests each deployment is serving now, for ``balance: least_in_flight``.
 * ``downgrade``: the caller's budget cannot pay for this request and its project says
   ``on_budget_exhausted: downgrade``: only deployments that cost nothing may serve it.
-* ``rng``: the random source of ``balance: weighted`` (seed it in tests).
+* ``rng``: the random source of ``balance: weighted``, a function returning a float in [0, 1)
+  (the gateway passes ``random.Random().random``; tests pass a seeded one). Routing imports no
+  random source of its own: without one, a group's heaviest member simply comes first.
 
 The mappings may be the gateway's own live dictionaries: the router only reads them, within one
 synchronous ``plan`` call.
@@ -19,8 +21,7 @@ synchronous ``plan`` call.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 DOWNGRADE_RULE = "budget-downgrade"
@@ -45,7 +46,7 @@ class LiveState:
     latency: Mapping[str, Measured] = field(default_factory=dict)
     in_flight: Mapping[str, int] = field(default_factory=dict)
     downgrade: str | None = None  # "budget": only free deployments
-    rng: random.Random | None = None
+    rng: Callable[[], float] | None = None
     min_samples: int = 1  # fewer answers than this and the measurement is not trusted yet
 
 

@@ -10,7 +10,8 @@ Deployments that tie on the objective's key (same estimated cost and quality und
 and so on) and share a ``group`` are ordered by the route's ``balance``:
 
 * ``weighted``: a weighted random order (the first pick is ``weight / sum of weights``, then the
-  same among the rest), drawn from ``LiveState.rng`` so tests can seed it;
+  same among the rest), drawn from ``LiveState.rng`` so tests can seed it (without one: heaviest
+  first, then config order);
 * ``least_in_flight``: fewest requests in flight first (``LiveState.in_flight``), then the
   higher weight, then config order.
 
@@ -20,7 +21,6 @@ declares no group ranks exactly as before.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,7 +33,6 @@ _RANK_REASONS = {
     "cheapest": "cheapest: ranked by estimated cost, then quality",
     "best": "best: ranked by quality, then estimated cost",
 }
-_SHARED_RNG = random.Random()
 
 
 class Ranker:
@@ -46,7 +45,7 @@ class Ranker:
         self.live = live
         self.streaming = streaming
         self.balance = balance
-        self.rng = live.rng or _SHARED_RNG
+        self.rng = live.rng
 
     # ---- latency
 
@@ -129,16 +128,19 @@ class Ranker:
             in_flight = self.live.in_flight
             ordered = sorted(members, key=lambda m: (in_flight.get(m[0].name, 0), -m[0].weight, m[2]))
             return ordered, lambda d, _total: f"least in flight: {in_flight.get(d.name, 0)} now"
+        if self.rng is None:
+            ordered = sorted(members, key=lambda m: (-m[0].weight, m[2]))
+            return ordered, lambda d, total: f"weighted: {d.weight} of {total}, heaviest first (no random source)"
         return weighted_order(members, self.rng), lambda d, total: f"weighted: {d.weight} of {total}"
 
 
-def weighted_order(members: Sequence[Item], rng: random.Random) -> list[Item]:
+def weighted_order(members: Sequence[Item], rng: Callable[[], float]) -> list[Item]:
     """A random order where each next pick is proportional to weight among those left."""
     left = list(members)
     ordered: list[Item] = []
     while len(left) > 1:
         total = sum(m[0].weight for m in left)
-        point = rng.random() * total
+        point = rng() * total
         pick = len(left) - 1  # rounding can leave the point past the last weight
         for index, member in enumerate(left):
             point -= member[0].weight
