@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from core.errors import BudgetExceeded, GatewayError
@@ -62,24 +61,25 @@ async def admit_or_downgrade(
 
 async def explain_conditions(state: GatewayState, caller: Caller, body: dict[str, Any], endpoint: Endpoint) -> LiveState | None:
     """The measured conditions ``POST /v1/route/explain`` plans under: downgraded when the
-    caller's project downgrades and a budget has less left than the plan's first candidate is
-    estimated to cost (an estimate: the real call decides on its exact reservation)."""
+    caller's project downgrades and a budget has less left than the least the real call would
+    have to reserve on the plan (reservations of requests in flight count as spent)."""
     live = state.live
     if live is None:
         return None
     runtime = state.runtime
     if not downgrades(runtime, caller) or state.admission is None:
         return live.state
-    from gateway.accounting import subjects_for
     from gateway.proxy import routing_request
 
-    decision = runtime.router.decide(routing_request(runtime, {}, caller, body, endpoint, live.state), state.breakers.snapshot())
-    estimate = Decimal(str(decision.candidates[0].estimated_cost_usd)) if decision.candidates else Decimal(0)
-    for subject in subjects_for(caller, runtime.config):
+    request = routing_request(runtime, {}, caller, body, endpoint, live.state)
+    decision = runtime.router.decide(request, state.breakers.snapshot())
+    if decision.error is not None:
+        return live.state
+    claim = state.accountant.claim(caller, runtime, decision.plan(), body, endpoint, whole_output=True)
+    for subject in claim.subjects:
         if subject.budget_usd is None:
             continue
         budget = await state.admission.budget_state(subject)
-        left = subject.budget_usd - budget.spent_usd - budget.reserved_usd
-        if left <= 0 or left < estimate:
+        if subject.budget_usd - budget.spent_usd - budget.reserved_usd < claim.least_usd:
             return live.downgraded
     return live.state
