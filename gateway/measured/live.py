@@ -72,6 +72,7 @@ class LiveSignals:
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0
         self.failed_rounds = 0
+        self._round = asyncio.Lock()  # one round at a time: a spend batch is sent once
 
     def reconfigure(self, config: GatewayConfig) -> None:
         """A reloaded config: new caps and settings; counters and measurements carry over."""
@@ -136,15 +137,16 @@ class LiveSignals:
 
     async def sync_once(self) -> None:
         """One round: roll windows over and drop stale latency; with Redis, share both."""
-        now = datetime.now(UTC)
-        self.latency.expire()
-        if self._redis is None:
-            self.spend.refresh(now)
-        else:
-            async with asyncio.timeout(4 * max(0.25, min(2.0, self.interval_s))):
-                await self.spend.sync(self._redis, now)
-                await self.latency.sync(self._redis)
-        self.rounds += 1
+        async with self._round:
+            now = datetime.now(UTC)
+            self.latency.expire()
+            if self._redis is None:
+                self.spend.refresh(now)
+            else:
+                async with asyncio.timeout(4 * max(0.25, min(2.0, self.interval_s))):
+                    await self.spend.sync(self._redis, now)
+                    await self.latency.sync(self._redis)
+            self.rounds += 1
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -154,8 +156,9 @@ class LiveSignals:
             self._task = None
         if self._redis is not None:
             with contextlib.suppress(Exception):
-                with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
                     await self.spend.sync(self._redis)  # what was spent here since the last round
+            with contextlib.suppress(Exception):
                 await self._redis.aclose()
 
 
