@@ -89,6 +89,8 @@ class Ranker:
     def rank(self, items: Sequence[Item]) -> list[Candidate]:
         """``items`` ordered by the objective, tied group members balanced; each with its reason."""
         keyed = sorted(((self._key(item), item) for item in items), key=lambda pair: (pair[0], pair[1][2]))
+        if not any(item[0].group is not None for _, item in keyed):
+            return [Candidate(d.name, d.locality, cost, self.reason(d)) for _, (d, cost, _) in keyed]
         out: list[Candidate] = []
         start = 0
         while start < len(keyed):

@@ -219,6 +219,8 @@ class Router:
         prompt, output = view.signals.prompt_tokens, view.output.total
         unscannable = view.signals.unscannable_summary
         permitted: list[tuple[DeploymentProfile, float, int]] = []
+        live = request.live
+        live_checks = live is not None and bool(live.capped or live.downgrade)
         for index, deployment in compiled.pool:
             if deployment.name == skip:
                 continue
@@ -226,16 +228,16 @@ class Router:
             reasons = policy_reasons(deployment, rule, sensitivity, cost, unscannable) + hard_reasons(
                 deployment, needs, soft, health
             )
-            if request.live is not None:
+            if live_checks:
                 reasons += live_reasons(deployment, request)
             if reasons:
                 decision.excluded.append(Exclusion(deployment.name, "; ".join(reasons)))
             else:
                 permitted.append((deployment, cost, index))
-        ranker = None
-        if request.live is not None or route.name in self._grouped:
+        ranker = None  # measurements matter to "fastest" only; balancing to routes with a group
+        if route.name in self._grouped or (live is not None and decision.objective == "fastest"):
             streaming = bool(request.body.get("stream"))
-            ranker = Ranker(decision.objective, request.live or NO_LIVE_STATE, streaming=streaming, balance=route.balance)
+            ranker = Ranker(decision.objective, live or NO_LIVE_STATE, streaming=streaming, balance=route.balance)
         candidates = order_candidates(
             permitted, decision.objective, rule.prefer if rule else (), rule.name if rule else None, route.fallbacks, ranker
         )
