@@ -73,6 +73,7 @@ class LiveSignals:
         self.rounds = 0
         self.failed_rounds = 0
         self._round = asyncio.Lock()  # one round at a time: a spend batch is sent once
+        self._closing = False
 
     def reconfigure(self, config: GatewayConfig) -> None:
         """A reloaded config: new caps and settings; counters and measurements carry over."""
@@ -120,7 +121,7 @@ class LiveSignals:
 
     async def _run(self) -> None:
         backoff = self.interval_s
-        while True:
+        while not self._closing:  # a cancellation a client library swallowed still ends the loop
             try:
                 await self.sync_once()
             except asyncio.CancelledError:
@@ -149,10 +150,12 @@ class LiveSignals:
             self.rounds += 1
 
     async def aclose(self) -> None:
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            _, running = await asyncio.wait({self._task}, timeout=5)  # bounded, whatever the task is doing
+            if running:
+                log.error("measured routing signals: the sync task did not stop within 5 s")
             self._task = None
         if self._redis is not None:
             with contextlib.suppress(Exception):
