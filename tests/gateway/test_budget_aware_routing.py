@@ -73,7 +73,10 @@ async def test_past_its_spend_cap_a_deployment_leaves_the_plan_and_traffic_goes_
     async with _gateway(config) as (client, sdk):
         served = [(await _ask(sdk)).headers["x-switchyard-deployment"] for _ in range(4)]
         explained = (await client.post("/v1/route/explain", json={"model": "auto", "messages": HI})).json()
+        metrics = (await client.get("/metrics")).text
         rows = await _rows(client)
+    assert 'switchyard_spend_capped{deployment="hosted"} 1.0' in metrics
+    assert 'switchyard_spend_capped{deployment="home"} 0.0' in metrics
     # each answer costs ~$0.03: two reach the $0.05 cap, the rest go to the self-hosted one
     assert served == ["hosted", "hosted", "home", "home"]
     assert sum(r.cost_usd for r in rows if r.deployment == "hosted") >= 0.05
