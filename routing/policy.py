@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from routing.ranking import Ranker
 from routing.spec import Filter, Rule, When
@@ -188,18 +189,18 @@ def soft_capabilities(needed: frozenset[str], declared: frozenset[str]) -> froze
     return (needed & SOFT_CAPABILITIES) - declared
 
 
-def _cheapest(item: tuple[DeploymentProfile, float, int]) -> tuple:
+def _cheapest(item: tuple[DeploymentProfile, float, int]) -> tuple[Any, ...]:
     deployment, cost, index = item
     return (cost, -deployment.quality, index)
 
 
-def _fastest(item: tuple[DeploymentProfile, float, int]) -> tuple:
+def _fastest(item: tuple[DeploymentProfile, float, int]) -> tuple[Any, ...]:
     deployment, cost, index = item
     latency = deployment.latency_ms
     return (latency is None, latency or 0.0, cost, index)
 
 
-def _best(item: tuple[DeploymentProfile, float, int]) -> tuple:
+def _best(item: tuple[DeploymentProfile, float, int]) -> tuple[Any, ...]:
     deployment, cost, index = item
     return (-deployment.quality, cost, index)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from routing.content import RequestContent, extract_content
 from routing.errors import RequestTooLarge
@@ -27,7 +28,7 @@ class RequestView:
     content: RequestContent
 
 
-def _needed_capabilities(body: Mapping, content: RequestContent) -> frozenset[str]:
+def _needed_capabilities(body: Mapping[str, Any], content: RequestContent) -> frozenset[str]:
     needed = set()
     tools = body.get("tools") or body.get("functions")
     if isinstance(tools, list) and tools:
