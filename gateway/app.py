@@ -4,6 +4,7 @@ drops a keep-alive connection."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -40,11 +41,13 @@ from gateway.measured.live import LiveSignals
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import RequestIdMiddleware
 from gateway.reload import ConfigWatcher
+from gateway.revisions import verify_revisions
 from gateway.roles import RoleGuard
 from gateway.runtime import build_runtime, close_all, warm_up
 from gateway.services import StartupError, start_services
 from gateway.state import GatewayState
 from gateway.telemetry import LOGGED, start_telemetry
+from gateway.volume import VolumeMeter
 
 log = logging.getLogger("switchyard")
 HOT_ROUTES = {**openai.HOT_ROUTES, **anthropic.HOT_ROUTES, **responses.HOT_ROUTES}
@@ -139,6 +142,8 @@ def create_app(
         if insecure_master_key(initial):
             log.warning("running with the published development master key; set SWITCHYARD_MASTER_KEY in production")
         metrics = GatewayMetrics()
+        # a pinned model file that does not match refuses the start (ConfigError names the key path)
+        await asyncio.to_thread(verify_revisions, initial, path or "<config>")
         runtime = build_runtime(initial)
         await warm_up(runtime)
         try:
@@ -149,6 +154,7 @@ def create_app(
             raise
         breakers = make_breakers(initial)
         telemetry = start_telemetry(initial, metrics, span_processor)
+        volume = VolumeMeter.for_policy(initial.routing.volume, initial.redis_url)
         state = GatewayState(
             runtime=runtime,
             breakers=breakers,
@@ -157,12 +163,14 @@ def create_app(
             metrics=metrics,
             telemetry=telemetry,
             config_path=path,
+            volume=volume,
         )
         metrics.watch(state)
         await breakers.start()
         state.live = LiveSignals(initial)
         state.executor.load = state.live.in_flight
         await state.live.start(services.db)
+        await volume.start()
         # Everything allocated so far (config, compiled detectors, SDK modules) lives as long as
         # the process: move it out of the collector's sight so full collections stay short.
         gc.collect()
@@ -184,6 +192,7 @@ def create_app(
             finally:
                 await state.live.aclose()
                 await breakers.aclose()
+                await volume.aclose()
                 try:
                     await services.aclose()
                 finally:

@@ -28,6 +28,7 @@ from core.literals import Level
 from core.strict import Strict
 from gateway.measured.settings import MeasurementsConfig
 from providers.settings import DeploymentConfig, SpendCap
+from routing.governance import Requires
 from routing.spec import Route, RoutingDefaults, SensitivityPolicy
 
 DEV_MASTER_KEY = "sk-switchyard-dev-master"
@@ -116,6 +117,9 @@ class ProjectConfig(Strict):
     # A request the key's or project's budget cannot pay for: refuse (429 budget_exceeded), or
     # downgrade (route it to a deployment that costs nothing; 429 only when none is permitted).
     on_budget_exhausted: Literal["refuse", "downgrade"] = "refuse"
+    # hard constraints on the deployments that may serve this project's keys, e.g.
+    # {approved_for: commercial, regions: [eu]} (routing/governance.py)
+    requires: Requires | None = None
 
 
 class RetryConfig(Strict):

@@ -15,6 +15,7 @@ from gateway.auth import Caller
 from gateway.proxy import routing_request
 from gateway.refusals import refusal_summary
 from gateway.runtime import Runtime
+from gateway.shaping import explain_parameters
 from routing.explain import explain_decision
 from routing.live import LiveState
 
@@ -26,12 +27,23 @@ def explain_request(
     body: dict[str, Any],
     endpoint: Endpoint,
     health: Mapping[str, bool],
+    volume_rpm: float | None = None,
     live: LiveState | None = None,
 ) -> dict[str, Any]:
     """The decision as JSON-ready data, its refusal (if any) as the real call would answer it;
-    with ``live``, the measured conditions it was made under (``measured``, ``downgraded``)."""
-    decision = runtime.router.decide(routing_request(runtime, headers, caller, body, endpoint, live), health)
+    ``volume_rpm`` is the project's measured request rate (None: not measured, so normal); with
+    ``live``, the measured conditions it was made under (``measured``, ``downgraded``)."""
+    request = routing_request(runtime, headers, caller, body, endpoint, volume_rpm, live=live)
+    decision = runtime.router.decide(request, health)
     result = explain_decision(decision)
+    parameters = decision.rule.set if decision.rule else {}
+    if parameters:  # what each candidate's attempt would be sent of the rule's set: (gateway.shaping)
+        shaping = explain_parameters(
+            parameters, [c.deployment for c in decision.candidates], runtime.deployment_configs, endpoint
+        )
+        for candidate in result["candidates"]:
+            if candidate["deployment"] in shaping:
+                candidate["parameters"] = shaping[candidate["deployment"]]
     if decision.error is not None:
         result["error"] = refusal_summary(decision.error)
     if live is not None:

@@ -52,14 +52,16 @@ HINT_HEADERS = {"sensitivity": "x-switchyard-sensitivity", "task": "x-switchyard
 HINT_PREFIX = "x-switchyard-"
 PROJECT_TAG = "x-switchyard-project-tag"
 
-_CALLS: dict[str, Callable[[dict[str, Any]], Callable[[Provider], Awaitable[Reply]]]] = {
-    "chat": lambda body: lambda p: p.chat(body),
-    "completions": lambda body: lambda p: p.complete(body),
-    "embeddings": lambda body: lambda p: p.embed(body),
+BodyFor = Callable[[str], dict[str, Any]]  # deployment -> the body its attempt sends (Exchange.sent_to)
+
+_CALLS: dict[str, Callable[[BodyFor], Callable[[Provider], Awaitable[Reply]]]] = {
+    "chat": lambda body: lambda p: p.chat(body(p.name)),
+    "completions": lambda body: lambda p: p.complete(body(p.name)),
+    "embeddings": lambda body: lambda p: p.embed(body(p.name)),
 }
-_STREAMS: dict[str, Callable[[dict[str, Any]], Callable[[Provider], AsyncIterator[bytes]]]] = {
-    "chat": lambda body: lambda p: p.chat_stream(body),
-    "completions": lambda body: lambda p: p.complete_stream(body),
+_STREAMS: dict[str, Callable[[BodyFor], Callable[[Provider], AsyncIterator[bytes]]]] = {
+    "chat": lambda body: lambda p: p.chat_stream(body(p.name)),
+    "completions": lambda body: lambda p: p.complete_stream(body(p.name)),
 }
 
 
@@ -121,7 +123,7 @@ async def open_exchange(
             body,
             endpoint,
             plan,
-            lambda live: plan_for(state, runtime, incoming.headers, caller, body, endpoint, live),
+            lambda live: plan_for(state, runtime, incoming.headers, caller, body, endpoint, live, count=False),
         )
         observed.plan = plan
     exchange = Exchange(
@@ -158,10 +160,16 @@ def routing_request(
     caller: Caller,
     body: dict[str, Any],
     endpoint: Endpoint,
+    volume_rpm: float | None = None,
     live: LiveState | None = None,
 ) -> RoutingRequest:
-    """The router's view of a request: the body, header hints, the caller's project and tags."""
+    """The router's view of a request: the body, header hints, the caller's project and tags, and
+    the project's request rate (``gateway.volume``).
+
+    The project is the key's own (a ``x-switchyard-project-tag`` only labels ledger rows), so its
+    ``requires`` cannot be escaped by a hint."""
     project = runtime.projects.get(caller.project)
+    requires = project.requires if project and project.requires and not project.requires.empty else None
     floor = Sensitivity.parse(project.sensitivity_floor) if project else Sensitivity.PUBLIC
     hints = {name: headers[header] for name, header in HINT_HEADERS.items() if headers.get(header)}
     return RoutingRequest(
@@ -172,6 +180,8 @@ def routing_request(
         project=caller.project,
         project_floor=floor,
         key_tags=caller.tags,
+        requires=requires,
+        volume_rpm=volume_rpm,
         live=live,
     )
 
@@ -184,11 +194,18 @@ def plan_for(
     body: dict[str, Any],
     endpoint: Endpoint,
     live: LiveState | None = None,
+    *,
+    count: bool = True,
 ) -> Plan:
+    """The plan for a request; ``count`` adds it to its project's request rate (``when.volume``);
+    ``live``: measured conditions (default: the gateway's current ones, ``gateway.measured``)."""
     if live is None and state.live is not None:
         live = state.live.state
+    volume = state.volume
+    rpm = volume.hit(caller.project) if count else volume.rate(caller.project)
     try:
-        return runtime.router.plan(routing_request(runtime, headers, caller, body, endpoint, live), state.breakers.snapshot())
+        request = routing_request(runtime, headers, caller, body, endpoint, rpm, live=live)
+        return runtime.router.plan(request, state.breakers.snapshot())
     except (RoutingError, InvalidHint) as exc:
         raise refusal_for(exc) from None
 
@@ -259,7 +276,7 @@ async def _answer_json(exchange: Exchange, incoming: Incoming, send: Send, diale
     watch = DisconnectWatch(incoming.receive, task)
     try:
         reply = await state.executor.call(
-            exchange.plan.deployments, runtime.providers, _CALLS[exchange.endpoint](exchange.sent), exchange.walk
+            exchange.plan.deployments, runtime.providers, _CALLS[exchange.endpoint](exchange.sent_to), exchange.walk
         )
     except asyncio.CancelledError:
         watch.stop()
@@ -292,7 +309,7 @@ async def _answer_stream(exchange: Exchange, incoming: Incoming, send: Send, dia
     watch = DisconnectWatch(incoming.receive, task)  # until the first chunk; the stream watches after
     try:
         opened = await state.executor.open_stream(
-            exchange.plan.deployments, runtime.providers, _STREAMS[exchange.endpoint](exchange.sent), exchange.walk
+            exchange.plan.deployments, runtime.providers, _STREAMS[exchange.endpoint](exchange.sent_to), exchange.walk
         )
     except asyncio.CancelledError:
         watch.stop()

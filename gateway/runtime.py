@@ -86,6 +86,9 @@ def deployment_profile(dep: DeploymentConfig) -> DeploymentProfile:
         kind=dep.kind,
         group=dep.group,
         weight=dep.weight,
+        approved_for=frozenset(dep.approved_for),
+        region=dep.region,
+        license=dep.license,
     )
 
 

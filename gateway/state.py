@@ -24,6 +24,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.runtime import Runtime
 from gateway.services import Services
 from gateway.telemetry import Telemetry
+from gateway.volume import VolumeMeter
 
 log = logging.getLogger("switchyard")
 
@@ -42,6 +43,7 @@ class GatewayState:
     model_use: dict[str, float] = field(default_factory=dict)  # model name -> when last asked for (monotonic)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # "now" for reports (tests set it)
     live: LiveSignals | None = None  # spend caps, measured latency, in-flight counts (gateway.measured)
+    volume: VolumeMeter = field(default_factory=VolumeMeter)  # each project's request rate (when.volume)
 
     @property
     def config(self) -> GatewayConfig:
@@ -74,6 +76,7 @@ class GatewayState:
         self.executor.retries = runtime.config.retries
         if self.live is not None:
             self.live.reconfigure(runtime.config)
+        self.volume.configure(runtime.config.routing.volume)
         return old
 
     async def authenticate(self, headers: Mapping[str, str], client_host: str | None = None) -> Caller:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from routing.governance import requires_dict
 from routing.types import Signals
 
 if TYPE_CHECKING:
@@ -22,6 +23,11 @@ def signals_dict(signals: Signals) -> dict[str, Any]:
         "max_output_tokens": signals.max_output_tokens,
         "unscannable": dict(signals.unscannable),
         "scan_limited": signals.scan_limited,
+        "needs": list(signals.needs),
+        "complexity": signals.complexity,
+        "complexity_reason": signals.complexity_reason,
+        "volume": signals.volume,
+        "volume_reason": signals.volume_reason,
     }
 
 
@@ -42,6 +48,9 @@ def explain_decision(decision: Decision) -> dict[str, Any]:
         "rule": decision.rule.name if decision.rule else None,
         "objective": decision.objective,
         "rerouted": decision.rerouted,
+        "project": request.project,
+        "requires": requires_dict(request.requires),
+        "set": dict(decision.rule.set) if decision.rule and decision.rule.set else {},
         "signals": signals_dict(decision.view.signals) if decision.view else None,
         "candidates": [
             {

@@ -30,6 +30,9 @@ class Facts:
     key_tags: frozenset[str]
     prompt_tokens: int
     model: str
+    volume: str = "normal"
+    complexity: str = "low"
+    needs: tuple[str, ...] = ()  # Signals.needs: vision / tools / json_schema
 
 
 @dataclass(slots=True)  # not frozen: built per request, and frozen ones cost 4x to construct
@@ -59,6 +62,12 @@ def when_matches(when: When, facts: Facts) -> bool:
         return False
     if when.model is not None and facts.model not in when.model:
         return False
+    if when.volume is not None and facts.volume != when.volume:
+        return False
+    if when.complexity is not None and facts.complexity != when.complexity:
+        return False
+    if when.needs is not None and not all(need in facts.needs for need in when.needs):
+        return False  # the request must need every one listed
     bounds = when.prompt_tokens
     if bounds is not None:
         if bounds.min is not None and facts.prompt_tokens < bounds.min:

@@ -6,12 +6,16 @@ config. Unknown keys are rejected everywhere.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from core.literals import TASKS, Capability, Level, Locality, Sensitivity
 from core.strict import Strict
+from routing.complexity import ComplexityPolicy
+from routing.volume import VolumePolicy
+
+Need = Literal["vision", "tools", "json_schema"]
 
 
 class TokenRange(Strict):
@@ -30,6 +34,13 @@ class When(Strict):
     key_tags: list[str] | None = None  # any of these tags on the caller's key
     prompt_tokens: TokenRange | None = None
     model: list[str] | None = None  # the model name the client asked for
+    # the hybrid policy's signals: the project's measured request rate (routing.volume), an
+    # estimate of how hard the request is (routing.complexity), and what it needs of a
+    # deployment: images (vision), tools or functions (tools), a json_schema response format.
+    # ``needs`` matches when the request needs every one listed.
+    volume: Literal["high", "normal"] | None = None
+    complexity: Literal["low", "high"] | None = None
+    needs: list[Need] | None = Field(default=None, min_length=1)
 
     @field_validator("task")
     @classmethod
@@ -55,8 +66,36 @@ class Filter(Strict):
     max_cost_usd: float | None = Field(default=None, ge=0)  # estimated cost ceiling for this request
 
 
+UNSETTABLE = frozenset(
+    {
+        "model",
+        "messages",
+        "prompt",
+        "input",
+        "stream",
+        "stream_options",
+        "n",
+        "max_tokens",
+        "max_completion_tokens",
+        "metadata",
+        "user",
+        "tools",
+        "functions",
+        "tool_choice",
+        "function_call",
+        "audio",
+        "modalities",
+    }
+)
+"""Request fields a rule may not ``set``: what the request is (its content, its tools, what it
+must produce), which routing has already matched against capabilities, and what admission and
+accounting read (output caps, choices, streaming); a rule shapes how a request is answered."""
+
+
 class Rule(Strict):
-    """``when`` the request matches, narrow (``allow``/``deny``) and reorder (``prefer``) candidates."""
+    """``when`` the request matches, narrow (``allow``/``deny``) and reorder (``prefer``) candidates,
+    and ``set`` request parameters (e.g. ``reasoning_effort: high``) on every deployment that
+    supports them. A rule's value wins over the client's own (the admin's policy decides)."""
 
     name: str = Field(min_length=1)
     when: When = When()
@@ -64,6 +103,17 @@ class Rule(Strict):
     deny: Filter | None = None
     prefer: list[str] = Field(default_factory=list)
     objective: Literal["cheapest", "fastest", "best"] | None = None  # overrides the route's
+    set: dict[str, Any] = Field(default_factory=dict)  # request parameters, applied where supported
+
+    @field_validator("set")
+    @classmethod
+    def _settable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if name in UNSETTABLE or name.startswith("x-switchyard-"):
+                raise ValueError(f"a rule may not set '{name}' (it decides what the request is or costs)")
+            if value[name] is None:
+                raise ValueError(f"'{name}' is null; leave the parameter out instead")
+        return value
 
 
 class Route(Strict):
@@ -176,3 +226,5 @@ class RoutingDefaults(Strict):
     # window and by what the key's and project's budgets still afford)
     default_output_cap: int = Field(default=4096, ge=1)
     chars_per_token: float = Field(default=4.0, gt=0)  # estimate when no tokenizer count is given
+    volume: VolumePolicy = VolumePolicy()  # when.volume: thresholds of the project's request rate
+    complexity: ComplexityPolicy = ComplexityPolicy()  # when.complexity: what counts as a hard request

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.literals import TASKS, Capability, Endpoint, Locality, Objective, Sensitivity
 from routing.live import LiveState
+
+if TYPE_CHECKING:
+    from routing.governance import Requires
 
 __all__ = [
     "TASKS",
@@ -71,6 +74,10 @@ class DeploymentProfile:
     kind: str = "instruct"  # base | instruct | embedding: a base model never serves a chat
     group: str | None = None  # equivalent deployments, balanced by the route's ``balance`` (routing.ranking)
     weight: int = 1  # share of a group's traffic under ``balance: weighted``
+    # governance (routing.governance): what a project's ``requires`` is checked against
+    approved_for: frozenset[str] = frozenset()
+    region: str | None = None
+    license: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +93,13 @@ class RoutingRequest:
     key_tags: frozenset[str] = frozenset()
     prompt_tokens: int | None = None  # counted by the caller; estimated from characters when None
     live: LiveState | None = None  # measured conditions: spend caps, latency, in-flight, downgrade (routing.live)
+    requires: Requires | None = None  # the project's hard requirements on deployments (routing.governance)
+    # the project's request rate (requests/min over routing.volume.window_s, every replica), as
+    # the gateway measured it; None: not measured. ``volume`` gives the class outright (a
+    # replayed ledger row) and wins over the rate.
+    volume_rpm: float | None = None
+    volume: str | None = None
+    complexity: str | None = None  # low | high given outright (a replayed ledger row); None: estimated
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +121,11 @@ class Signals:
     images: int = 0  # image parts, which the prompt's text does not account for
     unscannable: tuple[tuple[str, int], ...] = ()  # (kind, parts) the detectors could not read
     scan_limited: bool = False  # more text than sensitivity.max_scan_bytes: not all of it was scanned
+    needs: tuple[str, ...] = ()  # sorted: vision (image parts), tools (tools/functions), json_schema
+    complexity: str = "low"  # low | high (routing.complexity)
+    complexity_reason: str = ""
+    volume: str = "normal"  # normal | high: the project's request rate (routing.volume)
+    volume_reason: str = ""
 
     @property
     def unscannable_summary(self) -> str:
@@ -139,6 +158,9 @@ class Plan:
     candidates: tuple[Candidate, ...]
     excluded: tuple[Exclusion, ...] = ()
     rerouted: bool = False  # a pinned deployment was not allowed and another was chosen
+    # request parameters the matched rule sets (``set:``); the gateway sends each only to a
+    # deployment that supports it, attempt by attempt
+    parameters: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def deployments(self) -> tuple[str, ...]:

@@ -30,5 +30,6 @@ async def explain(request: Request) -> Response:
     if caller.allowed_models and body["model"] not in caller.allowed_models:
         raise ModelNotFound(f"The model '{body['model']}' does not exist or you do not have access to it.", param="model")
     live = await explain_conditions(state, caller, body, endpoint)
-    result = explain_request(state.runtime, dict(request.headers), caller, body, endpoint, state.breakers.snapshot(), live)
+    health, rpm = state.breakers.snapshot(), state.volume.rate(caller.project)
+    result = explain_request(state.runtime, dict(request.headers), caller, body, endpoint, health, rpm, live)
     return Response(orjson.dumps(result), media_type="application/json")

@@ -71,7 +71,7 @@ async def explain_conditions(state: GatewayState, caller: Caller, body: dict[str
         return live.state
     from gateway.proxy import routing_request
 
-    request = routing_request(runtime, {}, caller, body, endpoint, live.state)
+    request = routing_request(runtime, {}, caller, body, endpoint, state.volume.rate(caller.project), live=live.state)
     decision = runtime.router.decide(request, state.breakers.snapshot())
     if decision.error is not None:
         return live.state
