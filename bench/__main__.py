@@ -22,13 +22,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.machine import QUIET_MEDIAN_PCT, QUIET_P90_PCT, LoadWatch, busy_processes, describe, wait_for_quiet
 from bench.procs import Services, ensure_tools, raise_fd_limit
 from bench.report import HEADLINE, render
 from bench.routing_figures import measure as measure_routing
 from bench.scenarios import Bench, Plan
-from bench.sections import carry_sections
+from bench.sections import carry_sections, replace_section
 from bench.targets import (
     VARIANTS,
     Target,
@@ -252,10 +253,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _write(out: Path, report: str) -> None:
-    """The report, keeping the sections other benchmarks own (bench/sections.py)."""
+def _write(out: Path, report: str, inproc: list[dict[str, Any]] | None = None) -> None:
+    """The report, keeping the sections other benchmarks own (bench/sections.py); the in-process
+    CPU section is re-created from ``inproc`` (by default bench/results/inproc.json, written by
+    ``python -m bench.inproc``) when there is any, else kept as it was."""
+    from bench.inproc import SECTION as INPROC
+    from bench.inproc import load_results
+    from bench.inproc import render as render_inproc
+
     old = out.read_text(encoding="utf-8") if out.exists() else ""
-    out.write_text(carry_sections(old, report), encoding="utf-8")
+    text = carry_sections(old, report)
+    entries = load_results() if inproc is None else inproc
+    if entries:
+        text = replace_section(text, INPROC, render_inproc(entries))
+    out.write_text(text, encoding="utf-8")
 
 
 def run_profile(bench: Bench, target: Target, seconds: float) -> dict:

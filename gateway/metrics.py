@@ -48,6 +48,25 @@ _LEDGER_OUTCOMES = ("submitted", "written", "spooled", "replayed", "rejected")
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
+class Children:
+    """A metric family's labelled children, found in a plain dict. prometheus_client's
+    ``labels()`` checks, converts and locks on every call; a child, once made, stays the same
+    object for the family's lifetime (the gateway never removes a label set), so the request
+    path asks the family only the first time it sees a combination."""
+
+    __slots__ = ("children", "family")
+
+    def __init__(self, family: Any) -> None:
+        self.family = family
+        self.children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self.children.get(values)
+        if child is None:
+            child = self.children[values] = self.family.labels(*values)
+        return child
+
+
 def multiprocess_mode() -> bool:
     """True when prometheus_client keeps values in ``PROMETHEUS_MULTIPROC_DIR`` (decided at import)."""
     return bool(getattr(_values.ValueClass, "_multiprocess", False))
@@ -196,6 +215,12 @@ class GatewayMetrics:
             "Admission tickets dropped after failing to settle repeatedly",
             registry=r,
         )
+        # the families the request path labels, through their children's caches
+        self._requests, self._request_duration = Children(self.requests), Children(self.request_duration)
+        self._decisions, self._refusals = Children(self.decisions), Children(self.refusals)
+        self._attempts, self._latency, self._tokens = Children(self.attempts), Children(self.latency), Children(self.tokens)
+        self._cost, self._sensitivity, self._ttft = Children(self.cost), Children(self.sensitivity), Children(self.ttft)
+        self._fallbacks, self._output_rate = Children(self.fallbacks), Children(self.output_rate)
         self._state: GatewayState | None = None
         self._seen: dict[str, float] = {}  # cumulative counters read from the state: what was added already
         self._sampler: asyncio.Task[None] | None = None
@@ -205,30 +230,31 @@ class GatewayMetrics:
     def observe_row(self, row: dict[str, Any]) -> None:
         deployment = row.get("deployment") or "-"
         status = int(row.get("status") or 0)
-        self.attempts.labels(deployment, row.get("locality") or "-", str(status)).inc()
-        self.latency.labels(deployment, "true" if row.get("streamed") else "false").observe((row.get("latency_ms") or 0) / 1000)
+        locality = row.get("locality") or "-"
+        self._attempts(deployment, locality, str(status)).inc()
+        self._latency(deployment, "true" if row.get("streamed") else "false").observe((row.get("latency_ms") or 0) / 1000)
         if status != 200:
             return
-        self.tokens.labels(deployment, "prompt").inc(row.get("prompt_tokens") or 0)
-        self.tokens.labels(deployment, "completion").inc(row.get("completion_tokens") or 0)
-        self.cost.labels(row.get("project") or "-", deployment).inc(float(row.get("cost_usd") or 0))
-        self.sensitivity.labels(row.get("sensitivity") or "-", row.get("locality") or "-").inc()
+        self._tokens(deployment, "prompt").inc(row.get("prompt_tokens") or 0)
+        self._tokens(deployment, "completion").inc(row.get("completion_tokens") or 0)
+        self._cost(row.get("project") or "-", deployment).inc(float(row.get("cost_usd") or 0))
+        self._sensitivity(row.get("sensitivity") or "-", locality).inc()
         if row.get("ttft_ms") is not None:
-            self.ttft.labels(deployment).observe(row["ttft_ms"] / 1000)
+            self._ttft(deployment).observe(row["ttft_ms"] / 1000)
         if row.get("fallbacks"):
-            self.fallbacks.labels(deployment).inc()
+            self._fallbacks(deployment).inc()
 
     def observe_generation(self, deployment: str, output_tokens: int, seconds: float) -> None:
         """An answer's output rate: ``output_tokens`` over ``seconds`` of generation."""
         if output_tokens > 0 and seconds > 0:
-            self.output_rate.labels(deployment).observe(output_tokens / seconds)
+            self._output_rate(deployment).observe(output_tokens / seconds)
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
-        self.requests.labels(endpoint, str(status)).inc()
-        self.request_duration.labels(endpoint).observe(seconds)
+        self._requests(endpoint, str(status)).inc()
+        self._request_duration(endpoint).observe(seconds)
 
     def observe_decision(self, route: str | None, rule: str | None, sensitivity: str, task: str) -> None:
-        self.decisions.labels(route or "-", rule or "-", sensitivity, task).inc()
+        self._decisions(route or "-", rule or "-", sensitivity, task).inc()
 
     def observe_bad_usage(self, deployment: str) -> None:
         self.bad_usage.labels(deployment).inc()
@@ -237,7 +263,7 @@ class GatewayMetrics:
         self.auth_unavailable.inc()
 
     def observe_refusal(self, status: int, code: str | None) -> None:
-        self.refusals.labels(str(status), code or "-").inc()
+        self._refusals(str(status), code or "-").inc()
 
     def observe_reload(self) -> None:
         self.reloads.inc()

@@ -82,10 +82,13 @@ class UpstreamHTTP:
         session = self._get_session()
         url = self.base_url + path
         data = _encode(payload)
+        timeouts = self.timeouts
         try:
-            async with asyncio.timeout(self.timeouts.total):
-                async with asyncio.timeout(self.timeouts.first_byte):
-                    response = await session.post(url, data=data, headers=with_attempt_headers(self._headers))
+            # One timer for both limits: the first byte's (bounded by the total), then the total's.
+            started = asyncio.get_running_loop().time()
+            async with asyncio.timeout(min(timeouts.first_byte, timeouts.total)) as deadline:
+                response = await session.post(url, data=data, headers=with_attempt_headers(self._headers))
+                deadline.reschedule(started + timeouts.total)
                 async with response:
                     body = await response.read()
                     if response.status >= 400:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
-import uuid
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -270,7 +270,8 @@ def unique_subjects(subjects: Sequence[Subject]) -> tuple[Subject, ...]:
 
 
 def new_ticket_id() -> str:
-    return uuid.uuid4().hex
+    """32 hex digits, 128 random bits (uuid4().hex's shape) at a fraction of its cost."""
+    return os.urandom(16).hex()
 
 
 def rate_minute(now: datetime) -> tuple[int, float]:

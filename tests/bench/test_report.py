@@ -211,6 +211,36 @@ def test_re_rendering_the_file_keeps_the_sections_other_benchmarks_own(tmp_path:
     assert out.read_text() == text  # idempotent
 
 
+def test_the_in_process_cpu_section_is_re_created_from_its_results_and_kept_without_them(tmp_path: Path) -> None:
+    from bench.inproc import render as render_inproc
+
+    entries = [
+        {
+            "label": "before",
+            "revision": "aaa",
+            "cpu_us": {"median": 812.5, "runs": [800.0, 812.5, 830.0]},
+            "passthrough_cpu_us": 160.0,
+        },
+        {
+            "label": "after",
+            "revision": "bbb",
+            "cpu_us": {"median": 701.0, "runs": [701.0]},
+            "instructions": {"switchyard": 2.5e6},
+        },
+    ]
+    out = tmp_path / "benchmarks.md"
+    _write(out, render(results()), inproc=entries)
+    text = out.read_text()
+    assert text.count("<!-- inproc-cpu:start -->") == 1
+    assert "## CPU per request, in-process (bench/inproc.py)" in text
+    assert "| before | aaa | 812 (800/812/830) | 160 | 5.08x |" in text
+    assert "| after | bbb | 701 (701) | - | - | 2,500,000 |" in text
+    assert text.rstrip().endswith("<!-- inproc-cpu:end -->")  # the last section of the file
+    assert render_inproc(entries) in text
+    _write(out, render(results()), inproc=[])  # no results file: the section stays as it was
+    assert out.read_text() == text
+
+
 def test_a_section_is_replaced_in_place_and_both_helper_names_agree() -> None:
     once = replace_section("# Report\n\nbody\n", "tracing-cost", "cost 1")
     twice = replace_section(once + "\nafter\n", "tracing-cost", "cost 2")
