@@ -89,6 +89,23 @@ class Admitted:
         return self.ticket.headers(cost) if self.ticket is not None else {}
 
 
+@dataclass(slots=True)
+class Claim:
+    """A request's worst case as admission reserves it: the limited subjects, the output cap the
+    gateway would set, the prompt bound, the fixed reservation and the output claim."""
+
+    subjects: list[Subject]
+    cap: int | None
+    prompt: int
+    fixed: Decimal
+    output: OutputClaim | None
+
+    @property
+    def least_usd(self) -> Decimal:
+        """The least the budgets must afford for the request to be admitted."""
+        return self.fixed + (self.output.unit_usd * self.output.min_units if self.output else Decimal(0))
+
+
 class Accountant:
     """Admission, settlement and ledger rows for every routed request."""
 
@@ -137,8 +154,17 @@ class Accountant:
         """Nothing is left of the budget that the cheapest possible request could be paid with."""
         return refusal.unspent_usd is not None and refusal.unspent_usd < runtime.cheapest_request_usd
 
-    async def admit(self, caller: Caller, runtime: Runtime, plan: Plan, body: dict[str, Any], endpoint: Endpoint) -> Admitted:
-        """Check limits and reserve the worst case; raises RateLimited / BudgetExceeded."""
+    def claim(
+        self,
+        caller: Caller,
+        runtime: Runtime,
+        plan: Plan,
+        body: dict[str, Any],
+        endpoint: Endpoint,
+        *,
+        whole_output: bool = False,
+    ) -> Claim:
+        """What :meth:`admit` would ask admission for (also what explain compares budgets with)."""
         profiles = [runtime.profiles[d] for d in plan.deployments if d in runtime.profiles]
         asked, choices = requested_output(body)
         cap: int | None = None
@@ -148,7 +174,7 @@ class Accountant:
             cap = max(1, min(default, room))
         subjects = [s for s in subjects_for(caller, runtime.config) if s.budget_usd is not None or s.rpm or s.tpm]
         if self.admission is None or not subjects:
-            return Admitted(None, cap)
+            return Claim(subjects, cap, 0, Decimal(0), None)
         priced = any(p.prices.input_per_mtok or p.prices.output_per_mtok for p in profiles)
         budgeted = any(s.budget_usd is not None for s in subjects)
         # When money is at stake the reservation must not undercount, whatever tokenizer the
@@ -174,7 +200,29 @@ class Accountant:
             unit = choices * max((exact_prices(p.prices)[2] for p in profiles), default=Decimal(0)) / _MTOK
             units = asked if asked is not None else cap
             assert units is not None
-            output = OutputClaim(unit, max_units=units, min_units=units if asked is not None else 1, tokens_per_unit=choices)
+            least = units if asked is not None or whole_output else 1
+            output = OutputClaim(unit, max_units=units, min_units=least, tokens_per_unit=choices)
+        return Claim(subjects, cap, prompt, fixed, output)
+
+    async def admit(
+        self,
+        caller: Caller,
+        runtime: Runtime,
+        plan: Plan,
+        body: dict[str, Any],
+        endpoint: Endpoint,
+        *,
+        whole_output: bool = False,
+    ) -> Admitted:
+        """Check limits and reserve the worst case; raises RateLimited / BudgetExceeded.
+
+        ``whole_output``: when the client set no ``max_tokens``, the budgets must afford the whole
+        default cap rather than as little as one token (a project that downgrades would rather be
+        served in full by a free deployment than get a truncated answer from a paid one)."""
+        claim = self.claim(caller, runtime, plan, body, endpoint, whole_output=whole_output)
+        subjects, cap, prompt, fixed, output = claim.subjects, claim.cap, claim.prompt, claim.fixed, claim.output
+        if self.admission is None or not subjects:
+            return Admitted(None, cap)
         try:
             ticket = await self.admission.admit(subjects, tokens=prompt, reserve_usd=fixed, output=output)
         except RateLimited as refusal:

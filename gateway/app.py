@@ -38,6 +38,7 @@ from gateway.drain import Drain, DrainMiddleware
 from gateway.executor import Executor
 from gateway.health import make_breakers
 from gateway.logs import remember_secrets
+from gateway.measured.live import LiveSignals
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import RequestIdMiddleware
 from gateway.reload import ConfigWatcher
@@ -167,6 +168,9 @@ def create_app(
         )
         metrics.watch(state)
         await breakers.start()
+        state.live = LiveSignals(initial)
+        state.executor.load = state.live.in_flight
+        await state.live.start(services.db)
         await volume.start()
         # Everything allocated so far (config, compiled detectors, SDK modules) lives as long as
         # the process: move it out of the collector's sight so full collections stay short.
@@ -187,6 +191,7 @@ def create_app(
             try:
                 await close_all(state.runtime)
             finally:
+                await state.live.aclose()
                 await breakers.aclose()
                 await volume.aclose()
                 try:

@@ -26,7 +26,8 @@ from pydantic import (
 
 from core.literals import Level
 from core.strict import Strict
-from providers.settings import DeploymentConfig
+from gateway.measured.settings import MeasurementsConfig
+from providers.settings import DeploymentConfig, SpendCap
 from routing.governance import Requires
 from routing.spec import Route, RoutingDefaults, SensitivityPolicy
 
@@ -113,6 +114,9 @@ class ProjectConfig(Strict):
     budget: Budget | None = None
     limits: Limits = Limits()
     sensitivity_floor: Level = "public"
+    # A request the key's or project's budget cannot pay for: refuse (429 budget_exceeded), or
+    # downgrade (route it to a deployment that costs nothing; 429 only when none is permitted).
+    on_budget_exhausted: Literal["refuse", "downgrade"] = "refuse"
     # hard constraints on the deployments that may serve this project's keys, e.g.
     # {approved_for: commercial, regions: [eu]} (routing/governance.py)
     requires: Requires | None = None
@@ -233,6 +237,21 @@ class GatewayConfig(Strict):
     reporting: ReportingConfig = ReportingConfig()
     alerts: AlertsConfig = AlertsConfig()
     dashboard: DashboardConfig = DashboardConfig()
+    # spend caps per provider (a litellm prefix such as `openai`, or a provider name): gateway.measured
+    provider_caps: dict[str, SpendCap] = Field(default_factory=dict)
+    measurements: MeasurementsConfig = MeasurementsConfig()
+
+    @model_validator(mode="after")
+    def _provider_caps_known(self) -> GatewayConfig:
+        known = sorted({d.billing_provider for d in self.deployments})
+        unknown = [
+            f"provider_caps.{name}: no deployment has provider '{name}'; expected one of {', '.join(known)}"
+            for name in self.provider_caps
+            if name not in known
+        ]
+        if unknown:
+            raise ValueError("\n".join(unknown))
+        return self
 
     @field_validator("redis_url", mode="before")
     @classmethod

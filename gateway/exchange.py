@@ -142,9 +142,15 @@ class Exchange:
             )
             accountant.record(row)
             self.observed.settled(row, ending)
+            if self.state.live is not None:
+                ok = walk.answered and ending.error is None
+                latency = (time.perf_counter() - walk.attempt_started) * 1000 if ok else None
+                self.state.live.answered(deployment, self.cost, latency, ending.ttft_ms if ok else None)
             return self.cost
         finally:
             self.runtime.in_flight -= 1
+            if self.walk.answered and self.walk.current is not None and self.state.executor.load is not None:
+                self.state.executor.load.leave(self.walk.current)
 
     def _row(
         self,

@@ -73,6 +73,9 @@ class Executor:
     def __init__(self, breakers: CircuitBreakers, retries: RetryConfig) -> None:
         self.breakers = breakers
         self.retries = retries
+        # requests in flight per deployment (gateway.measured.live.InFlight): an attempt enters;
+        # a failed one leaves here, an answered one when its exchange finishes
+        self.load: Any = None
 
     async def call(
         self,
@@ -123,8 +126,7 @@ class Executor:
                     break
                 walk.current, walk.attempt_started = name, time.perf_counter()
                 try:
-                    with walk.trace.attempt(name):
-                        result = await attempt(provider)
+                    result = await self._attempt(name, provider, attempt, walk)
                 except UpstreamError as exc:
                     self._failed(walk, name, exc)
                     if not exc.retryable:
@@ -150,6 +152,19 @@ class Executor:
         if refused is not None and not walk.attempts:
             raise refused  # every candidate refused it as sent: the caller's 400, naming the param
         raise AllDeploymentsFailed(walk.attempts)
+
+    async def _attempt(self, name: str, provider: Provider, attempt: Callable[[Provider], Awaitable[T]], walk: Walk) -> T:
+        load = self.load
+        if load is None:
+            with walk.trace.attempt(name):
+                return await attempt(provider)
+        load.enter(name)
+        try:
+            with walk.trace.attempt(name):
+                return await attempt(provider)
+        except BaseException:
+            load.leave(name)
+            raise
 
     def _failed(self, walk: Walk, name: str, exc: UpstreamError) -> None:
         walk.attempts.append(Attempt(name, exc, (time.perf_counter() - walk.attempt_started) * 1000))

@@ -178,6 +178,13 @@ class GatewayMetrics:
             multiprocess_mode="livemax",
             registry=r,
         )
+        self.spend_capped = Gauge(
+            "switchyard_spend_capped",
+            "1 while a deployment is out of routing plans because a spend cap is reached",
+            ["deployment"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         self.ledger_rows = Counter("switchyard_ledger_rows", "Ledger rows by what happened to them", ["outcome"], registry=r)
         self.ledger_queue = Gauge(
             "switchyard_ledger_queue_depth",
@@ -277,8 +284,11 @@ class GatewayMetrics:
             return
         runtime = state.runtime
         self.in_flight.set(runtime.in_flight)
+        live = getattr(state, "live", None)
+        capped = live.spend.capped if live is not None else {}
         for name in runtime.profiles:
             self.circuit_open.labels(name).set(0 if state.breakers.healthy(name) else 1)
+            self.spend_capped.labels(name).set(1 if name in capped else 0)
             self.fallbacks.labels(name)  # known deployments start at 0, so rate() and alerts see them at once
             self.bad_usage.labels(name)
         ledger = getattr(state.ledger, "stats", None)

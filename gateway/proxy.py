@@ -36,6 +36,7 @@ from gateway.auth import Caller
 from gateway.dialects import OPENAI, Dialect
 from gateway.exchange import Ending, Exchange
 from gateway.executor import Walk
+from gateway.measured.downgrade import admit_or_downgrade
 from gateway.refusals import NO_RETRY, refusal_for
 from gateway.roles import require
 from gateway.runtime import Runtime
@@ -45,6 +46,7 @@ from gateway.streaming import StreamMeter, relay
 from gateway.telemetry import Observed
 from providers.base import Provider, Reply
 from routing.errors import InvalidHint, RoutingError
+from routing.live import DOWNGRADE_RULE, LiveState
 from routing.types import Plan, RoutingRequest
 
 HINT_HEADERS = {"sensitivity": "x-switchyard-sensitivity", "task": "x-switchyard-task"}
@@ -115,7 +117,16 @@ async def open_exchange(
     observed.plan = plan
     state.model_use[body["model"]] = time.monotonic()
     with trace.phase("admission"):
-        admitted = await state.accountant.admit(caller, runtime, plan, body, endpoint)
+        plan, admitted = await admit_or_downgrade(
+            state,
+            runtime,
+            caller,
+            body,
+            endpoint,
+            plan,
+            lambda live: plan_for(state, runtime, incoming.headers, caller, body, endpoint, live, count=False),
+        )
+        observed.plan = plan
     exchange = Exchange(
         state=state,
         runtime=runtime,
@@ -152,6 +163,7 @@ def routing_request(
     body: dict[str, Any],
     endpoint: Endpoint,
     volume_rpm: float | None = None,
+    live: LiveState | None = None,
 ) -> RoutingRequest:
     """The router's view of a request: the body, header hints, the caller's project and tags, and
     the project's request rate (``gateway.volume``).
@@ -172,6 +184,7 @@ def routing_request(
         key_tags=caller.tags,
         requires=requires,
         volume_rpm=volume_rpm,
+        live=live,
     )
 
 
@@ -182,14 +195,19 @@ def plan_for(
     caller: Caller,
     body: dict[str, Any],
     endpoint: Endpoint,
+    live: LiveState | None = None,
     *,
     count: bool = True,
 ) -> Plan:
-    """The plan for a request; ``count`` adds it to its project's request rate (``when.volume``)."""
+    """The plan for a request; ``count`` adds it to its project's request rate (``when.volume``);
+    ``live``: measured conditions (default: the gateway's current ones, ``gateway.measured``)."""
+    if live is None and state.live is not None:
+        live = state.live.state
     volume = state.volume
     rpm = volume.hit(caller.project) if count else volume.rate(caller.project)
     try:
-        return runtime.router.plan(routing_request(runtime, headers, caller, body, endpoint, rpm), state.breakers.snapshot())
+        request = routing_request(runtime, headers, caller, body, endpoint, rpm, live=live)
+        return runtime.router.plan(request, state.breakers.snapshot())
     except (RoutingError, InvalidHint) as exc:
         raise refusal_for(exc) from None
 
@@ -224,6 +242,8 @@ def response_headers(exchange: Exchange, cost: Decimal | None = None) -> dict[st
     }
     if plan.rerouted:
         headers["x-switchyard-rerouted"] = "true"
+    if plan.rule == DOWNGRADE_RULE:
+        headers["x-switchyard-downgraded"] = "budget"
     if exchange.walk.current is not None:
         headers["x-switchyard-deployment"] = exchange.walk.current
         headers["x-switchyard-fallbacks"] = str(exchange.walk.fallbacks)

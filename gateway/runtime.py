@@ -84,6 +84,8 @@ def deployment_profile(dep: DeploymentConfig) -> DeploymentProfile:
         latency_ms=dep.latency_ms,
         unscannable=Sensitivity.parse(dep.unscannable),
         kind=dep.kind,
+        group=dep.group,
+        weight=dep.weight,
         approved_for=frozenset(dep.approved_for),
         region=dep.region,
         license=dep.license,

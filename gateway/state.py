@@ -19,6 +19,7 @@ from gateway.health import CircuitBreakers
 from gateway.keys import KeyStore
 from gateway.ledger import LedgerWriter
 from gateway.logs import remember_secrets
+from gateway.measured.live import LiveSignals
 from gateway.metrics import GatewayMetrics
 from gateway.runtime import Runtime
 from gateway.services import Services
@@ -41,6 +42,7 @@ class GatewayState:
     config_path: Path | None = None
     model_use: dict[str, float] = field(default_factory=dict)  # model name -> when last asked for (monotonic)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # "now" for reports (tests set it)
+    live: LiveSignals | None = None  # spend caps, measured latency, in-flight counts (gateway.measured)
     volume: VolumeMeter = field(default_factory=VolumeMeter)  # each project's request rate (when.volume)
 
     @property
@@ -72,6 +74,8 @@ class GatewayState:
         old, self.runtime = self.runtime, runtime
         self.breakers.configure(runtime.config.circuit_breaker.failure_threshold, runtime.config.circuit_breaker.cooldown_s)
         self.executor.retries = runtime.config.retries
+        if self.live is not None:
+            self.live.reconfigure(runtime.config)
         self.volume.configure(runtime.config.routing.volume)
         return old
 

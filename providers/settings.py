@@ -49,6 +49,14 @@ class Pricing(Strict):
         return self
 
 
+class SpendCap(Strict):
+    """Hosted spend allowed per calendar period (UTC). Past it the deployment (or every deployment
+    of the provider) leaves routing plans until the period ends: traffic shifts to the others."""
+
+    usd: Decimal = Field(ge=0)
+    period: Literal["daily", "weekly", "monthly", "total"] = "monthly"
+
+
 class DeploymentConfig(Strict):
     """One backend a request can land on."""
 
@@ -65,7 +73,10 @@ class DeploymentConfig(Strict):
     # instruct: answers turns; embedding: vectors only
     kind: ModelKind = "instruct"
     quality: int = Field(default=3, ge=1, le=5)
-    latency_ms: float | None = Field(default=None, ge=0)  # hint for the "fastest" objective
+    latency_ms: float | None = Field(default=None, ge=0)  # hint for "fastest" until latency is measured
+    spend_cap: SpendCap | None = None  # past it, out of plans for the rest of the period (gateway.measured)
+    group: str | None = Field(default=None, min_length=1)  # equivalent deployments, balanced by the route's `balance`
+    weight: int = Field(default=1, ge=1, le=1000)  # share of its group's traffic under `balance: weighted`
     # the least sensitivity a request with content no detector can read (images, audio, binary
     # files, undecodable token ids) is treated as on this deployment; confidential keeps it off
     # hosted deployments, public lets it through
@@ -128,6 +139,14 @@ class DeploymentConfig(Strict):
                     "for a served model, pin the revision string its server loaded"
                 )
         return self
+
+    @property
+    def billing_provider(self) -> str:
+        """The name ``provider_caps`` knows this deployment by: litellm's provider prefix for a
+        litellm deployment (``openai/gpt-4o-mini`` -> ``openai``), else the ``provider`` field."""
+        if self.provider == "litellm" and "/" in self.model:
+            return self.model.split("/", 1)[0]
+        return self.provider
 
     @property
     def pinned_sha256(self) -> str | None:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from routing.ranking import Ranker
 from routing.spec import Filter, Rule, When
 from routing.types import Candidate, DeploymentProfile, Endpoint, Objective, Sensitivity
 
@@ -238,12 +239,17 @@ def order_candidates(
     prefer: Sequence[str] = (),
     prefer_rule: str | None = None,
     fallbacks: Sequence[str] | None = None,
+    ranker: Ranker | None = None,
 ) -> tuple[Candidate, ...]:
     """Preferred first (in listed order), then the rest by objective; explicit fallbacks last.
 
     ``permitted`` holds ``(deployment, estimated cost, config index)``; only those can appear.
+    A ``ranker`` (measured latency, group balancing: :mod:`routing.ranking`) orders the rest
+    when given.
     """
     if not prefer and not fallbacks:
+        if ranker is not None:
+            return tuple(ranker.rank(permitted))
         ranked = sorted(permitted, key=RANK_KEYS[objective])
         return tuple(Candidate(d.name, d.locality, c, rank_reason(objective, d, c)) for d, c, _ in ranked)
     by_name = {dep.name: (dep, cost, index) for dep, cost, index in permitted}
@@ -255,13 +261,15 @@ def order_candidates(
             dep, cost, _ = by_name[name]
             ordered.append(Candidate(name, dep.locality, cost, f"preferred by rule '{prefer_rule}'"))
             listed.add(name)
-    rest = sorted(
-        (item for item in permitted if item[0].name not in listed and item[0].name not in tail),
-        key=RANK_KEYS[objective],
-    )
-    for dep, cost, _ in rest:
-        ordered.append(Candidate(dep.name, dep.locality, cost, rank_reason(objective, dep, cost)))
-        listed.add(dep.name)
+    remaining = [item for item in permitted if item[0].name not in listed and item[0].name not in tail]
+    if ranker is not None:
+        for candidate in ranker.rank(remaining):
+            ordered.append(candidate)
+            listed.add(candidate.deployment)
+    else:
+        for dep, cost, _ in sorted(remaining, key=RANK_KEYS[objective]):
+            ordered.append(Candidate(dep.name, dep.locality, cost, rank_reason(objective, dep, cost)))
+            listed.add(dep.name)
     for position, name in enumerate(tail, start=1):
         if name not in listed:
             dep, cost, _ = by_name[name]

@@ -32,6 +32,7 @@ from routing.errors import (
 )
 from routing.explain import explain_decision
 from routing.governance import GOVERNANCE, REASON_PREFIXES, governance_reasons
+from routing.live import NO_LIVE_STATE, downgrade_reason
 from routing.policy import (
     INVARIANT,
     Facts,
@@ -43,6 +44,7 @@ from routing.policy import (
     rule_reasons,
     soft_capabilities,
 )
+from routing.ranking import Ranker
 from routing.signals import RequestView, SignalExtractor, recorded_view
 from routing.spec import Route, RoutingDefaults, Rule, SensitivityPolicy, TokenRange
 from routing.task import TaskClassifier
@@ -133,6 +135,8 @@ class Router:
         self.signals = SignalExtractor(sensitivity, defaults, task_classifier, token_decoder)
         self._compiled = {r.name: CompiledRoute.build(r, self.deployments) for r in routes}
         self._signature_parts: dict[str, _TokenParts] = {}
+        # routes with a group of deployments to balance (the others rank as they always have)
+        self._grouped = {name for name, compiled in self._compiled.items() if any(d.group is not None for _, d in compiled.pool)}
         self._route_of: dict[str, Route] = {}  # deployment -> first route listing it
         for route in routes:
             for name in route.candidates:
@@ -303,7 +307,7 @@ class Router:
             self._plan_route(decision, health, skip=pinned.name)
             return
         soft = soft_capabilities(view.needs.capabilities, pinned.capabilities)
-        problems = hard_reasons(pinned, view.needs, soft, health)
+        problems = hard_reasons(pinned, view.needs, soft, health) + live_reasons(pinned, request)
         if problems:
             decision.excluded.append(Exclusion(pinned.name, "; ".join(problems)))
             raise NoCandidates(request.model, rule.name if rule else None, view.signals, tuple(decision.excluded))
@@ -324,6 +328,8 @@ class Router:
         prompt, output = view.signals.prompt_tokens, view.output.total
         unscannable = view.signals.unscannable_summary
         permitted: list[tuple[DeploymentProfile, float, int]] = []
+        live = request.live
+        live_checks = live is not None and bool(live.capped or live.downgrade)
         for index, deployment in compiled.pool:
             if deployment.name == skip:
                 continue
@@ -333,12 +339,18 @@ class Router:
                 + policy_reasons(deployment, rule, sensitivity, cost, unscannable)
                 + hard_reasons(deployment, needs, soft, health)
             )
+            if live_checks:
+                reasons += live_reasons(deployment, request)
             if reasons:
                 decision.excluded.append(Exclusion(deployment.name, "; ".join(reasons)))
             else:
                 permitted.append((deployment, cost, index))
+        ranker = None  # measurements matter to "fastest" only; balancing to routes with a group
+        if route.name in self._grouped or (live is not None and decision.objective == "fastest"):
+            streaming = bool(request.body.get("stream"))
+            ranker = Ranker(decision.objective, live or NO_LIVE_STATE, streaming=streaming, balance=route.balance)
         candidates = order_candidates(
-            permitted, decision.objective, rule.prefer if rule else (), rule.name if rule else None, route.fallbacks
+            permitted, decision.objective, rule.prefer if rule else (), rule.name if rule else None, route.fallbacks, ranker
         )
         decision.candidates = self._guard(decision, candidates)
         if not decision.candidates:
@@ -364,6 +376,21 @@ class Router:
             else:
                 kept.append(candidate)
         return tuple(kept)
+
+
+def live_reasons(deployment: DeploymentProfile, request: RoutingRequest) -> list[str]:
+    """Why measured conditions keep ``deployment`` out: a spend cap reached, or a budget
+    downgrade that allows only deployments that cost nothing (``request.live``)."""
+    live = request.live
+    if live is None:
+        return []
+    reasons = []
+    capped = live.capped.get(deployment.name)
+    if capped:
+        reasons.append(capped)
+    if live.downgrade and (deployment.prices.input_per_mtok or deployment.prices.output_per_mtok):
+        reasons.append(downgrade_reason(request.project))
+    return reasons
 
 
 def _blamed(excluded: Sequence[Exclusion]) -> str | None:

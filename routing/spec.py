@@ -126,6 +126,8 @@ class Route(Strict):
     fallbacks: list[str] | None = None  # explicit order after the ranked ones; members of candidates
     on_violation: Literal["reroute", "block"] = "reroute"
     default_max_tokens: int | None = Field(default=None, ge=1)
+    # how tied deployments of one ``group`` share traffic: by weight, or fewest in flight first
+    balance: Literal["weighted", "least_in_flight"] = "weighted"
 
     @model_validator(mode="after")
     def _names_unique(self) -> Route:

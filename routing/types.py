@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from core.literals import TASKS, Capability, Endpoint, Locality, Objective, Sensitivity
+from routing.live import LiveState
 
 if TYPE_CHECKING:
     from routing.governance import Requires
@@ -72,6 +73,8 @@ class DeploymentProfile:
     # token ids) is treated as, for this deployment: by default such a request stays self-hosted
     unscannable: Sensitivity = Sensitivity.CONFIDENTIAL
     kind: str = "instruct"  # base | instruct | embedding: a base model never serves a chat
+    group: str | None = None  # equivalent deployments, balanced by the route's ``balance`` (routing.ranking)
+    weight: int = 1  # share of a group's traffic under ``balance: weighted``
     # governance (routing.governance): what a project's ``requires`` is checked against
     approved_for: frozenset[str] = frozenset()
     region: str | None = None
@@ -90,6 +93,7 @@ class RoutingRequest:
     project_floor: Sensitivity = Sensitivity.PUBLIC
     key_tags: frozenset[str] = frozenset()
     prompt_tokens: int | None = None  # counted by the caller; estimated from characters when None
+    live: LiveState | None = None  # measured conditions: spend caps, latency, in-flight, downgrade (routing.live)
     requires: Requires | None = None  # the project's hard requirements on deployments (routing.governance)
     # the project's request rate (requests/min over routing.volume.window_s, every replica), as
     # the gateway measured it; None: not measured. ``volume`` gives the class outright (a

@@ -11,6 +11,7 @@ from core.wire import CHECKS, endpoint_of
 from gateway.api.schemas import EXPLAIN_BODY
 from gateway.asgi import parse_json_object
 from gateway.explain import explain_request
+from gateway.measured.downgrade import explain_conditions
 from gateway.roles import caller_of
 from gateway.state import GatewayState
 
@@ -28,6 +29,7 @@ async def explain(request: Request) -> Response:
     CHECKS[endpoint](body)
     if caller.allowed_models and body["model"] not in caller.allowed_models:
         raise ModelNotFound(f"The model '{body['model']}' does not exist or you do not have access to it.", param="model")
+    live = await explain_conditions(state, caller, body, endpoint)
     health, rpm = state.breakers.snapshot(), state.volume.rate(caller.project)
-    result = explain_request(state.runtime, dict(request.headers), caller, body, endpoint, health, rpm)
+    result = explain_request(state.runtime, dict(request.headers), caller, body, endpoint, health, rpm, live)
     return Response(orjson.dumps(result), media_type="application/json")
