@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from routing.content import RequestContent
 from routing.hints import task_hint
+from routing.task_words import PHRASES, SCRIPT_MARKERS, WORDS
 from routing.types import TASKS, RoutingRequest
 
 
@@ -40,60 +41,19 @@ class TaskClassifier(Protocol):
     def classify(self, content: RequestContent) -> TaskGuess: ...
 
 
-# word -> (task, weight); the weights of a task's evidence combine as a noisy-or
-_WORDS: dict[str, tuple[str, float]] = {
-    **dict.fromkeys(("translate", "translation", "translating", "translator"), ("translate", 0.9)),
-    **dict.fromkeys(("summarize", "summarise", "summary", "summarization", "tldr", "recap", "condense"), ("summarize", 0.85)),
-    **dict.fromkeys(("classify", "categorize", "categorise", "classification", "sentiment"), ("classify", 0.8)),
-    **dict.fromkeys(("extract", "extraction"), ("extract", 0.8)),
-    **dict.fromkeys(("parse", "json", "entities", "fields"), ("extract", 0.3)),
-    **dict.fromkeys(("refactor", "debug", "traceback", "stacktrace", "compile", "compiler", "segfault"), ("code", 0.5)),
-    **dict.fromkeys(("def", "import", "include", "println", "printf", "console", "const", "elif", "async"), ("code", 0.2)),
-    **dict.fromkeys(
-        (
-            "function",
-            "implement",
-            "python",
-            "javascript",
-            "typescript",
-            "rust",
-            "golang",
-            "java",
-            "sql",
-            "regex",
-            "bug",
-            "script",
-            "code",
-            "class",
-            "method",
-            "api",
-            "bash",
-        ),
-        ("code", 0.3),
-    ),
-    **dict.fromkeys(
-        ("prove", "proof", "theorem", "lemma", "derivative", "integral", "equation", "equations"), ("reasoning", 0.5)
-    ),
-    **dict.fromkeys(("solve", "probability", "calculate", "compute", "puzzle", "riddle", "logic"), ("reasoning", 0.35)),
-}
-# substring -> (task, weight, label): syntax and phrases that single words miss; read from the
-# same narrow window as words, except the code fence and a traceback, looked for more widely
-_MARKERS: tuple[tuple[str, str, float, str], ...] = (
-    ("=>", "code", 0.25, "'=>'"),
-    ("();", "code", 0.35, "'();'"),
-    ("tl;dr", "summarize", 0.85, "'tl;dr'"),
-    ("key points", "summarize", 0.6, "'key points'"),
-    ("translate into", "translate", 0.95, "'translate into'"),
-    ("which category", "classify", 0.7, "'which category'"),
-    ("step by step", "reasoning", 0.4, "'step by step'"),
-    ("\\frac", "reasoning", 0.45, "LaTeX maths"),
-    ("∑", "reasoning", 0.4, "maths notation"),
-    ("∫", "reasoning", 0.4, "maths notation"),
-    ("√", "reasoning", 0.4, "maths notation"),
-    ("≤", "reasoning", 0.3, "maths notation"),
-    ("≥", "reasoning", 0.3, "maths notation"),
-)
-_ASCII_MARKERS = tuple(m for m in _MARKERS if m[0].isascii())
+# The evidence tables live in routing.task_words; the narrow window reads words and phrases, the
+# wide one the code fence and a traceback.
+# A phrase of letters and spaces must match whole words ("in german" is not in "in germany"): it
+# is looked for, space-padded, in the text with punctuation blanked; other markers are substrings.
+_WORDY = re.compile(r"[^\W\d_]+(?: [^\W\d_]+)*")
+_WORD_PHRASES = tuple((f" {m} ", task, weight, label) for m, task, weight, label in PHRASES if _WORDY.fullmatch(m))
+_SYNTAX_PHRASES = tuple(m for m in PHRASES if not _WORDY.fullmatch(m[0]))
+_ASCII_SYNTAX = tuple(m for m in _SYNTAX_PHRASES if m[0].isascii())
+_ALL_SYNTAX = _SYNTAX_PHRASES + SCRIPT_MARKERS
+# "a, b or c": the answer options of a classification question
+_CHOICES = re.compile(r"\w+, \w+(?: \w+)?,? or \w+|\w+/\w+/\w+")
+# two or more numbers and a question mark: a word problem
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 # arithmetic ("17 * 23", "3x + 7 = 22", "x^2"); "-" and "/" are left out: dates use them. The
 # search starts at the operator (rare) rather than at a digit (common), then looks left.
 _OPERATOR_THEN_DIGIT = re.compile(r"[+*×÷=^] ?\(?-?[0-9]")
@@ -111,21 +71,40 @@ _WIDE_MARKERS: tuple[tuple[str, str, float, str], ...] = (
     ("```", "code", 0.6, "code fence"),
     ("traceback (most recent call last)", "code", 0.7, "a Python traceback"),
 )
-_VOCABULARY = frozenset(_WORDS)
-_PUNCTUATION = str.maketrans({c: " " for c in "!\"#$%&'()*+,./:;<=>?@[\\]^`{|}~\n\t\r"})
+_VOCABULARY = frozenset(WORDS)
+_PUNCTUATION = str.maketrans({c: " " for c in "!\"#$%&'()*+,./:;<=>?@[\\]^`{|}~\n\t\r«»¿¡“”„‘’「」。、，：？！"})
 _PRIORITY = ("translate", "summarize", "classify", "extract", "code", "reasoning")  # breaks ties
 # Instructions sit at the ends of a long message: words are read from the first and last
 # _WORD_WINDOW characters, the cheaper substring markers from the first and last _MARKER_WINDOW.
 _WORD_WINDOW = 400
 _MARKER_WINDOW = 4000
+# A system prompt often states the task ("You are a translator..."); its evidence counts for less
+# than the user's own words, and only its first _WORD_WINDOW characters are read.
+_SYSTEM_WEIGHT = 0.8
 
 
 def _ends(text: str, width: int) -> str:
     return text if len(text) <= 2 * width else text[:width] + "\n" + text[-width:]
 
 
+def _evidence(narrow: str, evidence: dict[str, list[tuple[str, float]]], scale: float = 1.0, prefix: str = "") -> None:
+    words = narrow.translate(_PUNCTUATION).split()
+    for word in sorted(_VOCABULARY.intersection(words)):
+        task, weight = WORDS[word]
+        evidence.setdefault(task, []).append((f"{prefix}'{word}'", weight * scale))
+    spaced = f" {' '.join(words)} "
+    for marker, task, weight, label in _WORD_PHRASES:
+        if marker in spaced:
+            evidence.setdefault(task, []).append((prefix + label, weight * scale))
+    for marker, task, weight, label in _ASCII_SYNTAX if narrow.isascii() else _ALL_SYNTAX:
+        if marker in narrow:
+            evidence.setdefault(task, []).append((prefix + label, weight * scale))
+    if _CHOICES.search(narrow):
+        evidence.setdefault("classify", []).append((prefix + "answer options", 0.4 * scale))
+
+
 class HeuristicTaskClassifier:
-    """Keyword and syntax evidence from the ends of the last user message.
+    """Keyword and syntax evidence from the ends of the last user message (and the system prompt).
 
     Each word or marker found adds evidence for one task with a weight; a task's confidence is the
     noisy-or of its evidence, the best task wins, and the reason names the evidence used.
@@ -135,16 +114,16 @@ class HeuristicTaskClassifier:
         wide = _ends(content.last_user_text, _MARKER_WINDOW).lower()
         narrow = _ends(wide, _WORD_WINDOW)
         evidence: dict[str, list[tuple[str, float]]] = {}
-        for word in sorted(_VOCABULARY.intersection(narrow.translate(_PUNCTUATION).split())):
-            task, weight = _WORDS[word]
-            evidence.setdefault(task, []).append((f"'{word}'", weight))
-        narrow_markers = _ASCII_MARKERS if narrow.isascii() else _MARKERS
-        for window, markers in ((narrow, narrow_markers), (wide, _WIDE_MARKERS)):
-            for marker, task, weight, label in markers:
-                if marker in window:
-                    evidence.setdefault(task, []).append((label, weight))
+        _evidence(narrow, evidence)
+        for marker, task, weight, label in _WIDE_MARKERS:
+            if marker in wide:
+                evidence.setdefault(task, []).append((label, weight))
         if _has_arithmetic(narrow):
             evidence.setdefault("reasoning", []).append(("arithmetic", 0.35))
+        if "?" in narrow and len(_NUMBER.findall(narrow)) >= 2:
+            evidence.setdefault("reasoning", []).append(("numbers in a question", 0.35))
+        if content.system_text:
+            _evidence(content.system_text[:_WORD_WINDOW].lower(), evidence, _SYSTEM_WEIGHT, "system ")
         if not evidence:
             return TaskGuess("chat", 0.0, "no task evidence in the last user message")
         scores = {task: _noisy_or(w for _, w in items) for task, items in evidence.items()}
