@@ -108,7 +108,7 @@ async def open_exchange(
     if caller.allowed_models and body["model"] not in caller.allowed_models:
         raise ModelNotFound(f"The model '{body['model']}' does not exist or you do not have access to it.", param="model")
     with trace.phase("routing"):
-        plan = plan_for(state, runtime, incoming.headers, caller, body, endpoint)
+        plan = await plan_for(state, runtime, incoming.headers, caller, body, endpoint)
     observed.plan = plan
     state.model_use[body["model"]] = time.monotonic()
     with trace.phase("admission"):
@@ -159,11 +159,16 @@ def routing_request(
     )
 
 
-def plan_for(
+async def plan_for(
     state: GatewayState, runtime: Runtime, headers: dict[str, str], caller: Caller, body: dict[str, Any], endpoint: Endpoint
 ) -> Plan:
+    """The router's plan: on the event loop (pure CPU, microseconds), or on the runtime's plan
+    threads when its task classifier may wait for a model (``routing.task_classifier: embedded``)."""
+    request, health = routing_request(runtime, headers, caller, body, endpoint), state.breakers.snapshot()
     try:
-        return runtime.router.plan(routing_request(runtime, headers, caller, body, endpoint), state.breakers.snapshot())
+        if runtime.plan_executor is None:
+            return runtime.router.plan(request, health)
+        return await asyncio.get_running_loop().run_in_executor(runtime.plan_executor, runtime.router.plan, request, health)
     except (RoutingError, InvalidHint) as exc:
         raise refusal_for(exc) from None
 

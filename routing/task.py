@@ -79,7 +79,8 @@ _PRIORITY = ("translate", "summarize", "classify", "extract", "code", "reasoning
 _WORD_WINDOW = 400
 _MARKER_WINDOW = 4000
 # A system prompt often states the task ("You are a translator..."); its evidence counts for less
-# than the user's own words, and only its first _WORD_WINDOW characters are read.
+# than the user's own words (only its strongest piece per task, scaled down), and only its first
+# _WORD_WINDOW characters are read.
 _SYSTEM_WEIGHT = 0.8
 
 
@@ -122,8 +123,11 @@ class HeuristicTaskClassifier:
             evidence.setdefault("reasoning", []).append(("arithmetic", 0.35))
         if "?" in narrow and len(_NUMBER.findall(narrow)) >= 2:
             evidence.setdefault("reasoning", []).append(("numbers in a question", 0.35))
-        if content.system_text:
-            _evidence(content.system_text[:_WORD_WINDOW].lower(), evidence, _SYSTEM_WEIGHT, "system ")
+        if content.system_text:  # one piece of evidence per task, its strongest, scaled down
+            system: dict[str, list[tuple[str, float]]] = {}
+            _evidence(content.system_text[:_WORD_WINDOW].lower(), system, _SYSTEM_WEIGHT, "system ")
+            for task, items in system.items():
+                evidence.setdefault(task, []).append(max(items, key=lambda e: e[1]))
         if not evidence:
             return TaskGuess("chat", 0.0, "no task evidence in the last user message")
         scores = {task: _noisy_or(w for _, w in items) for task, items in evidence.items()}

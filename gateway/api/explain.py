@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -28,5 +30,9 @@ async def explain(request: Request) -> Response:
     CHECKS[endpoint](body)
     if caller.allowed_models and body["model"] not in caller.allowed_models:
         raise ModelNotFound(f"The model '{body['model']}' does not exist or you do not have access to it.", param="model")
-    result = explain_request(state.runtime, dict(request.headers), caller, body, endpoint, state.breakers.snapshot())
+    runtime, args = state.runtime, (dict(request.headers), caller, body, endpoint, state.breakers.snapshot())
+    if runtime.plan_executor is None:
+        result = explain_request(runtime, *args)
+    else:  # the task classifier may wait for its model: not on the event loop
+        result = await asyncio.get_running_loop().run_in_executor(runtime.plan_executor, explain_request, runtime, *args)
     return Response(orjson.dumps(result), media_type="application/json")
