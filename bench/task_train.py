@@ -24,30 +24,33 @@ from bench.task_sets import TEXT_TASKS, TRAIN, Item, load, score
 from routing.content import extract_content
 
 DEFAULTS = {
-    "head_tokens": 36,
-    "tail_tokens": 12,
-    "system_chars": 0,
-    "pooling": "mean",
+    "head_tokens": 64,
+    "tail_tokens": 32,
+    "system_chars": 200,
+    "pooling": "tokens",
     "template": "{system}{user}",
     "system_template": "{system}\n",
 }
-L2_GRID = (0.001, 0.01, 0.1, 1.0)
+L2_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 1.0)
 CACHE = Path(__file__).resolve().parent / "results" / "task-train-embeddings.npz"
 
 
-def _fingerprint(settings: dict[str, Any]) -> str:
+def _fingerprint(settings: dict[str, Any], source: Path = TRAIN) -> str:
     import hashlib
 
-    digest = hashlib.sha256(TRAIN.read_bytes())
+    digest = hashlib.sha256(source.read_bytes())
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 
-def cached_embeddings(items: list[Item], head: Any, settings: dict[str, Any], cache: Path | None) -> tuple[Any, list[float]]:
-    """The training set's embeddings, from ``cache`` when it was made from the same file and settings."""
+def cached_embeddings(
+    items: list[Item], head: Any, settings: dict[str, Any], cache: Path | None, source: Path = TRAIN
+) -> tuple[Any, list[float]]:
+    """The embeddings of ``source``'s items (and the seconds each took, through the embedder's
+    thread), from ``cache`` when it was made from the same file and settings."""
     import numpy as np
 
-    key = _fingerprint(settings)
+    key = _fingerprint(settings, source)
     if cache is not None and cache.is_file():
         data = np.load(cache)
         if str(data["fingerprint"]) == key and len(data["x"]) == len(items):
@@ -64,9 +67,9 @@ def embed_items(items: list[Item], head: Any) -> tuple[Any, list[float]]:
     import numpy as np
 
     from providers.llamacpp import resolve_model_path
-    from providers.task_embedding import MODEL, TaskEmbedder
+    from providers.task_embedding import MODEL, make_embedder
 
-    embedder = TaskEmbedder(resolve_model_path(MODEL), head)
+    embedder = make_embedder(resolve_model_path(MODEL), head)
     embedder.start().result()
     vectors, seconds = [], []
     try:
@@ -115,6 +118,20 @@ def cross_validate(x: Any, y: Any, classes: int, l2: float, folds: int = 5) -> f
     return correct / len(y)
 
 
+def head_shape(settings: dict[str, Any]) -> Any:
+    """A head with no weights: what the embedder needs to know (window, pooling, template)."""
+    import numpy as np
+
+    from providers.task_embedding import TaskHead
+
+    blank = np.zeros((len(TEXT_TASKS), 1), dtype=np.float32)
+    return TaskHead(TEXT_TASKS, blank, blank[:, 0], blank[0], blank[0] + 1, meta={}, **settings)
+
+
+def head_settings(head: Any) -> dict[str, Any]:
+    return {key: getattr(head, key) for key in DEFAULTS}
+
+
 def train(out: Path, settings: dict[str, Any], cache: Path | None = CACHE) -> dict[str, Any]:
     import numpy as np
 
@@ -122,8 +139,7 @@ def train(out: Path, settings: dict[str, Any], cache: Path | None = CACHE) -> di
 
     items = load(TRAIN)
     labels = TEXT_TASKS
-    blank = np.zeros((len(labels), 1), dtype=np.float32)
-    shape = TaskHead(labels, blank, blank[:, 0], blank[0], blank[0] + 1, meta={}, **settings)
+    shape = head_shape(settings)
     started = time.perf_counter()
     x, seconds = cached_embeddings(items, shape, settings, cache)
     y = np.array([labels.index(item.label) for item in items])
@@ -143,7 +159,8 @@ def train(out: Path, settings: dict[str, Any], cache: Path | None = CACHE) -> di
     }
     TaskHead(labels, w, b, mean, scale, meta=meta, **settings).save(out)
     meta["embed_seconds_total"] = round(time.perf_counter() - started, 1)
-    meta["embed_ms_median"] = round(float(np.median(seconds)) * 1000, 1)
+    if seconds and not np.isnan(seconds).any():
+        meta["embed_ms_median"] = round(float(np.median(seconds)) * 1000, 1)
     return meta
 
 

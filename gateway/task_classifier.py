@@ -16,7 +16,7 @@ from collections import OrderedDict
 from concurrent.futures import Executor
 from pathlib import Path
 
-from providers.task_embedding import MODEL, TaskEmbedder, TaskHead, unavailable_reason
+from providers.task_embedding import MODEL, TaskEmbedder, TaskHead, TokenEmbedder, make_embedder, unavailable_reason
 from routing.content import RequestContent
 from routing.spec import RoutingDefaults
 from routing.task import HeuristicTaskClassifier, TaskClassifier, TaskGuess
@@ -31,14 +31,17 @@ class EmbeddedTaskClassifier:
     Waits at most ``budget_s`` for an embedding; otherwise answers with ``fallback`` (the
     heuristic) and says why in the reason."""
 
-    blocking = True  # classify() may wait: plan on :attr:`executor`, not on an event loop
-
-    def __init__(self, embedder: TaskEmbedder, budget_s: float, fallback: TaskClassifier | None = None) -> None:
+    def __init__(self, embedder: TaskEmbedder | TokenEmbedder, budget_s: float, fallback: TaskClassifier | None = None) -> None:
         self.embedder = embedder
         self.head = embedder.head
         self.budget_s = budget_s
         self.fallback = fallback or HeuristicTaskClassifier()
-        self.executor = concurrent.futures.ThreadPoolExecutor(PLAN_THREADS, thread_name_prefix="switchyard-plan")
+        # A forward-pass embedder may keep classify() waiting: plan on these threads, not on an
+        # event loop. Token embeddings answer at once.
+        self.blocking: bool = embedder.blocking
+        self.executor = (
+            concurrent.futures.ThreadPoolExecutor(PLAN_THREADS, thread_name_prefix="switchyard-plan") if self.blocking else None
+        )
         self._cache: OrderedDict[tuple[str, str], TaskGuess] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -54,6 +57,9 @@ class EmbeddedTaskClassifier:
             if cached is not None:
                 self._cache.move_to_end(key)
                 return cached
+        if not self.embedder.ready.done():
+            self.embedder.start()
+            return self._fall_back(content, "the embedded classifier is still loading")
         future = self.embedder.submit(user, system)
         if future is None:
             return self._fall_back(content, "the embedded classifier is busy")
@@ -85,10 +91,11 @@ class EmbeddedTaskClassifier:
     def close(self) -> None:
         """Stop the plan threads and the embedding model."""
         self.embedder.close()
-        self.executor.shutdown(wait=False)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False)
 
 
-_EMBEDDERS: dict[str, TaskEmbedder] = {}
+_EMBEDDERS: dict[str, TaskEmbedder | TokenEmbedder] = {}
 _CLASSIFIERS: dict[tuple[str, float], EmbeddedTaskClassifier] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -103,7 +110,7 @@ def shared_classifier(budget_s: float, head_path: Path | None = None) -> Embedde
         if classifier is None:
             embedder = _EMBEDDERS.get(key)
             if embedder is None:
-                embedder = _EMBEDDERS[key] = TaskEmbedder(resolve_model_path(MODEL), TaskHead.load(head_path))
+                embedder = _EMBEDDERS[key] = make_embedder(resolve_model_path(MODEL), TaskHead.load(head_path))
             classifier = _CLASSIFIERS[(key, budget_s)] = EmbeddedTaskClassifier(embedder, budget_s)
         return classifier
 

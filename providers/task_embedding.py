@@ -59,7 +59,7 @@ class TaskHead:
     head_tokens: int  # tokens kept from the start of the last user message ...
     tail_tokens: int  # ... and from its end
     system_chars: int  # characters of the system prompt put before it
-    pooling: str  # "mean" | "last"
+    pooling: str  # "tokens" (the input embedding table, no forward pass) | "mean" | "last" (a forward pass)
     template: str  # "{system}" (the system_template, or nothing) and "{user}" are replaced
     system_template: str  # "{system}" is replaced by the start of the system prompt
     meta: dict[str, Any]
@@ -123,8 +123,97 @@ def embedding_text(
     return head.template.replace("{system}", prefix).replace("{user}", detokenize(tokens))
 
 
+class TokenEmbedder:
+    """The model's own token embeddings (its input embedding table), mean-pooled over the window:
+    no forward pass, so microseconds a request and no worker thread. The table is read from the
+    GGUF with the ``gguf`` package and kept as float16 (49,152 x 576: 57 MB); the tokenizer is
+    llama.cpp's, loaded without weights (``vocab_only``)."""
+
+    blocking = False  # classify() answers at once: plan on the event loop
+
+    def __init__(self, model_path: Path, head: TaskHead) -> None:
+        self.model_path = model_path
+        self.head = head
+        self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._lock = threading.Lock()
+        self._started = False
+        self._vocab: Any = None
+        self._table: Any = None
+
+    def start(self) -> concurrent.futures.Future[None]:
+        """Load the tokenizer and the table in a thread (seconds); the future settles when done."""
+        with self._lock:
+            if not self._started:
+                self._started = True
+                threading.Thread(target=self._load, name="switchyard-task-embeddings", daemon=True).start()
+        return self.ready
+
+    def _load(self) -> None:
+        try:
+            import gguf
+            import llama_cpp
+            import numpy as np
+
+            reader = gguf.GGUFReader(str(self.model_path))
+            tensor = next(t for t in reader.tensors if t.name == "token_embd.weight")
+            self._table = gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float16)
+            self._vocab = llama_cpp.Llama(model_path=str(self.model_path), vocab_only=True, verbose=False)
+        except BaseException as exc:  # noqa: BLE001 - reported through the future
+            self.ready.set_exception(exc)
+        else:
+            self.ready.set_result(None)
+
+    def _tokens(self, text: str) -> list[int]:
+        with self._lock:  # llama.cpp's tokenizer is not documented as thread-safe
+            return list(self._vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def embed(self, user: str, system: str) -> Any:
+        """The mean of the window's token vectors, L2-normalised."""
+        import numpy as np
+
+        head = self.head
+        # tokenize only the ends: the window never needs more than a few characters a token
+        edge = 8 * (head.head_tokens + head.tail_tokens)
+        tokens = self._tokens(user if len(user) <= 2 * edge else user[:edge] + " " + user[-edge:])
+        if len(tokens) > head.head_tokens + head.tail_tokens:
+            tokens = tokens[: head.head_tokens] + (tokens[-head.tail_tokens :] if head.tail_tokens else [])
+        if head.system_chars and system:
+            tokens += self._tokens(system[: head.system_chars])
+        if not tokens:
+            return np.zeros(self._table.shape[1], dtype=np.float32)
+        vector = self._table[tokens].astype(np.float32).mean(axis=0)
+        norm = float(np.linalg.norm(vector))
+        return vector / norm if norm else vector
+
+    def submit(self, user: str, system: str) -> concurrent.futures.Future[Any] | None:
+        """The embedding as a settled future (the same shape as :meth:`TaskEmbedder.submit`)."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        if not self.ready.done():
+            self.start()
+            future.set_exception(RuntimeError("the task embeddings are still loading"))
+            return future
+        if self.ready.exception() is not None:
+            future.set_exception(RuntimeError(f"the task embeddings did not load: {self.ready.exception()}"))
+            return future
+        try:
+            future.set_result(self.embed(user, system))
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            future.set_exception(exc)
+        return future
+
+    def close(self) -> None:
+        pass
+
+
+def make_embedder(model_path: Path, head: TaskHead) -> TokenEmbedder | TaskEmbedder:
+    """The embedder the head was trained with: token embeddings, or a forward pass (mean/last pooling)."""
+    return TokenEmbedder(model_path, head) if head.pooling == "tokens" else TaskEmbedder(model_path, head)
+
+
 class TaskEmbedder:
-    """One thread that loads the embedding model and embeds one text at a time."""
+    """One thread that loads the embedding model and embeds one text at a time (a forward pass)."""
+
+    blocking = True  # a caller may wait up to its budget: never on an event loop
 
     def __init__(self, model_path: Path, head: TaskHead, threads: int = 1) -> None:
         self.model_path = model_path
@@ -167,7 +256,8 @@ class TaskEmbedder:
         from providers.llamacpp_worker import load_llama
 
         pooling = {"mean": llama_cpp.LLAMA_POOLING_TYPE_MEAN, "last": llama_cpp.LLAMA_POOLING_TYPE_LAST}[self.head.pooling]
-        n_ctx = self.head.head_tokens + self.head.tail_tokens + self.head.system_chars + 64  # template and system
+        wanted = self.head.head_tokens + self.head.tail_tokens + self.head.system_chars + 64  # template and system
+        n_ctx = -(-wanted // 256) * 256  # llama.cpp's graphs want whole 256-token blocks (a GGML_ASSERT otherwise)
         return load_llama(
             model_path=str(self.model_path),
             embedding=True,
@@ -192,7 +282,7 @@ class TaskEmbedder:
             return list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
         def detokenize(tokens: list[int]) -> str:
-            return bytes(llama.detokenize(tokens)).decode("utf-8", "ignore")
+            return bytes(llama.detokenize(tokens)).decode("utf-8", "replace")
 
         while (job := self._jobs.get()) is not None:
             user, system, future = job
