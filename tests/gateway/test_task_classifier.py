@@ -175,3 +175,12 @@ async def test_the_config_switch_decides_which_classifier_routes_the_request(
     assert (e_header, e_row, e_deployment) == (embedded_task, embedded_task, "special")
     assert h_explain["signals"]["task_reason"].startswith(("heuristic:", "no task evidence"))
     assert e_explain["signals"]["task_reason"].startswith("embedded: ")
+
+
+def test_the_head_ships_in_the_package() -> None:
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    package_data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "data/*.json" in package_data["providers"]
+    assert (root / "providers" / "data" / "task_head.json").is_file()
