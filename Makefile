@@ -39,6 +39,7 @@ check: $(VENV)/.stamp-serve
 	$(BIN)/switchyard check $(CONFIG)
 
 test: $(VENV)/.stamp-dev services tools
+	@$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # Lint, format and types: the same checks `make test` runs first.
@@ -54,7 +55,12 @@ fmt: $(VENV)/.stamp-dev
 test-fast: $(VENV)/.stamp-dev
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-bench: $(VENV)/.stamp-dev services tools
+# Benchmarks: dev + Granian for the server experiments (python -m bench.servers).
+$(VENV)/.stamp-bench: pyproject.toml $(VENV)/.stamp-dev
+	$(PIP) install -q -e '.[local,dev,perf]'
+	touch $@
+
+bench: $(VENV)/.stamp-bench services tools
 	$(BIN)/python -m bench
 
 clean:

@@ -22,6 +22,7 @@ import random
 import time
 from pathlib import Path
 
+from bench.sections import carry_sections
 from routing.router import Router
 from routing.spec import Route, RoutingDefaults, Rule, SensitivityPolicy
 from routing.types import DeploymentProfile, Prices, RoutingRequest
@@ -279,7 +280,8 @@ def main() -> None:
     print(table)
     if not args.no_write:
         OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-        OUTPUT.write_text(table, encoding="utf-8")
+        old = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
+        OUTPUT.write_text(carry_sections(old, table), encoding="utf-8")  # hand-run sections stay
 
 
 if __name__ == "__main__":

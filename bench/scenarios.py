@@ -346,7 +346,7 @@ class Bench:
             "cpu_us_per_req": round(statistics.median(cpu), 1) if cpu else None,
             "rss_cold_mb": self.results.get("rss_cold_mb", {}).get(target.name),
             "rss_before_mb": round(before / 2**20, 1),
-            "rss_peak_mb": round(max(rss + [after]) / 2**20, 1),
+            "rss_peak_mb": round(max([*rss, after]) / 2**20, 1),
             "rss_after_mb": round(after / 2**20, 1),
             "rss_curve_mb": [round(v / 2**20, 1) for v in rss],
             "growth_pct": round((after - before) / before * 100, 2) if before else None,

@@ -170,7 +170,7 @@ class BudgetAlerts:
 
     async def idle(self) -> None:
         """Wait until no check is pending and no delivery is running (for tests and shutdown)."""
-        while (
+        while (  # noqa: ASYNC110 - several conditions; for tests and shutdown only
             self._wake.is_set() or self._check_all or self._dirty_projects or self._dirty_keys or self._deliveries or self._busy
         ):
             await asyncio.sleep(0.02)
@@ -229,8 +229,8 @@ class BudgetAlerts:
                         p.name,
                         p.name,
                         p.name,
-                        p.budget_usd,
-                        p.budget_period,  # type: ignore[arg-type]
+                        p.budget_usd,  # type: ignore[arg-type]  # the query keeps only rows with a budget
+                        p.budget_period,
                         tuple(p.alert_thresholds) if p.alert_thresholds is not None else default,
                     )
                 )
@@ -244,8 +244,8 @@ class BudgetAlerts:
                         k.id,
                         k.name,
                         k.project,
-                        k.budget_usd,
-                        k.budget_period,  # type: ignore[arg-type]
+                        k.budget_usd,  # type: ignore[arg-type]  # the query keeps only rows with a budget
+                        k.budget_period,
                         tuple(k.alert_thresholds) if k.alert_thresholds is not None else default,
                     )
                 )

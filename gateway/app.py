@@ -28,7 +28,7 @@ from core.errors import (
 )
 from gateway import __version__
 from gateway.api import admin, anthropic, explain, health, key, openai, reports, responses
-from gateway.asgi import Receive, Scope, Send, send_json
+from gateway.asgi import Message, Receive, Scope, Send, send_json
 from gateway.config import GatewayConfig, insecure_master_key, load_config
 from gateway.dashboard import routes as dashboard
 from gateway.dialects.anthropic import AnthropicDialect
@@ -44,6 +44,7 @@ from gateway.runtime import build_runtime, close_all, warm_up
 from gateway.services import StartupError, start_services
 from gateway.state import GatewayState
 from gateway.telemetry import LOGGED, start_telemetry
+from gateway.volume import VolumeMeter
 
 log = logging.getLogger("switchyard")
 HOT_ROUTES = {**openai.HOT_ROUTES, **anthropic.HOT_ROUTES, **responses.HOT_ROUTES}
@@ -56,7 +57,7 @@ class GatewayApp(FastAPI):
 
     tracked: DrainMiddleware | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
         elif self.tracked is not None:
@@ -71,7 +72,7 @@ class GatewayApp(FastAPI):
         started = False
         status, began = 500, time.perf_counter()
 
-        async def tracking_send(message: dict[str, Any]) -> None:
+        async def tracking_send(message: Message) -> None:
             nonlocal started, status
             started = True
             if message["type"] == "http.response.start":
@@ -105,7 +106,7 @@ def _bounded(receive: Receive, limit: int) -> Receive:
     """``receive`` that refuses (413) a body over ``limit`` bytes, for every non-OpenAI route."""
     seen = 0
 
-    async def bounded() -> dict[str, Any]:
+    async def bounded() -> Message:
         nonlocal seen
         message = await receive()
         if message["type"] == "http.request":
@@ -148,6 +149,7 @@ def create_app(
             raise
         breakers = make_breakers(initial)
         telemetry = start_telemetry(initial, metrics, span_processor)
+        volume = VolumeMeter.for_policy(initial.routing.volume, initial.redis_url)
         state = GatewayState(
             runtime=runtime,
             breakers=breakers,
@@ -156,9 +158,11 @@ def create_app(
             metrics=metrics,
             telemetry=telemetry,
             config_path=path,
+            volume=volume,
         )
         metrics.watch(state)
         await breakers.start()
+        await volume.start()
         # Everything allocated so far (config, compiled detectors, SDK modules) lives as long as
         # the process: move it out of the collector's sight so full collections stay short.
         gc.collect()
@@ -179,6 +183,7 @@ def create_app(
                 await close_all(state.runtime)
             finally:
                 await breakers.aclose()
+                await volume.aclose()
                 try:
                     await services.aclose()
                 finally:
@@ -244,7 +249,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         request_id = getattr(request.state, "request_id", "unknown")
-        log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id)
+        log.error("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id, exc_info=exc)
         return Response(
             internal_error_body(request_id), status_code=500, media_type="application/json", headers={"x-request-id": request_id}
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +24,9 @@ from core.errors import (
     error_body,
 )
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
+# Starlette's own aliases (MutableMapping), so our callables and theirs are interchangeable
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 

@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 from gateway import __version__
 from gateway.config import ENV_REFERENCE, ConfigError, insecure_master_key, load_config
@@ -19,7 +20,7 @@ CONFIG_ENV = "SWITCHYARD_CONFIG"
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def app_from_env():
+def app_from_env() -> Any:
     """Factory for uvicorn's ``--workers N`` (it re-imports the app in each worker process).
 
     Each worker runs uvicorn's stock server; the drain starts on the worker's SIGTERM all the same.

@@ -25,9 +25,11 @@ def explain_request(
     body: dict[str, Any],
     endpoint: Endpoint,
     health: Mapping[str, bool],
+    volume_rpm: float | None = None,
 ) -> dict[str, Any]:
-    """The decision as JSON-ready data, its refusal (if any) as the real call would answer it."""
-    decision = runtime.router.decide(routing_request(runtime, headers, caller, body, endpoint), health)
+    """The decision as JSON-ready data, its refusal (if any) as the real call would answer it;
+    ``volume_rpm`` is the project's measured request rate (None: not measured, so normal)."""
+    decision = runtime.router.decide(routing_request(runtime, headers, caller, body, endpoint, volume_rpm), health)
     result = explain_decision(decision)
     if decision.error is not None:
         result["error"] = refusal_summary(decision.error)

@@ -25,10 +25,11 @@ from decimal import Decimal
 
 from sqlmodel import col, select
 
+from core.literals import Period as BudgetPeriod
 from core.literals import Role
 from gateway.admission.base import Subject
 from gateway.db.engine import Database
-from gateway.db.models import ApiKey, BudgetPeriod, Project
+from gateway.db.models import ApiKey, Project
 from gateway.db.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ class KeyStore:
 
     async def list(self, project: str | None = None) -> builtins.list[ApiKey]:
         """Every key (revoked ones included), oldest first, optionally of one project."""
-        stmt = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
+        stmt = select(ApiKey).order_by(col(ApiKey.created_at), col(ApiKey.id))
         if project is not None:
             stmt = stmt.where(ApiKey.project == project)
         async with self._db.session() as session:
@@ -292,7 +293,7 @@ class KeyStore:
 
         For sessions that outlive a request (the dashboard): revoking the key ends them at once.
         """
-        stmt = select(ApiKey, Project).join(Project, Project.name == ApiKey.project).where(ApiKey.id == key_id)
+        stmt = select(ApiKey, Project).join(Project, col(Project.name) == col(ApiKey.project)).where(ApiKey.id == key_id)
         async with self._db.session() as session:
             found = (await session.exec(stmt)).first()
         if found is None or found[0].revoked_at is not None:
@@ -303,7 +304,7 @@ class KeyStore:
         return info
 
     async def _load(self, digest: str) -> _Entry:
-        stmt = select(ApiKey, Project).join(Project, Project.name == ApiKey.project).where(ApiKey.key_hash == digest)
+        stmt = select(ApiKey, Project).join(Project, col(Project.name) == col(ApiKey.project)).where(ApiKey.key_hash == digest)
         async with self._db.session() as session:
             found = (await session.exec(stmt)).first()
         now = self._clock()

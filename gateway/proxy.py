@@ -142,9 +142,15 @@ def project_tag(headers: dict[str, str], body: dict[str, Any]) -> str | None:
 
 
 def routing_request(
-    runtime: Runtime, headers: dict[str, str], caller: Caller, body: dict[str, Any], endpoint: Endpoint
+    runtime: Runtime,
+    headers: dict[str, str],
+    caller: Caller,
+    body: dict[str, Any],
+    endpoint: Endpoint,
+    volume_rpm: float | None = None,
 ) -> RoutingRequest:
-    """The router's view of a request: the body, header hints, the caller's project and tags."""
+    """The router's view of a request: the body, header hints, the caller's project and tags, and
+    the project's request rate (``gateway.volume``)."""
     project = runtime.projects.get(caller.project)
     floor = Sensitivity.parse(project.sensitivity_floor) if project else Sensitivity.PUBLIC
     hints = {name: headers[header] for name, header in HINT_HEADERS.items() if headers.get(header)}
@@ -156,15 +162,26 @@ def routing_request(
         project=caller.project,
         project_floor=floor,
         key_tags=caller.tags,
+        volume_rpm=volume_rpm,
     )
 
 
 async def plan_for(
-    state: GatewayState, runtime: Runtime, headers: dict[str, str], caller: Caller, body: dict[str, Any], endpoint: Endpoint
+    state: GatewayState,
+    runtime: Runtime,
+    headers: dict[str, str],
+    caller: Caller,
+    body: dict[str, Any],
+    endpoint: Endpoint,
+    *,
+    count: bool = True,
 ) -> Plan:
-    """The router's plan: on the event loop (pure CPU, microseconds), or on the runtime's plan
-    threads when its task classifier may wait for a model (``routing.task_classifier: embedded``)."""
-    request, health = routing_request(runtime, headers, caller, body, endpoint), state.breakers.snapshot()
+    """The plan for a request; ``count`` adds it to its project's request rate (``when.volume``).
+    Planned on the event loop (pure CPU, microseconds), or on the runtime's plan threads when its
+    task classifier may wait for a model (``routing.task_classifier: embedded`` with a forward pass)."""
+    volume = state.volume
+    rpm = volume.hit(caller.project) if count else volume.rate(caller.project)
+    request, health = routing_request(runtime, headers, caller, body, endpoint, rpm), state.breakers.snapshot()
     try:
         if runtime.plan_executor is None:
             return runtime.router.plan(request, health)

@@ -166,7 +166,7 @@ async def retire(old: Runtime, new: Runtime, grace_s: float = 30.0) -> None:
         return
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace_s
-    while old.in_flight > 0 and loop.time() < deadline:
+    while old.in_flight > 0 and loop.time() < deadline:  # noqa: ASYNC110 - bounded, once per reload
         await asyncio.sleep(0.1)
     for provider in dropped:
         try:

@@ -23,6 +23,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.runtime import Runtime
 from gateway.services import Services
 from gateway.telemetry import Telemetry
+from gateway.volume import VolumeMeter
 
 log = logging.getLogger("switchyard")
 
@@ -40,6 +41,7 @@ class GatewayState:
     config_path: Path | None = None
     model_use: dict[str, float] = field(default_factory=dict)  # model name -> when last asked for (monotonic)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # "now" for reports (tests set it)
+    volume: VolumeMeter = field(default_factory=VolumeMeter)  # each project's request rate (when.volume)
 
     @property
     def config(self) -> GatewayConfig:
@@ -70,6 +72,7 @@ class GatewayState:
         old, self.runtime = self.runtime, runtime
         self.breakers.configure(runtime.config.circuit_breaker.failure_threshold, runtime.config.circuit_breaker.cooldown_s)
         self.executor.retries = runtime.config.retries
+        self.volume.configure(runtime.config.routing.volume)
         return old
 
     async def authenticate(self, headers: Mapping[str, str], client_host: str | None = None) -> Caller:

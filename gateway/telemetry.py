@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Self
 
 from core.errors import GatewayError
@@ -219,7 +219,7 @@ class Telemetry:
         observed.trace = tracing.begin(observed)
         return observed
 
-    def served(self, scope: dict[str, Any], status: int, seconds: float) -> None:
+    def served(self, scope: MutableMapping[str, Any], status: int, seconds: float) -> None:
         """A request-log line for a request no :class:`Observed` logged: the admin API, models,
         docs, token counting, a model route refused before it was served."""
         path = scope.get("path", "")

@@ -21,7 +21,7 @@ import threading
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from core.errors import (
     GatewayError,
@@ -245,19 +245,19 @@ def _dump(response: Any) -> dict[str, Any]:
     if isinstance(response, dict):
         return response
     if hasattr(response, "model_dump"):
-        return response.model_dump()
+        return cast("dict[str, Any]", response.model_dump())
     return dict(response)
 
 
 def _from_upstream(response: Any, object_name: str) -> dict[str, Any]:
-    data = shapes.clean_openai(_dump(response))
+    data: dict[str, Any] = shapes.clean_openai(_dump(response))
     data.setdefault("object", object_name)
     return data
 
 
 def _chunk(chunk: Any, object_name: str) -> dict[str, Any]:
     """One litellm stream chunk as OpenAI sends it; the usage chunk has ``choices: []``."""
-    data = shapes.clean_openai(_dump(chunk))
+    data: dict[str, Any] = shapes.clean_openai(_dump(chunk))
     data["object"] = data.get("object") or object_name
     choices = [c for c in data.get("choices") or [] if _meaningful(c)]
     if object_name == "text_completion":

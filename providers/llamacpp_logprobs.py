@@ -124,7 +124,8 @@ def _score(llama: Any, tokens: list[int], top: int, llama_cpp: Any) -> list[Toke
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     values = logits.astype(np.float64)
     peak = values.max()
-    return values - (peak + np.log(np.exp(values - peak).sum()))
+    result: np.ndarray = values - (peak + np.log(np.exp(values - peak).sum()))
+    return result
 
 
 def record(logits: np.ndarray, token: int, top: int) -> TokenRecord:

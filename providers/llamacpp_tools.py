@@ -189,7 +189,7 @@ def _json_grammar(schema: dict[str, Any], index: int | None) -> str:
     from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
     try:
-        return json_schema_to_gbnf(json.dumps(schema))
+        return str(json_schema_to_gbnf(json.dumps(schema)))
     except Exception:  # noqa: BLE001 - a schema the converter cannot express: any JSON object still parses
         return JSON_GBNF
 
@@ -211,14 +211,14 @@ def _custom_grammar(custom: dict[str, Any], index: int) -> str | None:
 
     pattern = grammar["definition"]
     anchored = ("" if pattern.startswith("^") else "^") + pattern + ("" if pattern.endswith("$") else "$")
-    converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=True)
+    converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=True)  # type: ignore[no-untyped-call]
     try:
-        converter.visit({"type": "string", "pattern": anchored}, "")
+        converter.visit({"type": "string", "pattern": anchored}, "")  # type: ignore[no-untyped-call]
     except Exception as exc:  # noqa: BLE001 - the converter asserts on what it cannot translate
         raise InvalidRequest(
             f"this deployment cannot use the regex of custom tool '{custom.get('name')}': {exc}", param=param
         ) from None
-    return converter.format_grammar()
+    return str(converter.format_grammar())  # type: ignore[no-untyped-call]
 
 
 def _call_id() -> str:

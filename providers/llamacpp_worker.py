@@ -155,7 +155,7 @@ def _install_hooks(llama: Any, worker: ModelWorker) -> None:
     def sample(*args: Any, **kwargs: Any) -> int:
         job = worker.job
         if job is None:
-            return original_sample(*args, **kwargs)
+            return int(original_sample(*args, **kwargs))
         if job.cancelled:
             raise GenerationCancelled()
         logprobs = None

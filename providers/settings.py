@@ -57,7 +57,7 @@ class DeploymentConfig(Strict):
     api_key: SecretStr | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     context_window: int = Field(default=8192, ge=1)
-    capabilities: list[Capability] = Field(default_factory=lambda: ["chat", "completions"])
+    capabilities: list[Capability] = Field(default_factory=lambda: list[Capability](["chat", "completions"]))
     # base: a pretrained model that continues text (completions only, never chat or messages);
     # instruct: answers turns; embedding: vectors only
     kind: ModelKind = "instruct"

@@ -33,7 +33,7 @@ def _point_tiktoken_at_bundled_encodings() -> None:
 
 
 @functools.cache
-def _encoding(name: str):
+def _encoding(name: str) -> Any:
     _point_tiktoken_at_bundled_encodings()
     import tiktoken
 

@@ -22,6 +22,11 @@ def signals_dict(signals: Signals) -> dict[str, Any]:
         "max_output_tokens": signals.max_output_tokens,
         "unscannable": dict(signals.unscannable),
         "scan_limited": signals.scan_limited,
+        "needs": list(signals.needs),
+        "complexity": signals.complexity,
+        "complexity_reason": signals.complexity_reason,
+        "volume": signals.volume,
+        "volume_reason": signals.volume_reason,
     }
 
 

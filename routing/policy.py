@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from routing.spec import Filter, Rule, When
 from routing.types import Candidate, DeploymentProfile, Endpoint, Objective, Sensitivity
@@ -28,6 +29,9 @@ class Facts:
     key_tags: frozenset[str]
     prompt_tokens: int
     model: str
+    volume: str = "normal"
+    complexity: str = "low"
+    needs: tuple[str, ...] = ()  # Signals.needs: vision / tools / json_schema
 
 
 @dataclass(slots=True)  # not frozen: built per request, and frozen ones cost 4x to construct
@@ -57,6 +61,12 @@ def when_matches(when: When, facts: Facts) -> bool:
         return False
     if when.model is not None and facts.model not in when.model:
         return False
+    if when.volume is not None and facts.volume != when.volume:
+        return False
+    if when.complexity is not None and facts.complexity != when.complexity:
+        return False
+    if when.needs is not None and not all(need in facts.needs for need in when.needs):
+        return False  # the request must need every one listed
     bounds = when.prompt_tokens
     if bounds is not None:
         if bounds.min is not None and facts.prompt_tokens < bounds.min:
@@ -187,18 +197,18 @@ def soft_capabilities(needed: frozenset[str], declared: frozenset[str]) -> froze
     return (needed & SOFT_CAPABILITIES) - declared
 
 
-def _cheapest(item: tuple[DeploymentProfile, float, int]) -> tuple:
+def _cheapest(item: tuple[DeploymentProfile, float, int]) -> tuple[Any, ...]:
     deployment, cost, index = item
     return (cost, -deployment.quality, index)
 
 
-def _fastest(item: tuple[DeploymentProfile, float, int]) -> tuple:
+def _fastest(item: tuple[DeploymentProfile, float, int]) -> tuple[Any, ...]:
     deployment, cost, index = item
     latency = deployment.latency_ms
     return (latency is None, latency or 0.0, cost, index)
 
 
-def _best(item: tuple[DeploymentProfile, float, int]) -> tuple:
+def _best(item: tuple[DeploymentProfile, float, int]) -> tuple[Any, ...]:
     deployment, cost, index = item
     return (-deployment.quality, cost, index)
 

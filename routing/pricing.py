@@ -59,7 +59,7 @@ def prices_from(
     """
     if gpu_hour_usd is not None:
         gpu = gpu_hour_price_per_mtok(gpu_hour_usd, tokens_per_second)
-        fallback = (gpu, gpu, None)
+        fallback: tuple[float | None, ...] = (gpu, gpu, None)
     else:
         fallback = tuple(
             _cost_map_price(cost_map_entry, key)

@@ -163,7 +163,17 @@ class Router:
         default_max_tokens = route.default_max_tokens if route else None
         view = decision.view = self.signals.view(request, default_max_tokens)
         signals = view.signals
-        facts = Facts(signals.sensitivity, signals.task, request.project, request.key_tags, signals.prompt_tokens, request.model)
+        facts = Facts(
+            signals.sensitivity,
+            signals.task,
+            request.project,
+            request.key_tags,
+            signals.prompt_tokens,
+            request.model,
+            signals.volume,
+            signals.complexity,
+            signals.needs,
+        )
         decision.rule = first_matching_rule(route.rules, facts) if route else None
         decision.objective = (decision.rule.objective if decision.rule else None) or (route.objective if route else "cheapest")
         if pinned is not None:

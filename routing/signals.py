@@ -1,12 +1,14 @@
-"""Everything the policy looks at, computed once per request: sensitivity, task, token counts and
-the capabilities the request needs."""
+"""Everything the policy looks at, computed once per request: sensitivity, task, token counts,
+the capabilities the request needs, its complexity and the project's volume."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from routing.complexity import Complexity, ComplexityEstimator
 from routing.content import RequestContent, extract_content
 from routing.errors import RequestTooLarge
 from routing.policy import Needs
@@ -15,6 +17,7 @@ from routing.sensitivity import SensitivityClassifier
 from routing.spec import RoutingDefaults, SensitivityPolicy
 from routing.task import HeuristicTaskClassifier, TaskClassifier, detect_task
 from routing.types import RoutingRequest, Signals, TokenDecoder
+from routing.volume import classify_volume
 
 
 @dataclass(slots=True)  # not frozen: built per request, and frozen ones cost 4x to construct
@@ -27,7 +30,7 @@ class RequestView:
     content: RequestContent
 
 
-def _needed_capabilities(body: Mapping, content: RequestContent) -> frozenset[str]:
+def _needed_capabilities(body: Mapping[str, Any], content: RequestContent) -> frozenset[str]:
     needed = set()
     tools = body.get("tools") or body.get("functions")
     if isinstance(tools, list) and tools:
@@ -56,6 +59,8 @@ class SignalExtractor:
         self.token_decoder = token_decoder
         self.max_scan_bytes = sensitivity.max_scan_bytes
         self.refuse_over_limit = sensitivity.over_limit == "refuse"
+        self.complexity = ComplexityEstimator(defaults.complexity)
+        self.volume = defaults.volume
 
     def prompt_tokens(self, request: RoutingRequest, content: RequestContent) -> int:
         """The caller's count when given, else characters / ``chars_per_token`` plus token-id inputs."""
@@ -74,6 +79,12 @@ class SignalExtractor:
         task = detect_task(request, content, self.task_classifier)
         prompt_tokens = self.prompt_tokens(request, content)
         output = output_budget(request.endpoint, request.body, default_max_tokens or self.defaults.default_max_tokens)
+        capabilities = _needed_capabilities(request.body, content)
+        if request.complexity is None:
+            complexity = self.complexity.estimate(content.last_user_text, prompt_tokens, task.task)
+        else:
+            complexity = Complexity(request.complexity, 0, f"{request.complexity}: given by the caller")
+        volume, volume_reason = classify_volume(self.volume, request.project, request.volume_rpm, request.volume)
         signals = Signals(
             sensitivity=sensitivity.level,
             sensitivity_sources=sensitivity.sources,
@@ -85,11 +96,16 @@ class SignalExtractor:
             images=content.images,
             unscannable=tuple(sorted(content.unscannable.items())),
             scan_limited=content.over_limit,
+            needs=tuple(sorted(capabilities)) if capabilities else (),
+            complexity=complexity.level,
+            complexity_reason=complexity.reason,
+            volume=volume,
+            volume_reason=volume_reason,
         )
         # Without an explicit max_tokens only the prompt must fit: the upstream stops at the window.
         needs = Needs(
             endpoint=request.endpoint,
-            capabilities=_needed_capabilities(request.body, content),
+            capabilities=capabilities,
             prompt_tokens=prompt_tokens,
             output_tokens=output.per_choice if output.explicit else 1,
         )

@@ -12,6 +12,10 @@ from pydantic import Field, field_validator, model_validator
 
 from core.literals import TASKS, Capability, Level, Locality, Sensitivity
 from core.strict import Strict
+from routing.complexity import ComplexityPolicy
+from routing.volume import VolumePolicy
+
+Need = Literal["vision", "tools", "json_schema"]
 
 
 class TokenRange(Strict):
@@ -30,6 +34,13 @@ class When(Strict):
     key_tags: list[str] | None = None  # any of these tags on the caller's key
     prompt_tokens: TokenRange | None = None
     model: list[str] | None = None  # the model name the client asked for
+    # the hybrid policy's signals: the project's measured request rate (routing.volume), an
+    # estimate of how hard the request is (routing.complexity), and what it needs of a
+    # deployment: images (vision), tools or functions (tools), a json_schema response format.
+    # ``needs`` matches when the request needs every one listed.
+    volume: Literal["high", "normal"] | None = None
+    complexity: Literal["low", "high"] | None = None
+    needs: list[Need] | None = Field(default=None, min_length=1)
 
     @field_validator("task")
     @classmethod
@@ -180,3 +191,5 @@ class RoutingDefaults(Strict):
     task_classifier: Literal["heuristic", "embedded"] = "heuristic"
     # The longest a request waits for the embedded classifier before the heuristic answers instead.
     task_classifier_budget_ms: float = Field(default=250.0, gt=0, le=10_000)
+    volume: VolumePolicy = VolumePolicy()  # when.volume: thresholds of the project's request rate
+    complexity: ComplexityPolicy = ComplexityPolicy()  # when.complexity: what counts as a hard request

@@ -82,6 +82,12 @@ class RoutingRequest:
     project_floor: Sensitivity = Sensitivity.PUBLIC
     key_tags: frozenset[str] = frozenset()
     prompt_tokens: int | None = None  # counted by the caller; estimated from characters when None
+    # the project's request rate (requests/min over routing.volume.window_s, every replica), as
+    # the gateway measured it; None: not measured. ``volume`` gives the class outright (a
+    # replayed ledger row) and wins over the rate.
+    volume_rpm: float | None = None
+    volume: str | None = None
+    complexity: str | None = None  # low | high given outright (a replayed ledger row); None: estimated
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +109,11 @@ class Signals:
     images: int = 0  # image parts, which the prompt's text does not account for
     unscannable: tuple[tuple[str, int], ...] = ()  # (kind, parts) the detectors could not read
     scan_limited: bool = False  # more text than sensitivity.max_scan_bytes: not all of it was scanned
+    needs: tuple[str, ...] = ()  # sorted: vision (image parts), tools (tools/functions), json_schema
+    complexity: str = "low"  # low | high (routing.complexity)
+    complexity_reason: str = ""
+    volume: str = "normal"  # normal | high: the project's request rate (routing.volume)
+    volume_reason: str = ""
 
     @property
     def unscannable_summary(self) -> str:

@@ -40,9 +40,9 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Literal, Protocol
 
 from core.errors import BudgetExceeded, RateLimited
+from core.literals import Period
 
 Kind = Literal["key", "project"]
-from core.literals import Period
 
 NANOS = Decimal(1_000_000_000)
 RATE_WINDOW_S = 60

@@ -219,8 +219,8 @@ class MemoryAdmission:
         self._pruned_minute = minute
         for key in [k for k in self._rates if k[1] < minute - 1]:
             del self._rates[key]
-        for key in [k for k, c in self._budgets.items() if c.end_ts is not None and c.end_ts + 86_400 < now_ts]:
-            del self._budgets[key]
+        for budget_key in [k for k, c in self._budgets.items() if c.end_ts is not None and c.end_ts + 86_400 < now_ts]:
+            del self._budgets[budget_key]
 
 
 def _budget_nanos(subject: Subject) -> int:

@@ -52,7 +52,7 @@ async def seed_from_ledger(
         if window.start is not None:
             stmt = stmt.where(UsageRecord.ts >= window.start)
         async with db.session() as session:
-            spend = {name: total for name, total in (await session.exec(stmt)).all()}  # type: ignore[call-overload]
+            spend = {name: total for name, total in (await session.exec(stmt)).all()}
         for subject in members:
             amount = max(spend.get(subject.id) or Decimal(0), Decimal(0))
             if await admission.seed_spend(subject, window.start or now, amount):

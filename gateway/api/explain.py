@@ -30,7 +30,8 @@ async def explain(request: Request) -> Response:
     CHECKS[endpoint](body)
     if caller.allowed_models and body["model"] not in caller.allowed_models:
         raise ModelNotFound(f"The model '{body['model']}' does not exist or you do not have access to it.", param="model")
-    runtime, args = state.runtime, (dict(request.headers), caller, body, endpoint, state.breakers.snapshot())
+    runtime, health, rpm = state.runtime, state.breakers.snapshot(), state.volume.rate(caller.project)
+    args = (dict(request.headers), caller, body, endpoint, health, rpm)
     if runtime.plan_executor is None:
         result = explain_request(runtime, *args)
     else:  # the task classifier may wait for its model: not on the event loop

@@ -51,7 +51,7 @@ class Handover(Response):
         self.handler, self.gateway = handler, state
         self.background = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.handler(self.gateway, scope, receive, send)
 
 

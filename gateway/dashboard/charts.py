@@ -61,8 +61,8 @@ def nice_step(top: float, ticks: int = 4) -> float:
     magnitude = 10 ** math.floor(math.log10(raw))
     for factor in (1, 2, 2.5, 5, 10):
         if factor * magnitude >= raw:
-            return factor * magnitude
-    return 10 * magnitude
+            return float(factor * magnitude)
+    return float(10 * magnitude)
 
 
 def stacked_bars(days: list[str], series: list[Series], *, chart: str, title: str, description: str) -> Markup:

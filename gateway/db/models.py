@@ -63,7 +63,7 @@ class ProjectPublic(ProjectBase):
 class Project(ProjectBase, table=True):
     """A project row; ``source`` says whether the config file or the admin API owns it."""
 
-    __tablename__ = "projects"  # type: ignore[assignment]
+    __tablename__ = "projects"
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200, unique=True)
@@ -109,7 +109,7 @@ class ApiKeyPublic(ApiKeyBase):
 class ApiKey(ApiKeyBase, table=True):
     """An issued key. Only the SHA-256 of the full secret is stored."""
 
-    __tablename__ = "api_keys"  # type: ignore[assignment]
+    __tablename__ = "api_keys"
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
     key_hash: str = Field(max_length=64, unique=True)
@@ -162,7 +162,7 @@ class UsageRecordCreate(UsageRecordBase):
 class UsageRecord(UsageRecordBase, table=True):
     """The ledger table."""
 
-    __tablename__ = "usage_records"  # type: ignore[assignment]
+    __tablename__ = "usage_records"
     __table_args__ = (
         Index("ix_usage_records_project_ts", "project", "ts"),
         Index("ix_usage_records_key_id_ts", "key_id", "ts"),
@@ -203,7 +203,7 @@ class UsageDaily(_Measures, table=True):
     reports never need the config to tell self-hosted from hosted spend.
     """
 
-    __tablename__ = "usage_daily"  # type: ignore[assignment]
+    __tablename__ = "usage_daily"
     __table_args__ = (Index("ix_usage_daily_project_day", "project", "day"),)
 
     day: str = _dim(10)  # YYYY-MM-DD, UTC
@@ -221,7 +221,7 @@ class UsageDaily(_Measures, table=True):
 class UsageProjectDaily(_Measures, table=True):
     """Ledger rows summed per UTC day x project x locality: the few rows the overview and budgets read."""
 
-    __tablename__ = "usage_project_daily"  # type: ignore[assignment]
+    __tablename__ = "usage_project_daily"
 
     day: str = _dim(10)
     project: str = _dim()
@@ -231,7 +231,7 @@ class UsageProjectDaily(_Measures, table=True):
 class UsageDailyAttribution(_Measures, table=True):
     """Ledger rows summed per UTC day x project x end user x project tag x key tags."""
 
-    __tablename__ = "usage_daily_attribution"  # type: ignore[assignment]
+    __tablename__ = "usage_daily_attribution"
 
     day: str = _dim(10)
     project: str = _dim()
@@ -250,7 +250,7 @@ class BudgetAlert(SQLModel, table=True):
     every replica: whoever inserts the row delivers the webhook.
     """
 
-    __tablename__ = "budget_alerts"  # type: ignore[assignment]
+    __tablename__ = "budget_alerts"
     __table_args__ = (UniqueConstraint("subject_kind", "subject_id", "window_id", "threshold", name="uq_budget_alerts_once"),)
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
@@ -275,7 +275,7 @@ class BudgetAlert(SQLModel, table=True):
 class DashboardSession(SQLModel, table=True):
     """A dashboard login. The cookie holds a signed random id; only its SHA-256 is stored."""
 
-    __tablename__ = "dashboard_sessions"  # type: ignore[assignment]
+    __tablename__ = "dashboard_sessions"
 
     id_hash: str = Field(primary_key=True, max_length=64)
     key_id: str | None = Field(default=None, max_length=36)  # None: the master key

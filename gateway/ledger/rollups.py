@@ -122,8 +122,8 @@ def rollup(rows: Iterable[Mapping[str, Any]]) -> Rollups:
                 acc[4] += completion
                 acc[5] += cost
     projects: Groups = {}
-    for key, measures in daily.items():  # a coarsening of the daily groups
-        short = (key[0], key[1], key[7])
+    for day_key, measures in daily.items():  # a coarsening of the daily groups
+        short = (day_key[0], day_key[1], day_key[7])
         acc = projects.get(short)
         if acc is None:
             projects[short] = list(measures)

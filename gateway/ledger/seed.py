@@ -344,8 +344,8 @@ async def _write_projects_and_keys(db: Database, seeder: LedgerSeeder) -> None:
     async with db.engine.begin() as conn:
         for p in seeder.projects:
             await conn.execute(
-                insert(Project.__table__)
-                .values(  # type: ignore[attr-defined]
+                insert(Project.__table__)  # type: ignore[attr-defined]
+                .values(
                     name=p.name,
                     budget_usd=p.budget_usd,
                     budget_period=p.period,
@@ -359,8 +359,8 @@ async def _write_projects_and_keys(db: Database, seeder: LedgerSeeder) -> None:
             for k in p.keys:
                 secret = "sk-sy-seed-" + secrets.token_urlsafe(32)  # never printed: seeded keys cannot log in
                 await conn.execute(
-                    insert(ApiKey.__table__)
-                    .values(  # type: ignore[attr-defined]
+                    insert(ApiKey.__table__)  # type: ignore[attr-defined]
+                    .values(
                         id=k.id,
                         key_hash=hashlib.sha256(secret.encode()).hexdigest(),
                         prefix=secret[:12],
@@ -381,10 +381,7 @@ def _rollup_sql(table: str, dims: tuple[str, ...], placeholder: Callable[[int], 
     cols = [*dims, *MEASURES]
     values = ", ".join(placeholder(i + 1) for i in range(len(cols)))
     updates = ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES)
-    return (
-        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({values}) "
-        f"ON CONFLICT ({', '.join(dims)}) DO UPDATE SET {updates}"
-    )
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({values}) ON CONFLICT ({', '.join(dims)}) DO UPDATE SET {updates}"
 
 
 def _rollup_tuples(

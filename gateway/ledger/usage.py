@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import orjson
 from sqlalchemy import case, func, select
+from sqlmodel import col
 
 from gateway.db.engine import Database
 from gateway.db.models import UsageRecord
@@ -130,22 +131,22 @@ def _raw_query(
     stmt = select(
         *[GROUP_BY_FIELDS[g].label(g) for g in groups],
         func.count().label("requests"),
-        func.sum(case((r.status >= 400, 1), else_=0)).label("errors"),
+        func.sum(case((col(r.status) >= 400, 1), else_=0)).label("errors"),
         func.sum(r.prompt_tokens).label("prompt_tokens"),
         func.sum(r.cached_tokens).label("cached_tokens"),
         func.sum(r.completion_tokens).label("completion_tokens"),
         func.sum(r.cost_usd).label("cost_usd"),
     )
     if project is not None:
-        stmt = stmt.where(r.project == project)
+        stmt = stmt.where(col(r.project) == project)
     if projects is not None:
         stmt = stmt.where(r.project.in_(sorted(projects)))  # type: ignore[union-attr]
     if key is not None:
-        stmt = stmt.where(r.key_id == key)
+        stmt = stmt.where(col(r.key_id) == key)
     if start is not None:
-        stmt = stmt.where(r.ts >= start)
+        stmt = stmt.where(col(r.ts) >= start)
     if end is not None:
-        stmt = stmt.where(r.ts < end)
+        stmt = stmt.where(col(r.ts) < end)
     if groups:
         stmt = stmt.group_by(*[GROUP_BY_FIELDS[g] for g in groups])
     return stmt

@@ -164,7 +164,7 @@ class LedgerWriter:
         self._queue.append(row)
         if len(self._queue) == 1 or len(self._queue) >= self._batch_size:
             self._wake.set()
-        return row["id"]
+        return str(row["id"])
 
     async def write(self, record: Any) -> str:
         """Queue one row and wait until it is committed or fsync'd to the spool."""

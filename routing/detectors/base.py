@@ -126,8 +126,11 @@ def crosses_boundary(data: bytes, start: int, end: int) -> bool:
 class EntityDetector(Protocol):
     """Counts occurrences of one kind of sensitive entity; never returns the matched values."""
 
-    name: str
-    level: Sensitivity
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def level(self) -> Sensitivity: ...
 
     def count(self, scan: Scan) -> int: ...
 

@@ -19,6 +19,7 @@ import binascii
 import json
 import re
 from collections.abc import Callable
+from typing import cast
 
 from routing.detectors.base import FunctionDetector, Scan, word_byte_before
 from routing.detectors.checks import shannon_entropy
@@ -150,7 +151,7 @@ def credential_counts(scan: Scan) -> dict[str, int]:
     """Matches per format inside the scan's long tokens, computed once and shared."""
     cached = scan.memo.get(_MEMO_KEY)
     if cached is not None:
-        return cached
+        return cast("dict[str, int]", cached)
     counts = dict.fromkeys(FORMATS, 0)
     counts["private_key_body"] = 0
     data = scan.data

@@ -46,7 +46,7 @@ class KeywordDetector:
             haystack = scan.text if self.case_sensitive else scan.lower_text
         if not any(word in haystack for word in self.keywords):  # type: ignore[operator]
             return 0
-        return sum(1 for _ in self.pattern.finditer(haystack))  # type: ignore[arg-type]
+        return sum(1 for _ in self.pattern.finditer(haystack))  # type: ignore[arg-type,misc]
 
 
 def compile_admin_detector(spec: Detector) -> PatternDetector | KeywordDetector:

@@ -97,7 +97,7 @@ def _table() -> tuple[dict[int, str | None], re.Pattern[str]]:
     when the first detector set is compiled: see :func:`prepare_tables`)."""
     table: dict[int, str | None] = {}
     every = "".join(map(chr, range(0x80, 0x20000)))  # Nd, Zs, Pd, Cf and Cc all lie below U+20000
-    for char, category in zip(every, map(unicodedata.category, every)):
+    for char, category in zip(every, map(unicodedata.category, every), strict=False):
         if category in _MAPPED_CATEGORIES:
             table[ord(char)] = str(unicodedata.decimal(char)) if category == "Nd" else _MAPPED_CATEGORIES[category]
     for low, high in _IGNORABLE_RANGES:

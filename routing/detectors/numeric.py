@@ -19,6 +19,7 @@ Dotted quads (IPv4) are found separately, by a pattern with a two-byte literal p
 from __future__ import annotations
 
 import re
+from typing import cast
 
 from routing.detectors.base import CHAIN_SEPARATORS, Scan
 from routing.detectors.checks import card_network_valid, ssn_valid
@@ -57,7 +58,8 @@ SSN_CONTEXT = re.compile(
 )
 PHONE_CONTEXT = re.compile(
     rb"\b(?:phones?|ph|tel|tele(?:phone|fon)|mobile|mob|mobil|cell(?:phone)?|call(?: me)?|fax|whatsapp|sms|"
-    rb"text me|ring|contact|handy|rufnummer|portable|t\xc3\xa9l\xc3\xa9phone|t\xc3\xa9l|tel\xc3\xa9fono|telefono|cellulare|tlf|tfn)\b"
+    rb"text me|ring|contact|handy|rufnummer|portable|t\xc3\xa9l\xc3\xa9phone|t\xc3\xa9l|tel\xc3\xa9fono|"
+    rb"telefono|cellulare|tlf|tfn)\b"
 )
 _CONTEXT_BEFORE = 48
 _CONTEXT_AFTER = 24
@@ -359,8 +361,8 @@ _MEMO_KEY = "numeric"
 # Where a number worth reading starts, found in C before any Python runs: every shape a family
 # looks for begins with three digits -- a run of 13-19 (a card), of 9-10 (an SSN or phone next to
 # its name), groups of four (a card), 4-6-4/5 (Amex, Diners), 3-2-4 (an SSN) or 3-3-4 (a NANP
-# number), or 3-3-3 (an SSN next to its name). Dates, times, prices and versions match none, so most of the digits in ordinary text
-# are never looked at from Python. Separator runs and digits never overlap, so each alternative is
+# number), or 3-3-3 (an SSN next to its name). Dates, times, prices and versions match none, so most
+# of the digits in ordinary text are never looked at from Python. Separator runs and digits never overlap, so each alternative is
 # read one way; the literal prefix "000" lets the engine skip ahead between candidates.
 # National phone formats start with a trunk "0" (020 7946 0958, 030 12345678, 0151 23456789): a
 # second pattern over the text itself, from each "0" digit.
@@ -382,7 +384,7 @@ def numeric_counts(scan: Scan) -> dict[str, int]:
     """Counts for every numeric entity, computed once per scan and shared by their detectors."""
     cached = scan.memo.get(_MEMO_KEY)
     if cached is not None:
-        return cached
+        return cast("dict[str, int]", cached)
     counts = dict.fromkeys(ENTITIES, 0)
     skeleton = scan.skeleton
     seeds = [m.start() for m in _SCREEN.finditer(skeleton)]

@@ -102,7 +102,7 @@ def test_an_unreadable_secret_file_is_a_clear_startup_error(
             ],
         },
     )
-    with pytest.raises(ConfigError, match="MASTER_FILE=.*cannot read the secret file"):
+    with pytest.raises(ConfigError, match=r"MASTER_FILE=.*cannot read the secret file"):
         secrets_from_files(config, {"MASTER_FILE": str(tmp_path / "missing")})
     monkeypatch.delenv("MASTER", raising=False)
     monkeypatch.setenv("MASTER_FILE", str(tmp_path / "missing"))

@@ -55,6 +55,12 @@ class Load:
                             finish = chunk.choices[0].finish_reason or finish
                     assert finish == "stop", "the stream ended without finishing"
                 self.ok.append(reply.headers["x-request-id"])
+            except openai.APIStatusError as exc:  # who answered (nginx or a replica), and what it said
+                response = exc.response
+                self.failures.append(
+                    f"{type(exc).__name__}: {exc.status_code} from {response.headers.get('server')}, "
+                    f"request {response.headers.get('x-request-id')}: {response.text[:300]}"
+                )
             except Exception as exc:
                 self.failures.append(f"{type(exc).__name__}: {exc}")
 

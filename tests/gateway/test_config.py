@@ -62,7 +62,7 @@ def test_duplicate_names_are_refused() -> None:
     text = GOOD.replace(
         "routes:", "  - {name: a, provider: openai_compatible, base_url: 'http://x/v1', model: m, locality: hosted}\nroutes:"
     )
-    with pytest.raises(ConfigError, match="deployments\\[1\\].name: duplicate deployment name 'a'"):
+    with pytest.raises(ConfigError, match=r"deployments\[1\]\.name: duplicate deployment name 'a'"):
         parse_config(text, environ={})
 
 
@@ -80,7 +80,7 @@ def test_env_is_expanded_in_values_only() -> None:
     config = parse_config(text, environ={"PORT": "4100", "MODEL": "x: [injected]"})
     assert config.server.port == 4100
     assert config.deployments[0].model == "x: [injected]"  # a value, never YAML structure
-    with pytest.raises(ConfigError, match="server.port: environment variable PORT is not set"):
+    with pytest.raises(ConfigError, match=r"server\.port: environment variable PORT is not set"):
         parse_config(text, source="c.yaml", environ={})
 
 

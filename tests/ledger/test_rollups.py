@@ -47,7 +47,7 @@ def _rows(n: int, prefix: str = "r") -> list[dict[str, Any]]:
 
 async def test_the_ledger_writer_keeps_rollups_and_tells_listeners_about_new_rows_only(
     database: Database,
-    writer_factory: Callable[..., LedgerWriter],  # noqa: F811
+    writer_factory: Callable[..., LedgerWriter],
 ) -> None:
     writer = writer_factory(database, batch_size=7, interval_ms=10)
     committed: list[str] = []

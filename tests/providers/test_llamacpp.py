@@ -156,15 +156,22 @@ async def test_concurrent_requests_queue_without_blocking_the_loop(provider: Lla
             last = now
 
     tick = asyncio.create_task(ticker())
+    began = time.perf_counter()
     replies = await asyncio.gather(
         *(provider.chat({"messages": [{"role": "user", "content": f"Say a word about {n}."}], "max_tokens": 8}) for n in range(8))
     )
+    per_reply = (time.perf_counter() - began) / len(replies)  # one worker: the replies run one after another
     stop.set()
     await tick
     assert all(r.data["choices"][0]["message"]["content"] is not None for r in replies)
     assert all(r.data["usage"]["completion_tokens"] > 0 for r in replies)
     assert len(gaps) > 20
-    assert max(gaps) < 0.05, f"event loop stalled for {max(gaps) * 1000:.0f} ms"
+    # A reply generated on the loop would hold it for a whole reply; what is left when it is not
+    # is the scheduler's noise, which on a loaded 2-core machine reaches a tenth of a second
+    # (and a reply takes longer then too).
+    assert max(gaps) < max(0.05, per_reply / 2), (
+        f"event loop stalled for {max(gaps) * 1000:.0f} ms (a reply: {per_reply * 1000:.0f} ms)"
+    )
 
 
 async def test_completions_string_and_list_prompts(provider: LlamaCppProvider) -> None:
@@ -244,5 +251,5 @@ async def test_full_queue_is_overloaded_and_long_prompts_are_context_errors() ->
 
 async def test_models_and_missing_file() -> None:
     assert await LlamaCppProvider(deployment()).models() == ["smollm2-135m-instruct"]
-    with pytest.raises(ProviderSetupError, match="/nonexistent/model.gguf"):
+    with pytest.raises(ProviderSetupError, match=r"/nonexistent/model\.gguf"):
         LlamaCppProvider(deployment(model="/nonexistent/model.gguf"))

@@ -202,7 +202,7 @@ async def test_usage_a_backend_lies_about_is_replaced_by_a_count(tmp_path: Path,
 async def test_deep_json_is_refused_before_anything_reads_it(rig: Rig, record) -> None:
     body = orjson.dumps(CHAT)[:-1] + b', "extra": ' + b"[" * 600 + b"]" * 600 + b"}"
     response = await rig.client.post("/v1/chat/completions", content=body, headers=rig.headers)
-    rows, reserved = await rig.settle()
+    rows, _reserved = await rig.settle()
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
     assert rows == [] and rig.flaky.requests == 0 and rig.client.app.state.gateway.breakers.snapshot() == {}  # type: ignore[attr-defined]
     record(

@@ -57,7 +57,7 @@ def _cases(gateway: GatewayProcess) -> list[schemathesis.Case]:
         @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         @given(operation.as_strategy())
         def collect(case: schemathesis.Case) -> None:
-            examples.append(case)
+            examples.append(case)  # noqa: B023 - collect() runs at once, inside this iteration
 
         collect()
         drawn += examples
