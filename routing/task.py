@@ -46,12 +46,17 @@ class TaskClassifier(Protocol):
 # A phrase of letters and spaces must match whole words ("in german" is not in "in germany"): it
 # is looked for, space-padded, in the text with punctuation blanked; other markers are substrings.
 _WORDY = re.compile(r"[^\W\d_]+(?: [^\W\d_]+)*")
-_WORD_PHRASES = tuple((f" {m} ", task, weight, label) for m, task, weight, label in PHRASES if _WORDY.fullmatch(m))
+# indexed by their first word: only the phrases whose first word is in the text are looked for
+_WORD_PHRASES: dict[str, list[tuple[str, str, float, str]]] = {}
+for _marker, _task, _weight, _label in PHRASES:
+    if _WORDY.fullmatch(_marker):
+        _WORD_PHRASES.setdefault(_marker.split()[0], []).append((f" {_marker} ", _task, _weight, _label))
+_PHRASE_STARTS = frozenset(_WORD_PHRASES)
 _SYNTAX_PHRASES = tuple(m for m in PHRASES if not _WORDY.fullmatch(m[0]))
 _ASCII_SYNTAX = tuple(m for m in _SYNTAX_PHRASES if m[0].isascii())
 _ALL_SYNTAX = _SYNTAX_PHRASES + SCRIPT_MARKERS
 # "a, b or c": the answer options of a classification question
-_CHOICES = re.compile(r"\w+, \w+(?: \w+)?,? or \w+|\w+/\w+/\w+")
+_SLASHED_CHOICES = re.compile(r"\w+/\w+/\w+")
 # two or more numbers and a question mark: a word problem
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 # arithmetic ("17 * 23", "3x + 7 = 22", "x^2"); "-" and "/" are left out: dates use them. The
@@ -93,15 +98,28 @@ def _evidence(narrow: str, evidence: dict[str, list[tuple[str, float]]], scale: 
     for word in sorted(_VOCABULARY.intersection(words)):
         task, weight = WORDS[word]
         evidence.setdefault(task, []).append((f"{prefix}'{word}'", weight * scale))
-    spaced = f" {' '.join(words)} "
-    for marker, task, weight, label in _WORD_PHRASES:
-        if marker in spaced:
-            evidence.setdefault(task, []).append((prefix + label, weight * scale))
+    starts = _PHRASE_STARTS.intersection(words)
+    if starts:
+        spaced = f" {' '.join(words)} "
+        for start in sorted(starts):
+            for marker, task, weight, label in _WORD_PHRASES[start]:
+                if marker in spaced:
+                    evidence.setdefault(task, []).append((prefix + label, weight * scale))
     for marker, task, weight, label in _ASCII_SYNTAX if narrow.isascii() else _ALL_SYNTAX:
         if marker in narrow:
             evidence.setdefault(task, []).append((prefix + label, weight * scale))
-    if _CHOICES.search(narrow):
+    if _has_choices(narrow):
         evidence.setdefault("classify", []).append((prefix + "answer options", 0.4 * scale))
+
+
+def _has_choices(text: str) -> bool:
+    """'a, b or c' (a comma shortly before an ' or ') or 'a/b/c': a question's answer options."""
+    at = text.find(" or ")
+    while at != -1:
+        if text.rfind(", ", max(0, at - 40), at) != -1:
+            return True
+        at = text.find(" or ", at + 4)
+    return text.count("/") >= 2 and _SLASHED_CHOICES.search(text) is not None
 
 
 class HeuristicTaskClassifier:
