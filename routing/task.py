@@ -9,6 +9,7 @@ A guess below ``min_confidence`` is reported as ``chat``. Every decision carries
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 
 from routing.content import RequestContent
 from routing.hints import task_hint
-from routing.task_words import PHRASES, SCRIPT_MARKERS, WORDS
+from routing.task_words import LANGUAGE_PHRASES, LANGUAGES, PHRASES, SCRIPT_MARKERS, WORDS
 from routing.types import TASKS, RoutingRequest
 
 
@@ -43,18 +44,36 @@ class TaskClassifier(Protocol):
 
 # The evidence tables live in routing.task_words; the narrow window reads words and phrases, the
 # wide one the code fence and a traceback.
-# A phrase of letters and spaces must match whole words ("in german" is not in "in germany"): it
-# is looked for, space-padded, in the text with punctuation blanked; other markers are substrings.
+# A phrase of letters and spaces (once stripped) must match whole words ("in german" is not in
+# "in germany"): it is looked for, space-padded, in the text with punctuation blanked, and only
+# when its first word is in the text. Other markers are substrings, looked for only when the
+# text holds their first punctuation character (most texts hold few of them).
 _WORDY = re.compile(r"[^\W\d_]+(?: [^\W\d_]+)*")
-# indexed by their first word: only the phrases whose first word is in the text are looked for
-_WORD_PHRASES: dict[str, list[tuple[str, str, float, str]]] = {}
+_WORD_PHRASES: dict[tuple[str, str], list[tuple[str, str, float, str]]] = {}  # keyed by the first two words
+_SYNTAX: dict[str, list[tuple[str, str, float, str]]] = {}
+_ONE_WORDS: dict[str, tuple[str, float, str]] = {}
 for _marker, _task, _weight, _label in PHRASES:
-    if _WORDY.fullmatch(_marker):
-        _WORD_PHRASES.setdefault(_marker.split()[0], []).append((f" {_marker} ", _task, _weight, _label))
-_PHRASE_STARTS = frozenset(_WORD_PHRASES)
-_SYNTAX_PHRASES = tuple(m for m in PHRASES if not _WORDY.fullmatch(m[0]))
-_ASCII_SYNTAX = tuple(m for m in _SYNTAX_PHRASES if m[0].isascii())
-_ALL_SYNTAX = _SYNTAX_PHRASES + SCRIPT_MARKERS
+    if _WORDY.fullmatch(_marker.strip()) and " " in _marker.strip():
+        _phrase = _marker.strip()
+        _first, _second = _phrase.split()[:2]
+        _WORD_PHRASES.setdefault((_first, _second), []).append((f" {_phrase} ", _task, _weight, _label))
+    elif _WORDY.fullmatch(_marker.strip()):  # "func ", "\ndef ": one word, matched as a word
+        _ONE_WORDS[_marker.strip()] = (_task, _weight, _label)
+    else:
+        _gate = next(c for c in _marker if not (c.isalnum() or c == " "))
+        _SYNTAX.setdefault(_gate, []).append((_marker, _task, _weight, _label))
+_PHRASE_PAIRS = frozenset(_WORD_PHRASES)
+_ONE_WORD_KEYS = frozenset(_ONE_WORDS)
+_LANGUAGES = frozenset(LANGUAGES)
+_LANGUAGE_PHRASES = {
+    lang: tuple(
+        (f" {phrase.format(lang)} ", task, weight, f"'{phrase.format(lang)}'") for phrase, task, weight in LANGUAGE_PHRASES
+    )
+    for lang in LANGUAGES
+}
+_PHRASE_STARTS = frozenset(first for first, _ in _WORD_PHRASES)
+_ASCII_GATES = tuple((gate, markers) for gate, markers in _SYNTAX.items() if gate.isascii())
+_OTHER_GATES = tuple((gate, markers) for gate, markers in _SYNTAX.items() if not gate.isascii())
 # "a, b or c": the answer options of a classification question
 _SLASHED_CHOICES = re.compile(r"\w+/\w+/\w+")
 # two or more numbers and a question mark: a word problem
@@ -98,16 +117,30 @@ def _evidence(narrow: str, evidence: dict[str, list[tuple[str, float]]], scale: 
     for word in sorted(_VOCABULARY.intersection(words)):
         task, weight = WORDS[word]
         evidence.setdefault(task, []).append((f"{prefix}'{word}'", weight * scale))
-    starts = _PHRASE_STARTS.intersection(words)
-    if starts:
+    for word in sorted(_ONE_WORD_KEYS.intersection(words)):
+        task, weight, label = _ONE_WORDS[word]
+        evidence.setdefault(task, []).append((prefix + label, weight * scale))
+    candidates: list[tuple[str, str, float, str]] = []
+    if _PHRASE_STARTS.intersection(words):
+        for start in sorted(_PHRASE_PAIRS.intersection(itertools.pairwise(words))):
+            candidates += _WORD_PHRASES[start]
+    for lang in sorted(_LANGUAGES.intersection(words)):
+        candidates += _LANGUAGE_PHRASES[lang]
+    if candidates:
         spaced = f" {' '.join(words)} "
-        for start in sorted(starts):
-            for marker, task, weight, label in _WORD_PHRASES[start]:
-                if marker in spaced:
+        for marker, task, weight, label in candidates:
+            if marker in spaced:
+                evidence.setdefault(task, []).append((prefix + label, weight * scale))
+    ascii_only = narrow.isascii()
+    for gate, markers in _ASCII_GATES if ascii_only else _ASCII_GATES + _OTHER_GATES:
+        if gate in narrow:
+            for marker, task, weight, label in markers:
+                if marker in narrow:
                     evidence.setdefault(task, []).append((prefix + label, weight * scale))
-    for marker, task, weight, label in _ASCII_SYNTAX if narrow.isascii() else _ALL_SYNTAX:
-        if marker in narrow:
-            evidence.setdefault(task, []).append((prefix + label, weight * scale))
+    if not ascii_only:
+        for marker, task, weight, label in SCRIPT_MARKERS:
+            if marker in narrow:
+                evidence.setdefault(task, []).append((prefix + label, weight * scale))
     if _has_choices(narrow):
         evidence.setdefault("classify", []).append((prefix + "answer options", 0.4 * scale))
 

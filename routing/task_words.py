@@ -404,12 +404,14 @@ LANGUAGES = (
     "hindi",
     "arabic",
 )
+# Phrases around a language's name, looked for only when the text names a language:
+# "{}" is the language.
+LANGUAGE_PHRASES: tuple[tuple[str, str, float], ...] = (
+    ("into {}", "translate", 0.7),
+    ("to {}", "translate", 0.5),
+    ("in {}", "translate", 0.45),
+    ("the {} for", "translate", 0.7),
+    ("polite {}", "translate", 0.6),
+)
 for _lang in LANGUAGES:
-    PHRASES += (
-        (f"into {_lang}", "translate", 0.7, f"'into {_lang}'"),
-        (f"to {_lang}", "translate", 0.5, f"'to {_lang}'"),
-        (f"in {_lang}", "translate", 0.45, f"'in {_lang}'"),
-        (f"the {_lang} for", "translate", 0.7, f"'the {_lang} for'"),
-        (f"polite {_lang}", "translate", 0.6, f"'polite {_lang}'"),
-        (f"{_lang}:", "translate", 0.3, f"'{_lang}:'"),
-    )
+    PHRASES += ((f"{_lang}:", "translate", 0.3, f"'{_lang}:'"),)
