@@ -4,6 +4,7 @@ drops a keep-alive connection."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -39,6 +40,7 @@ from gateway.logs import remember_secrets
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import RequestIdMiddleware
 from gateway.reload import ConfigWatcher
+from gateway.revisions import verify_revisions
 from gateway.roles import RoleGuard
 from gateway.runtime import build_runtime, close_all, warm_up
 from gateway.services import StartupError, start_services
@@ -139,6 +141,8 @@ def create_app(
         if insecure_master_key(initial):
             log.warning("running with the published development master key; set SWITCHYARD_MASTER_KEY in production")
         metrics = GatewayMetrics()
+        # a pinned model file that does not match refuses the start (ConfigError names the key path)
+        await asyncio.to_thread(verify_revisions, initial, path or "<config>")
         runtime = build_runtime(initial)
         await warm_up(runtime)
         try:

@@ -9,12 +9,16 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
 from gateway.config import ENV_REFERENCE, ConfigError, insecure_master_key, load_config
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
+    from routing.types import DeploymentProfile
 
 CONFIG_ENV = "SWITCHYARD_CONFIG"
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -60,9 +64,12 @@ def secrets_from_files(config_path: str | os.PathLike[str], environ: MutableMapp
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.revisions import verify_revisions
+
     try:
         secrets_from_files(args.config)
         config = load_config(args.config)
+        verify_revisions(config, args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -180,9 +187,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from gateway.revisions import verify_revisions
+
     try:
         secrets_from_files(args.config)
         config = load_config(args.config)
+        verify_revisions(config, args.config)  # pinned model files: sha256 checked here too
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -200,7 +210,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         if not isinstance(request, dict):
             print(f"{args.explain}: the request must be a JSON object", file=sys.stderr)
             return 1
-        runtime = Runtime(config=config, router=router, profiles=profiles, providers={})
+        configs = {d.name: d for d in config.enabled_deployments}
+        runtime = Runtime(config=config, router=router, profiles=profiles, providers={}, deployment_configs=configs)
         print(json.dumps(explain_offline(runtime, request), indent=2))
         return 0
     disabled = [d.name for d in config.deployments if not d.is_enabled]
@@ -208,7 +219,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"  deployments: {', '.join(profiles) or '-'}" + (f" (disabled: {', '.join(disabled)})" if disabled else ""))
     print(f"  routes: {', '.join(r.name for r in config.routes) or '-'}")
     print(f"  projects: {', '.join(p.name for p in config.projects) or '-'}")
+    _print_governance(config, profiles)
     return 0
+
+
+def _print_governance(config: GatewayConfig, profiles: Mapping[str, DeploymentProfile]) -> None:
+    """Each project's ``requires`` and the enabled deployments that meet it (none is a warning)."""
+    from routing.governance import governance_reasons, requires_summary
+
+    for i, project in enumerate(config.projects):
+        requires = project.requires
+        if requires is None or requires.empty:
+            continue
+        meeting = [name for name, profile in profiles.items() if not governance_reasons(profile, requires)]
+        print(f"  projects[{i}] {project.name} requires {requires_summary(requires)}: {', '.join(meeting) or 'NO deployment'}")
+        if not meeting:
+            print(
+                f"warning: projects[{i}].requires: no enabled deployment meets it; every request from "
+                "this project's keys will be refused (403 policy_violation)",
+                file=sys.stderr,
+            )
 
 
 def cmd_version(args: argparse.Namespace) -> int:
@@ -243,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
+
+    from gateway.intake import add_intake_command
+
+    add_intake_command(sub)
 
     try:
         from gateway.cli_admin import add_admin_commands

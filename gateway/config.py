@@ -27,6 +27,7 @@ from pydantic import (
 from core.literals import Level
 from core.strict import Strict
 from providers.settings import DeploymentConfig
+from routing.governance import Requires
 from routing.spec import Route, RoutingDefaults, SensitivityPolicy
 
 DEV_MASTER_KEY = "sk-switchyard-dev-master"
@@ -112,6 +113,9 @@ class ProjectConfig(Strict):
     budget: Budget | None = None
     limits: Limits = Limits()
     sensitivity_floor: Level = "public"
+    # hard constraints on the deployments that may serve this project's keys, e.g.
+    # {approved_for: commercial, regions: [eu]} (routing/governance.py)
+    requires: Requires | None = None
 
 
 class RetryConfig(Strict):

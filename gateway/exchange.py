@@ -21,6 +21,7 @@ from core.wire import TokenUsage
 from gateway.accounting import Admitted, cost_usd, ledger_row
 from gateway.auth import Caller
 from gateway.executor import Walk
+from gateway.shaping import shaped
 from routing.types import Plan
 
 if TYPE_CHECKING:
@@ -65,6 +66,13 @@ class Exchange:
 
     def __post_init__(self) -> None:
         self.runtime.in_flight += 1
+
+    def sent_to(self, deployment: str) -> dict[str, Any]:
+        """What one attempt on ``deployment`` sends: ``sent`` plus the matched rule's ``set:``
+        parameters that deployment takes (gateway.shaping), decided attempt by attempt."""
+        if not self.plan.parameters:
+            return self.sent
+        return shaped(self.sent, self.plan.parameters, self.endpoint, self.runtime.deployment_configs.get(deployment))
 
     @property
     def output_limit(self) -> int | None:

@@ -15,6 +15,7 @@ from gateway.auth import Caller
 from gateway.proxy import routing_request
 from gateway.refusals import refusal_summary
 from gateway.runtime import Runtime
+from gateway.shaping import explain_parameters
 from routing.explain import explain_decision
 
 
@@ -31,6 +32,14 @@ def explain_request(
     ``volume_rpm`` is the project's measured request rate (None: not measured, so normal)."""
     decision = runtime.router.decide(routing_request(runtime, headers, caller, body, endpoint, volume_rpm), health)
     result = explain_decision(decision)
+    parameters = decision.rule.set if decision.rule else {}
+    if parameters:  # what each candidate's attempt would be sent of the rule's set: (gateway.shaping)
+        shaping = explain_parameters(
+            parameters, [c.deployment for c in decision.candidates], runtime.deployment_configs, endpoint
+        )
+        for candidate in result["candidates"]:
+            if candidate["deployment"] in shaping:
+                candidate["parameters"] = shaping[candidate["deployment"]]
     if decision.error is not None:
         result["error"] = refusal_summary(decision.error)
     return result

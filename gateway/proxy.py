@@ -50,14 +50,16 @@ HINT_HEADERS = {"sensitivity": "x-switchyard-sensitivity", "task": "x-switchyard
 HINT_PREFIX = "x-switchyard-"
 PROJECT_TAG = "x-switchyard-project-tag"
 
-_CALLS: dict[str, Callable[[dict[str, Any]], Callable[[Provider], Awaitable[Reply]]]] = {
-    "chat": lambda body: lambda p: p.chat(body),
-    "completions": lambda body: lambda p: p.complete(body),
-    "embeddings": lambda body: lambda p: p.embed(body),
+BodyFor = Callable[[str], dict[str, Any]]  # deployment -> the body its attempt sends (Exchange.sent_to)
+
+_CALLS: dict[str, Callable[[BodyFor], Callable[[Provider], Awaitable[Reply]]]] = {
+    "chat": lambda body: lambda p: p.chat(body(p.name)),
+    "completions": lambda body: lambda p: p.complete(body(p.name)),
+    "embeddings": lambda body: lambda p: p.embed(body(p.name)),
 }
-_STREAMS: dict[str, Callable[[dict[str, Any]], Callable[[Provider], AsyncIterator[bytes]]]] = {
-    "chat": lambda body: lambda p: p.chat_stream(body),
-    "completions": lambda body: lambda p: p.complete_stream(body),
+_STREAMS: dict[str, Callable[[BodyFor], Callable[[Provider], AsyncIterator[bytes]]]] = {
+    "chat": lambda body: lambda p: p.chat_stream(body(p.name)),
+    "completions": lambda body: lambda p: p.complete_stream(body(p.name)),
 }
 
 
@@ -150,8 +152,12 @@ def routing_request(
     volume_rpm: float | None = None,
 ) -> RoutingRequest:
     """The router's view of a request: the body, header hints, the caller's project and tags, and
-    the project's request rate (``gateway.volume``)."""
+    the project's request rate (``gateway.volume``).
+
+    The project is the key's own (a ``x-switchyard-project-tag`` only labels ledger rows), so its
+    ``requires`` cannot be escaped by a hint."""
     project = runtime.projects.get(caller.project)
+    requires = project.requires if project and project.requires and not project.requires.empty else None
     floor = Sensitivity.parse(project.sensitivity_floor) if project else Sensitivity.PUBLIC
     hints = {name: headers[header] for name, header in HINT_HEADERS.items() if headers.get(header)}
     return RoutingRequest(
@@ -162,6 +168,7 @@ def routing_request(
         project=caller.project,
         project_floor=floor,
         key_tags=caller.tags,
+        requires=requires,
         volume_rpm=volume_rpm,
     )
 
@@ -254,7 +261,7 @@ async def _answer_json(exchange: Exchange, incoming: Incoming, send: Send, diale
     watch = DisconnectWatch(incoming.receive, task)
     try:
         reply = await state.executor.call(
-            exchange.plan.deployments, runtime.providers, _CALLS[exchange.endpoint](exchange.sent), exchange.walk
+            exchange.plan.deployments, runtime.providers, _CALLS[exchange.endpoint](exchange.sent_to), exchange.walk
         )
     except asyncio.CancelledError:
         watch.stop()
@@ -287,7 +294,7 @@ async def _answer_stream(exchange: Exchange, incoming: Incoming, send: Send, dia
     watch = DisconnectWatch(incoming.receive, task)  # until the first chunk; the stream watches after
     try:
         opened = await state.executor.open_stream(
-            exchange.plan.deployments, runtime.providers, _STREAMS[exchange.endpoint](exchange.sent), exchange.walk
+            exchange.plan.deployments, runtime.providers, _STREAMS[exchange.endpoint](exchange.sent_to), exchange.walk
         )
     except asyncio.CancelledError:
         watch.stop()

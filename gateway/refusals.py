@@ -8,6 +8,10 @@ window is the caller's 400 ``context_length_exceeded``; a need no candidate can 
 text-only models, embeddings on a chat model) is the caller's 400; a candidate out of service
 behind an open breaker makes it a 503 that may be retried; policy alone (private data and only
 hosted candidates) is a 503 that says so and tells SDKs not to retry, since retrying cannot help.
+A project whose ``requires`` (approved use, region) left no candidate gets a 403
+``policy_violation``, the code of a pinned model the policy blocks: the project is not permitted
+any deployment of this model, and retrying cannot change that. A deployment out on governance is
+out whatever its health, so its being unhealthy too does not make the refusal retryable.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from routing.errors import (
     UnknownModel,
     UnsupportedEndpoint,
 )
+from routing.governance import REASON_PREFIXES
 
 NO_RETRY = {"x-should-retry": "false"}
 
@@ -39,14 +44,20 @@ _REASON_KINDS = (
     ("request needs ", "capability"),
     ("does not support ", "capability"),
     ("unhealthy", "health"),
+    *((prefix, "governance") for prefix in REASON_PREFIXES),
 )
 
 
 def _kinds(excluded: NoCandidates) -> set[str]:
     kinds: set[str] = set()
     for exclusion in excluded.excluded:
-        for reason in exclusion.reason.split("; "):
-            kinds.add(next((kind for prefix, kind in _REASON_KINDS if reason.startswith(prefix)), "policy"))
+        found = {
+            next((kind for prefix, kind in _REASON_KINDS if reason.startswith(prefix)), "policy")
+            for reason in exclusion.reason.split("; ")
+        }
+        if "governance" in found:
+            found.discard("health")  # excluded for good, healthy or not
+        kinds |= found
     return kinds
 
 
@@ -68,6 +79,8 @@ def refusal_for(exc: RoutingError | InvalidHint) -> GatewayError:
             return InvalidRequest(str(exc), param="model", code="model_not_supported")
         if "health" in kinds:
             return NoPermittedDeployment(str(exc), headers={"retry-after": "5"})
+        if "governance" in kinds:
+            return PermissionDenied(str(exc), code="policy_violation", headers=NO_RETRY)
         return NoPermittedDeployment(str(exc), headers=NO_RETRY)
     if isinstance(exc, RequestTooLarge):  # more text than sensitivity.max_scan_bytes, and over_limit: refuse
         return PayloadTooLarge(str(exc), code=exc.code)

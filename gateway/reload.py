@@ -1,8 +1,9 @@
 """Hot reload: watch the config file and swap in a new runtime when a valid change lands.
 
 A change is applied once the file has held still for ``server.reload_debounce_s`` (a file being
-written is never half-applied). An invalid change is refused with a log line naming the key path,
-and so is one that removes a model still in use or weakens the master key without saying so
+written is never half-applied). An invalid change is refused with a log line naming the key path
+(so is a pinned model file whose sha256 does not match: :mod:`gateway.revisions`), and so is one
+that removes a model still in use or weakens the master key without saying so
 (:mod:`gateway.config_changes`); the running policy stays. Every applied change is logged as a
 diff summary. Requests already in flight finish on the runtime they started with.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from gateway.config import ConfigError, load_config
 from gateway.config_changes import config_diff, reload_refusals
+from gateway.revisions import verify_revisions
 from gateway.runtime import build_runtime, retire, warm_up
 from gateway.state import GatewayState
 
@@ -69,6 +71,7 @@ class ConfigWatcher:
         self._digest = digest
         try:
             config = load_config(self.path)
+            await asyncio.to_thread(verify_revisions, config, self.path)  # large files: off the event loop
         except ConfigError as exc:
             return self._refuse(f"\n{exc}")
         old = self.state.config

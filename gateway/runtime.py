@@ -89,6 +89,9 @@ def deployment_profile(dep: DeploymentConfig) -> DeploymentProfile:
         latency_ms=dep.latency_ms,
         unscannable=Sensitivity.parse(dep.unscannable),
         kind=dep.kind,
+        approved_for=frozenset(dep.approved_for),
+        region=dep.region,
+        license=dep.license,
     )
 
 

@@ -39,7 +39,8 @@ from gateway.drain import Drain
 logger = logging.getLogger("uvicorn.error")
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-ADOPTED_IDLE_S = 1.0  # a connection taken over while closing has this long to send its request
+ADOPTED_IDLE_S = 5.0  # a connection taken over while closing has this long to send its request (a busy
+# load balancer can take over a second to write a request on a connection it has just opened)
 
 
 class DrainingServer(uvicorn.Server):

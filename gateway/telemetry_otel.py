@@ -393,8 +393,10 @@ def _request_attributes(tracing: Tracing, observed: Observed) -> dict[str, Any]:
         model = body.get("model")
         if isinstance(model, str):
             attributes["gen_ai.request.model"] = model[:128]
+        answering = row["deployment"] if row is not None else exchange.walk.current
+        effective = exchange.sent_to(answering) if answering else body  # with a rule's set: (gateway.shaping)
         for field, name in (("temperature", "gen_ai.request.temperature"), ("top_p", "gen_ai.request.top_p")):
-            value = body.get(field)
+            value = effective.get(field)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 attributes[name] = float(value)
         max_tokens = sent.get("max_completion_tokens") or sent.get("max_tokens")

@@ -86,6 +86,15 @@ class ParameterPolicy:
             if rule.handling is Handling.REFUSED and not (rule.harmless is not None and rule.harmless(value)):
                 raise unsupported(name, f"{deployment} {rule.note}" if rule.note else f"{deployment} does not support it")
 
+    def takes(self, name: str, value: Any) -> bool:
+        """Whether a request parameter set by the gateway (a route rule's ``set:``) has an effect
+        here: forwarded or translated, or a refused parameter's harmless value. An ignored one
+        has none, so it is not sent either."""
+        rule = self.rule(name)
+        if rule.handling is Handling.REFUSED:
+            return rule.harmless is not None and rule.harmless(value)
+        return rule.handling is not Handling.IGNORED
+
     def forwardable(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The fields of ``body`` this family sends on untouched."""
         return {k: v for k, v in body.items() if self.rule(k).handling is Handling.FORWARDED}

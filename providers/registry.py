@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from providers.base import Provider
+from providers.parameters import ParameterPolicy
 from providers.settings import DeploymentConfig
 
 
@@ -25,3 +26,18 @@ def build_provider(config: DeploymentConfig) -> Provider:
 
         return LiteLLMProvider(config)
     raise ValueError(f"unknown provider '{config.provider}'")
+
+
+def parameter_policy(provider: str) -> ParameterPolicy:
+    """What ``provider``'s adapter does with each request parameter (providers/parameters.py)."""
+    if provider == "llamacpp":
+        from providers.llamacpp_requests import PARAMETERS as EMBEDDED
+
+        return EMBEDDED
+    if provider == "litellm":
+        from providers.hosted_litellm import PARAMETERS as HOSTED
+
+        return HOSTED
+    from providers.openai_compatible import PARAMETERS as HTTP  # and the self-hosted presets over it
+
+    return HTTP

@@ -6,10 +6,11 @@ routing policy into the whole file.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from core.literals import Capability, Level, Locality
 from core.strict import Strict
@@ -17,6 +18,8 @@ from core.strict import Strict
 ProviderName = Literal["llamacpp", "openai_compatible", "litellm", "vllm", "ollama", "llamacpp_server", "tgi", "lmstudio"]
 SELF_HOSTED_PRESETS = ("vllm", "ollama", "llamacpp_server", "tgi", "lmstudio")  # providers/presets.py
 ModelKind = Literal["base", "instruct", "embedding"]
+Modality = Literal["text", "image", "audio", "video"]
+SHA256_REVISION = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 class Timeouts(Strict):
@@ -82,6 +85,33 @@ class DeploymentConfig(Strict):
     parallel: int = Field(default=1, ge=1)  # model instances (each has its own worker thread)
     # litellm only: extra keyword arguments passed to litellm.acompletion (e.g. api_version)
     litellm_params: dict[str, Any] = Field(default_factory=dict)
+    # Governance (routing/governance.py; `switchyard intake` writes these from a model's own card).
+    # license: an SPDX id (apache-2.0) or a named custom licence (llama3.1); approved_for: the
+    # uses it is approved for, which projects' `requires` check; revision: the exact weights
+    # reviewed, a pinned revision string or `sha256:<hex>` of a llamacpp GGUF file (checked when
+    # the config is loaded to serve: gateway/revisions.py); region: where it runs.
+    license: str | None = Field(default=None, min_length=1)
+    approved_for: list[str] = Field(default_factory=list)
+    revision: str | None = Field(default=None, min_length=1)
+    region: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    modalities: list[Modality] | None = None  # what it reads and writes; None: not declared
+
+    @field_validator("approved_for", mode="before")
+    @classmethod
+    def _uses(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            for use in value:
+                if not isinstance(use, str) or not re.match(r"^[A-Za-z][A-Za-z0-9_.-]*$", use):
+                    raise ValueError(f"{use!r} is not a use name (letters, digits, '_', '.', '-'; e.g. commercial)")
+            return [use.lower() for use in value]
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        return value.lower() if value else value
 
     @model_validator(mode="after")
     def _provider_fields(self) -> DeploymentConfig:
@@ -89,7 +119,22 @@ class DeploymentConfig(Strict):
             raise ValueError("base_url: required for provider openai_compatible")
         if self.provider != "llamacpp" and (self.n_ctx or self.n_threads):
             raise ValueError("n_ctx / n_threads apply only to provider llamacpp")
+        if self.revision is not None and self.revision.lower().startswith("sha256:"):
+            if not SHA256_REVISION.match(self.revision.lower()):
+                raise ValueError("revision: sha256: needs the file's 64 hex digits (sha256:<hex>)")
+            if self.provider != "llamacpp":
+                raise ValueError(
+                    "revision: sha256: pins a GGUF file the gateway loads itself (provider llamacpp); "
+                    "for a served model, pin the revision string its server loaded"
+                )
         return self
+
+    @property
+    def pinned_sha256(self) -> str | None:
+        """The hex digest ``revision: sha256:...`` pins, if it does."""
+        if self.revision is not None and SHA256_REVISION.match(self.revision.lower()):
+            return self.revision.lower().removeprefix("sha256:")
+        return None
 
     @property
     def asks_stream_usage(self) -> bool:

@@ -33,10 +33,12 @@ class UnsupportedEndpoint(RoutingError):
 class PolicyBlocked(RoutingError):
     """A pinned deployment is forbidden and the route's ``on_violation`` is ``block``."""
 
-    def __init__(self, deployment: str, rule: str, signals: Signals) -> None:
-        super().__init__(
-            f"Policy rule '{rule}' forbids sending this request ({signals.sensitivity.label} data) to '{deployment}'."
-        )
+    def __init__(self, deployment: str, rule: str, signals: Signals, reason: str | None = None) -> None:
+        if reason:
+            message = f"Policy rule '{rule}' forbids sending this request to '{deployment}': {reason}."
+        else:
+            message = f"Policy rule '{rule}' forbids sending this request ({signals.sensitivity.label} data) to '{deployment}'."
+        super().__init__(message)
         self.deployment = deployment
         self.rule = rule
         self.signals = signals

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from routing.governance import requires_dict
 from routing.types import Signals
 
 if TYPE_CHECKING:
@@ -47,6 +48,9 @@ def explain_decision(decision: Decision) -> dict[str, Any]:
         "rule": decision.rule.name if decision.rule else None,
         "objective": decision.objective,
         "rerouted": decision.rerouted,
+        "project": request.project,
+        "requires": requires_dict(request.requires),
+        "set": dict(decision.rule.set) if decision.rule and decision.rule.set else {},
         "signals": signals_dict(decision.view.signals) if decision.view else None,
         "candidates": [
             {

@@ -5,6 +5,9 @@ A name that is a route plans over the route's candidates. A name that is a deplo
 hard constraints and the invariant); when policy forbids it, the route's ``on_violation`` either
 re-plans over that route (``reroute``, ``Plan.rerouted``) or refuses (``block``).
 
+A project's ``requires`` (approved use, region: :mod:`routing.governance`) is a hard constraint
+too: a deployment that does not meet it is excluded from every plan for that project, pinned or not.
+
 Whatever the config says, a request whose final sensitivity is confidential or restricted is never
 planned onto a hosted deployment (:data:`routing.policy.INVARIANT`); nor is a request with content
 the detectors cannot read (images, audio, binary files, undecodable token ids), unless that
@@ -27,6 +30,7 @@ from routing.errors import (
     UnsupportedEndpoint,
 )
 from routing.explain import explain_decision
+from routing.governance import GOVERNANCE, REASON_PREFIXES, governance_reasons
 from routing.policy import (
     INVARIANT,
     Facts,
@@ -97,6 +101,7 @@ class Decision:
             candidates=self.candidates,
             excluded=tuple(self.excluded),
             rerouted=self.rerouted,
+            parameters=self.rule.set if self.rule and self.rule.set else {},
         )
 
 
@@ -190,15 +195,17 @@ class Router:
         request = decision.request
         if view.needs.endpoint_capability not in pinned.capabilities:
             raise UnsupportedEndpoint(request.model, request.endpoint)
+        governed = governance_reasons(pinned, request.requires)
         by_rule = rule_reasons(pinned, rule, self._cost(pinned, view))
         violation = invariant_reason(pinned, view.signals.sensitivity, view.signals.unscannable_summary)
-        if by_rule or violation:
-            decision.excluded.append(Exclusion(pinned.name, "; ".join(([violation] if violation else []) + by_rule)))
-            blamed = rule.name if by_rule and rule else INVARIANT
+        if governed or by_rule or violation:
+            reasons = governed + ([violation] if violation else []) + by_rule
+            decision.excluded.append(Exclusion(pinned.name, "; ".join(reasons)))
+            blamed = GOVERNANCE if governed else (rule.name if by_rule and rule else INVARIANT)
             if route is None:
                 raise NoCandidates(request.model, blamed, view.signals, tuple(decision.excluded))
             if route.on_violation == "block":
-                raise PolicyBlocked(pinned.name, blamed, view.signals)
+                raise PolicyBlocked(pinned.name, blamed, view.signals, reason="; ".join(governed) if governed else None)
             decision.rerouted = True
             decision.notes.append(f"'{pinned.name}' is not permitted; rerouted over route '{route.name}'")
             self._plan_route(decision, health, skip=pinned.name)
@@ -229,8 +236,10 @@ class Router:
             if deployment.name == skip:
                 continue
             cost = deployment.prices.cost(prompt, output)
-            reasons = policy_reasons(deployment, rule, sensitivity, cost, unscannable) + hard_reasons(
-                deployment, needs, soft, health
+            reasons = (
+                governance_reasons(deployment, request.requires)
+                + policy_reasons(deployment, rule, sensitivity, cost, unscannable)
+                + hard_reasons(deployment, needs, soft, health)
             )
             if reasons:
                 decision.excluded.append(Exclusion(deployment.name, "; ".join(reasons)))
@@ -241,21 +250,34 @@ class Router:
         )
         decision.candidates = self._guard(decision, candidates)
         if not decision.candidates:
-            blamed = rule.name if rule else (INVARIANT if any(INVARIANT in e.reason for e in decision.excluded) else None)
+            blamed = rule.name if rule else _blamed(decision.excluded)
             raise NoCandidates(request.model, blamed, view.signals, tuple(decision.excluded))
 
     def _guard(self, decision: Decision, candidates: tuple[Candidate, ...]) -> tuple[Candidate, ...]:
-        """Last line of defence for the invariant, independent of how the list was built."""
+        """Last line of defence for the invariant and the project's requirements, independent of
+        how the list was built."""
         assert decision.view is not None
         sensitivity = decision.view.signals.sensitivity
         unscannable = decision.view.signals.unscannable_summary
-        if sensitivity < Sensitivity.CONFIDENTIAL and not unscannable:
+        requires = decision.request.requires
+        if sensitivity < Sensitivity.CONFIDENTIAL and not unscannable and requires is None:
             return candidates
         kept = []
         for candidate in candidates:
-            reason = invariant_reason(self.deployments[candidate.deployment], sensitivity, unscannable)
-            if reason:
-                decision.excluded.append(Exclusion(candidate.deployment, reason))
+            deployment = self.deployments[candidate.deployment]
+            reason = invariant_reason(deployment, sensitivity, unscannable)
+            reasons = ([reason] if reason else []) + governance_reasons(deployment, requires)
+            if reasons:
+                decision.excluded.append(Exclusion(candidate.deployment, "; ".join(reasons)))
             else:
                 kept.append(candidate)
         return tuple(kept)
+
+
+def _blamed(excluded: Sequence[Exclusion]) -> str | None:
+    """The pseudo-rule a refusal without a matched rule names: the invariant, else governance."""
+    if any(INVARIANT in e.reason for e in excluded):
+        return INVARIANT
+    if any(r.startswith(REASON_PREFIXES) for e in excluded for r in e.reason.split("; ")):
+        return GOVERNANCE
+    return None

@@ -6,7 +6,7 @@ config. Unknown keys are rejected everywhere.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -66,8 +66,36 @@ class Filter(Strict):
     max_cost_usd: float | None = Field(default=None, ge=0)  # estimated cost ceiling for this request
 
 
+UNSETTABLE = frozenset(
+    {
+        "model",
+        "messages",
+        "prompt",
+        "input",
+        "stream",
+        "stream_options",
+        "n",
+        "max_tokens",
+        "max_completion_tokens",
+        "metadata",
+        "user",
+        "tools",
+        "functions",
+        "tool_choice",
+        "function_call",
+        "audio",
+        "modalities",
+    }
+)
+"""Request fields a rule may not ``set``: what the request is (its content, its tools, what it
+must produce), which routing has already matched against capabilities, and what admission and
+accounting read (output caps, choices, streaming); a rule shapes how a request is answered."""
+
+
 class Rule(Strict):
-    """``when`` the request matches, narrow (``allow``/``deny``) and reorder (``prefer``) candidates."""
+    """``when`` the request matches, narrow (``allow``/``deny``) and reorder (``prefer``) candidates,
+    and ``set`` request parameters (e.g. ``reasoning_effort: high``) on every deployment that
+    supports them. A rule's value wins over the client's own (the admin's policy decides)."""
 
     name: str = Field(min_length=1)
     when: When = When()
@@ -75,6 +103,17 @@ class Rule(Strict):
     deny: Filter | None = None
     prefer: list[str] = Field(default_factory=list)
     objective: Literal["cheapest", "fastest", "best"] | None = None  # overrides the route's
+    set: dict[str, Any] = Field(default_factory=dict)  # request parameters, applied where supported
+
+    @field_validator("set")
+    @classmethod
+    def _settable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if name in UNSETTABLE or name.startswith("x-switchyard-"):
+                raise ValueError(f"a rule may not set '{name}' (it decides what the request is or costs)")
+            if value[name] is None:
+                raise ValueError(f"'{name}' is null; leave the parameter out instead")
+        return value
 
 
 class Route(Strict):

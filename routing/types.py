@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.literals import TASKS, Capability, Endpoint, Locality, Objective, Sensitivity
+
+if TYPE_CHECKING:
+    from routing.governance import Requires
 
 __all__ = [
     "TASKS",
@@ -68,6 +71,10 @@ class DeploymentProfile:
     # token ids) is treated as, for this deployment: by default such a request stays self-hosted
     unscannable: Sensitivity = Sensitivity.CONFIDENTIAL
     kind: str = "instruct"  # base | instruct | embedding: a base model never serves a chat
+    # governance (routing.governance): what a project's ``requires`` is checked against
+    approved_for: frozenset[str] = frozenset()
+    region: str | None = None
+    license: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +89,7 @@ class RoutingRequest:
     project_floor: Sensitivity = Sensitivity.PUBLIC
     key_tags: frozenset[str] = frozenset()
     prompt_tokens: int | None = None  # counted by the caller; estimated from characters when None
+    requires: Requires | None = None  # the project's hard requirements on deployments (routing.governance)
     # the project's request rate (requests/min over routing.volume.window_s, every replica), as
     # the gateway measured it; None: not measured. ``volume`` gives the class outright (a
     # replayed ledger row) and wins over the rate.
@@ -146,6 +154,9 @@ class Plan:
     candidates: tuple[Candidate, ...]
     excluded: tuple[Exclusion, ...] = ()
     rerouted: bool = False  # a pinned deployment was not allowed and another was chosen
+    # request parameters the matched rule sets (``set:``); the gateway sends each only to a
+    # deployment that supports it, attempt by attempt
+    parameters: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def deployments(self) -> tuple[str, ...]:

@@ -14,9 +14,10 @@ CARD = "4111 1111 1111 1111"
 IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
 
 
-def _config(upstream: FakeUpstream, tmp_path: Path):
+def _config(upstream: FakeUpstream, tmp_path: Path, projects: list | None = None):
     return make_config(
         {
+            **({"projects": projects} if projects else {}),
             "database_url": f"sqlite:///{tmp_path}/ledger.db",
             "ledger": {"spool_dir": str(tmp_path / "spool")},
             "deployments": [
@@ -64,3 +65,20 @@ async def test_explain_names_the_status_and_code_the_real_call_answers_with(
     explained = dry.json()["error"]
     assert (explained["status"], explained["code"]) == (real.status_code, error["code"]), case
     assert upstream.records == []  # refused before any backend, in both
+
+
+async def test_a_project_whose_requirements_leave_no_deployment_gets_the_same_refusal_in_both(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # the master key's project is the first one; it requires what no deployment declares
+    projects = [{"name": "shop", "requires": {"approved_for": "commercial"}}]
+    body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+    async with app_client(_config(upstream, tmp_path, projects)) as client:
+        dry = await client.post("/v1/route/explain", json=body)
+        real = await client.post("/v1/chat/completions", json=body)
+    error = real.json()["error"]
+    assert (real.status_code, error["code"], error["type"]) == (403, "policy_violation", "permission_error")
+    assert "home: not approved for commercial use (approved_for: none declared)" in error["message"]
+    explained = dry.json()["error"]
+    assert (explained["status"], explained["code"]) == (real.status_code, error["code"])
+    assert upstream.records == []
