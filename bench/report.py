@@ -723,7 +723,25 @@ def render(results: dict[str, Any]) -> str:
         L.append("Not profiled in this run (`python -m bench --profile`, needs py-spy).")
     L.append("")
     L += _routing_section(results.get("routing"))
+    L += task_section()
     return "\n".join(L)
+
+
+def task_section(path: Any = None) -> list[str]:
+    """The task classifiers' accuracy and latency, hand-run by ``python -m bench.task_eval`` (it is
+    not part of this run): rendered from bench/results/task-eval.json between the same markers
+    that command writes, or nothing, so the section already in docs/benchmarks.md is carried over."""
+    import json
+    from pathlib import Path
+
+    from bench.sections import markers
+    from bench.task_eval import RESULTS, SECTION, render_section
+
+    source = Path(path) if path is not None else RESULTS
+    if not source.exists():
+        return []
+    start, end = markers(SECTION)
+    return ["", start, render_section(json.loads(source.read_text(encoding="utf-8"))).rstrip(), end, ""]
 
 
 def _routing_section(routing: dict[str, Any] | None) -> list[str]:

@@ -303,6 +303,12 @@ class GatewayConfig(Strict):
                 errors.append(
                     f"reporting.reference_model: '{reference}' is neither a deployment nor a model in litellm's price map"
                 )
+        if self.routing.task_classifier == "embedded":
+            from gateway.task_classifier import embedded_unavailable
+
+            problem = embedded_unavailable()
+            if problem:
+                errors.append(f"routing.task_classifier: 'embedded' {problem}; or choose 'heuristic'")
         if errors:
             raise ValueError("\n".join(errors))
         return self

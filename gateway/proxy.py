@@ -113,7 +113,7 @@ async def open_exchange(
     if caller.allowed_models and body["model"] not in caller.allowed_models:
         raise ModelNotFound(f"The model '{body['model']}' does not exist or you do not have access to it.", param="model")
     with trace.phase("routing"):
-        plan = plan_for(state, runtime, incoming.headers, caller, body, endpoint)
+        plan = await plan_for(state, runtime, incoming.headers, caller, body, endpoint)
     observed.plan = plan
     state.model_use[body["model"]] = time.monotonic()
     with trace.phase("admission"):
@@ -188,7 +188,7 @@ def routing_request(
     )
 
 
-def plan_for(
+async def plan_for(
     state: GatewayState,
     runtime: Runtime,
     headers: dict[str, str],
@@ -200,14 +200,19 @@ def plan_for(
     count: bool = True,
 ) -> Plan:
     """The plan for a request; ``count`` adds it to its project's request rate (``when.volume``);
-    ``live``: measured conditions (default: the gateway's current ones, ``gateway.measured``)."""
+    ``live``: measured conditions (default: the gateway's current ones, ``gateway.measured``).
+    Planned on the event loop (pure CPU, microseconds), or on the runtime's plan threads when its
+    task classifier may wait for a model (``routing.task_classifier: embedded`` with a forward pass)."""
     if live is None and state.live is not None:
         live = state.live.state
     volume = state.volume
     rpm = volume.hit(caller.project) if count else volume.rate(caller.project)
     try:
         request = routing_request(runtime, headers, caller, body, endpoint, rpm, live=live)
-        return runtime.router.plan(request, state.breakers.snapshot())
+        health = state.breakers.snapshot()
+        if runtime.plan_executor is None:
+            return runtime.router.plan(request, health)
+        return await asyncio.get_running_loop().run_in_executor(runtime.plan_executor, runtime.router.plan, request, health)
     except (RoutingError, InvalidHint) as exc:
         raise refusal_for(exc) from None
 

@@ -11,12 +11,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from gateway.asgi import BodyLimits
 from gateway.config import GatewayConfig, ProjectConfig
 from gateway.costmap import cost_entry
+from gateway.task_classifier import build_task_classifier, plan_executor
 from providers.base import Provider
 from providers.registry import build_provider
 from providers.settings import DeploymentConfig
@@ -40,6 +42,9 @@ class Runtime:
     providers: dict[str, Provider]
     deployment_configs: dict[str, DeploymentConfig] = field(default_factory=dict)
     in_flight: int = 0
+    # Where requests are planned when the task classifier may block (routing.task_classifier:
+    # embedded); None: on the event loop, as the heuristic is microseconds.
+    plan_executor: Executor | None = None
     created: int = field(default_factory=lambda: int(time.time()))  # the models' "created" in /v1/models
     projects: dict[str, ProjectConfig] = field(init=False)
     default_project: str = field(init=False)  # the master key's project
@@ -104,7 +109,14 @@ def compile_policy(
     profiles = {d.name: deployment_profile(d) for d in enabled}
     routes = [r.model_copy(update={"candidates": [c for c in r.candidates if c in profiles]}) for r in config.routes]
     routes = [r for r in routes if r.candidates]
-    router = Router(routes, list(profiles.values()), config.sensitivity, config.routing, token_decoder=decode_token_ids)
+    router = Router(
+        routes,
+        list(profiles.values()),
+        config.sensitivity,
+        config.routing,
+        task_classifier=build_task_classifier(config.routing),
+        token_decoder=decode_token_ids,
+    )
     return router, profiles
 
 
@@ -129,12 +141,20 @@ def build_runtime(
         profiles=profiles,
         providers=providers,
         deployment_configs={d.name: d for d in enabled},
+        plan_executor=plan_executor(router.signals.task_classifier),
     )
 
 
 async def warm_up(runtime: Runtime, previous: Runtime | None = None) -> None:
     """Load models / import SDKs before traffic arrives; a failure is logged, never fatal
-    (the deployment then fails its requests and the breaker takes it out of plans)."""
+    (the deployment then fails its requests and the breaker takes it out of plans; a task
+    classifier that cannot load leaves every request to the heuristic, and says so in the reason)."""
+    classifier_start = getattr(runtime.router.signals.task_classifier, "start", None)
+    if classifier_start is not None:
+        try:
+            await asyncio.wrap_future(classifier_start())
+        except Exception as exc:  # noqa: BLE001
+            log.error("the embedded task classifier failed to load: %s: %s", type(exc).__name__, exc)
     for name, provider in runtime.providers.items():
         if previous is not None and previous.providers.get(name) is provider:
             continue

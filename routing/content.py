@@ -135,6 +135,7 @@ class RequestContent:
     chars: int = 0  # characters of the prompt texts (token-id readings excluded: their ids are counted)
     unscannable: dict[str, int] = field(default_factory=dict)  # kind -> parts that could not be read
     over_limit: bool = False  # more text than the scan budget; ``texts`` stops at the budget
+    system_text: str = ""  # the system / developer messages: a task classifier reads them second
 
     def joined(self) -> str:
         # a blank line between parts keeps a pattern from matching across two messages
@@ -364,13 +365,14 @@ class _Collector:
             self.add(prompt)
 
 
-def _chat(body: Mapping[str, Any], collector: _Collector) -> tuple[str, int]:
+def _chat(body: Mapping[str, Any], collector: _Collector) -> tuple[str, int, str]:
     messages = body.get("messages")
     if not isinstance(messages, (list, tuple)):
         if messages is not None:
             collector.add(messages)
-        return "", 0
+        return "", 0, ""
     last_user = ""
+    system: list[str] = []
     for message in messages:
         if not _is_mapping(message):
             collector.add(message)
@@ -379,6 +381,8 @@ def _chat(body: Mapping[str, Any], collector: _Collector) -> tuple[str, int]:
         collector.add_content(message.get("content"))
         if message.get("role") == "user":
             last_user = "\n".join(collector.texts[before:])
+        elif message.get("role") in ("system", "developer"):
+            system.extend(collector.texts[before:])
         if len(message) == 2 and "role" in message and "content" in message:  # the usual message: nothing else
             if not isinstance(message["role"], str):
                 collector.add(message["role"])
@@ -386,7 +390,7 @@ def _chat(body: Mapping[str, Any], collector: _Collector) -> tuple[str, int]:
             rest = {k: v for k, v in message.items() if k not in _MESSAGE_SPECIAL}
             if rest:
                 collector.add_structured(rest)
-    return last_user, len(messages)
+    return last_user, len(messages), "\n".join(system)
 
 
 def extract_content(
@@ -405,9 +409,9 @@ def extract_content(
         value = body.get(key)
         if value is not None:
             collector.add(value)
-    last_user, messages = "", 0
+    last_user, messages, system = "", 0, ""
     if endpoint == "chat":
-        last_user, messages = _chat(body, collector)
+        last_user, messages, system = _chat(body, collector)
         consumed: tuple[str, ...] = ("messages",)
     else:
         first = len(collector.texts)
@@ -446,4 +450,5 @@ def extract_content(
         prompt_chars,
         collector.unscannable,
         collector.over_limit,
+        system,
     )

@@ -226,5 +226,11 @@ class RoutingDefaults(Strict):
     # window and by what the key's and project's budgets still afford)
     default_output_cap: int = Field(default=4096, ge=1)
     chars_per_token: float = Field(default=4.0, gt=0)  # estimate when no tokenizer count is given
+    # What guesses a request's task from its text when no hint or structure decides it
+    # (routing/task.py): the keyword heuristic, or the bundled model's embeddings read by a trained
+    # head (providers/task_embedding.py). Accuracy and cost of both: docs/task-classification.md.
+    task_classifier: Literal["heuristic", "embedded"] = "heuristic"
+    # The longest a request waits for the embedded classifier before the heuristic answers instead.
+    task_classifier_budget_ms: float = Field(default=250.0, gt=0, le=10_000)
     volume: VolumePolicy = VolumePolicy()  # when.volume: thresholds of the project's request rate
     complexity: ComplexityPolicy = ComplexityPolicy()  # when.complexity: what counts as a hard request

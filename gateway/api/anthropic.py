@@ -65,7 +65,7 @@ async def count_tokens(state: GatewayState, scope: Scope, receive: Receive, send
         check_chat(chat)
         if caller.allowed_models and chat["model"] not in caller.allowed_models:
             raise ModelNotFound(f"The model '{chat['model']}' does not exist or you do not have access to it.", param="model")
-        plan = plan_for(state, runtime, incoming.headers, caller, chat, "chat", count=False)  # counts no request
+        plan = await plan_for(state, runtime, incoming.headers, caller, chat, "chat", count=False)  # counts no request
         model = runtime.profiles[plan.deployments[0]].model if plan.deployments else ""
         tokens = count_prompt(chat, model)
     except ClientGone:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -30,6 +32,10 @@ async def explain(request: Request) -> Response:
     if caller.allowed_models and body["model"] not in caller.allowed_models:
         raise ModelNotFound(f"The model '{body['model']}' does not exist or you do not have access to it.", param="model")
     live = await explain_conditions(state, caller, body, endpoint)
-    health, rpm = state.breakers.snapshot(), state.volume.rate(caller.project)
-    result = explain_request(state.runtime, dict(request.headers), caller, body, endpoint, health, rpm, live)
+    runtime, health, rpm = state.runtime, state.breakers.snapshot(), state.volume.rate(caller.project)
+    args = (dict(request.headers), caller, body, endpoint, health, rpm, live)
+    if runtime.plan_executor is None:
+        result = explain_request(runtime, *args)
+    else:  # the task classifier may wait for its model: not on the event loop
+        result = await asyncio.get_running_loop().run_in_executor(runtime.plan_executor, explain_request, runtime, *args)
     return Response(orjson.dumps(result), media_type="application/json")

@@ -14,7 +14,7 @@ output cap) on the paid plan; otherwise they are downgraded rather than cut shor
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,7 @@ async def admit_or_downgrade(
     body: dict[str, Any],
     endpoint: Endpoint,
     plan: Plan,
-    replan: Callable[[LiveState], Plan],
+    replan: Callable[[LiveState], Awaitable[Plan]],
 ) -> tuple[Plan, Admitted]:
     """Admit ``plan``; or, for a downgrading project out of budget, a plan of free deployments."""
     downgrade = downgrades(runtime, caller) and state.live is not None
@@ -52,7 +52,7 @@ async def admit_or_downgrade(
         if not downgrade or state.live is None:
             raise
         try:
-            cheaper = replan(state.live.downgraded)
+            cheaper = await replan(state.live.downgraded)
         except GatewayError:
             raise refusal from None  # nothing free is permitted: the budget's answer stands
         cheaper = replace(cheaper, rule=DOWNGRADE_RULE)
