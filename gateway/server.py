@@ -8,9 +8,11 @@ Three differences from the stock ``uvicorn.Server``, all about stopping:
    server has not picked up yet. A load balancer that has written a request on one of those sees
    a reset after sending, and must not retry a POST it has sent (it may have been processed):
    the client gets a 502. So before closing, the server takes those connections over and serves
-   them. What is left is the few microseconds between the last ``accept()`` and ``close()``,
-   not the length of an event-loop iteration; every later connection is refused, which a load
-   balancer retries elsewhere safely (nothing was sent).
+   them, and a connection accepted earlier that has not shown a request yet is not closed at once
+   either: its request may be sitting unread in the socket. What is left is the few
+   microseconds between the last ``accept()`` and ``close()``, not the length of an event-loop
+   iteration; every later connection is refused, which a load balancer retries elsewhere safely
+   (nothing was sent).
 3. A drained shutdown exits 0 (uvicorn re-raises the signal afterwards: exit status 143).
 
 Waiting: the server waits for open connections and requests for the drain's ``timeout_s``, at
@@ -75,8 +77,16 @@ class DrainingServer(uvicorn.Server):
         listeners = _take_over_listeners(self.servers)
         for sock in sockets or []:
             sock.close()
+        loop = asyncio.get_running_loop()
         for connection in list(self.server_state.connections):
-            connection.shutdown()  # idle ones close now, busy ones after their response
+            cycle = getattr(connection, "cycle", None)
+            if cycle is None or cycle.response_complete:
+                # No request seen yet: one may already sit unread in the socket (a load balancer
+                # writes it right after connecting), and closing now would reset it after it was
+                # sent. It gets what an adopted connection gets to show up.
+                loop.call_later(ADOPTED_IDLE_S, connection.shutdown)
+            else:
+                connection.shutdown()  # busy: closes after its response
         self.adopted = await self._adopt(listeners)
         try:
             await asyncio.wait_for(self._wait_tasks_to_complete(), self.drain.timeout_s + self.grace_s)
