@@ -35,24 +35,29 @@ _TEXT_COLUMNS = {"project", "group", "label", "budget_period"}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def cell(column: str, value: Any) -> str:
-    """One CSV cell: empty for null, ``true``/``false`` for booleans, text made inert for spreadsheets."""
+def cell(column: str, value: Any, text_columns: frozenset[str] | set[str] = _TEXT_COLUMNS) -> str:
+    """One CSV cell: empty for null, ``true``/``false`` for booleans, lists space-separated, and
+    text in ``text_columns`` made inert for spreadsheets (a leading ``'`` before ``=``, ``+``, ...)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list):
+        value = " ".join(map(str, value))
     text = str(value)
-    if column in _TEXT_COLUMNS and text.startswith(_FORMULA_START):
+    if column in text_columns and text.startswith(_FORMULA_START):
         return "'" + text
     return text
 
 
-def to_csv(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
+def to_csv(
+    columns: Sequence[str], rows: Iterable[dict[str, Any]], text_columns: frozenset[str] | set[str] = _TEXT_COLUMNS
+) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([cell(c, row.get(c)) for c in columns])
+        writer.writerow([cell(c, row.get(c), text_columns) for c in columns])
     return out.getvalue()
 
 

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
+
+from gateway.reports.render import to_csv
 
 TABLES = ("projects", "deployments", "shifts", "classes")
 PROJECT_COLUMNS = (
@@ -69,29 +69,12 @@ _TEXT = {
     "endpoints",
     "needs",
 }
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
 _CENT = Decimal("0.01")
 
 
-def _cell(column: str, value: Any) -> str:
-    """Empty for null; names made inert for spreadsheets (a leading ``'`` before ``=``, ``+``, ...)."""
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        value = " ".join(value)
-    text = str(value)
-    if column in _TEXT and text.startswith(_FORMULA_START):
-        return "'" + text
-    return text
-
-
 def _csv(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_cell(c, row.get(c)) for c in columns])
-    return out.getvalue()
+    return to_csv(columns, rows, _TEXT)
 
 
 def project_rows(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ Arabic-Indic digits, narrow no-break spaces (fr-FR), en-dashes, zero-width chara
 or JSON-escaped (``4111\\u00a01111``, ``\\n``) inside a tool argument. The detectors see none of
 that: :func:`normalize` maps
 
-- JSON / C escapes: ``\\uXXXX`` to the character, ``\\n`` ``\\r`` ``\\t`` to the control
+- JSON / C escapes: ``\\uHHHH`` to the character, ``\\n`` ``\\r`` ``\\t`` to the control
   character, ``\\"``, ``\\/`` and ``\\\\`` to the character -- repeatedly, because a tool
   call's ``arguments`` is JSON inside JSON, and each layer escapes the one inside it once more;
 - every Unicode decimal digit (category Nd) to its ASCII digit;
@@ -40,7 +40,7 @@ def _unescape(match: re.Match[str]) -> str:
 
 
 def decode_escapes(text: str) -> str:
-    """``\\uXXXX``, ``\\n``, ``\\t`` ... as the characters they stand for, layer after layer.
+    """``\\uHHHH``, ``\\n``, ``\\t`` ... as the characters they stand for, layer after layer.
 
     Every decoded escape is shorter than the escape, so a pass that changes nothing is the last
     one; a new escape can only come from a decoded backslash, which halves a run of backslashes per
